@@ -1,0 +1,93 @@
+"""Command line: ``lmlab list | run STUDY | report``.
+
+Errors in configs, data files and checkpoints print one line (``error: ...``) and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="lmlab: reproduce language-model research on a laptop.")
+
+
+def _fail(msg: str) -> None:
+    typer.echo(f"error: {msg}", err=True)
+    raise typer.Exit(2)
+
+
+@app.command("list")
+def list_studies() -> None:
+    """List the studies that `lmlab run` knows."""
+    from lmlab.studies import STUDIES
+
+    for name in STUDIES.names():
+        study = STUDIES.get(name)
+        typer.echo(f"{name:20s} {study.title}")
+
+
+@app.command()
+def run(
+    study: Annotated[str, typer.Argument(help="study name, see `lmlab list`")],
+    quick: Annotated[bool, typer.Option("--quick", help="documented smaller variant that runs in minutes on a CPU")] = False,
+    seed: Annotated[Optional[int], typer.Option(help="seed for data and initialisation")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="run directory (default runs/STUDY[-quick]-seedN)")] = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:N")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="JSON config file (the study's full config)")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="override, e.g. --set model.d_model=128")] = None,
+    resume: Annotated[bool, typer.Option("--resume/--fresh", help="continue from the run directory's checkpoint")] = True,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="show a progress bar")] = True,
+) -> None:
+    """Run a study: train, analyse, write figures and summary.json."""
+    from lmlab.config import ConfigError, apply_overrides, load_config_file
+    from lmlab.studies import STUDIES
+    from lmlab.train import CheckpointError
+
+    try:
+        s = STUDIES.get(study)()
+        cfg = load_config_file(s.config_cls, config) if config else (s.quick_config() if quick else s.default_config())
+        overrides = list(set_ or [])
+        if seed is not None:
+            overrides.append(f"seed={seed}")
+        if device is not None:
+            overrides.append(f"train.device={device}")
+        overrides.append(f"train.progress={'true' if progress else 'false'}")
+        cfg = apply_overrides(cfg, overrides)
+        if str(getattr(getattr(cfg, "train", None), "device", "cpu")).startswith("cuda"):
+            import torch
+
+            if not torch.cuda.is_available():
+                raise ConfigError("train.device: CUDA was asked for but torch sees no GPU; use --device cpu")
+        out = out or Path("runs") / f"{study}{'-quick' if quick else ''}-seed{cfg.seed}"
+        summary = s.run(cfg, out, quick=quick, resume=resume)
+    except (ConfigError, CheckpointError, KeyError) as e:
+        _fail(str(e).strip("'\""))
+        return
+    typer.echo(f"{study}: {summary.to_dict()['n_pass']}/{len(summary.claims)} claims pass "
+               f"({summary.seconds:.0f} s); summary: {Path(out) / 'summary.json'}")
+    for c in summary.claims:
+        typer.echo(f"  [{c.status:>14s}] {c.id}: paper {json.dumps(c.paper_value)} | ours {json.dumps(c.measured)}")
+
+
+@app.command()
+def report(
+    runs: Annotated[Path, typer.Option(help="directory searched for */summary.json")] = Path("runs"),
+    out: Annotated[Path, typer.Option(help="HTML file to write")] = Path("runs/report.html"),
+) -> None:
+    """Assemble every run under RUNS into one HTML page: claims vs measured, and the figures."""
+    from lmlab.report import build_report
+
+    try:
+        path, n = build_report(runs, out)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+        return
+    typer.echo(f"report of {n} run(s): {path}")
+
+
+def main() -> None:  # pragma: no cover
+    sys.exit(app())

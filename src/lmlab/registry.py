@@ -1,0 +1,29 @@
+"""Name -> "module:Class" registries, imported lazily so that `import lmlab` does no work."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from typing import Any
+
+
+class Registry:
+    def __init__(self, kind: str, entries: dict[str, str]):
+        self.kind = kind
+        self.entries = dict(entries)
+
+    def names(self) -> list[str]:
+        return sorted(self.entries)
+
+    def register(self, name: str, target: str) -> None:
+        if name in self.entries:
+            raise KeyError(f"{self.kind} '{name}' is already registered")
+        self.entries[name] = target
+
+    def get(self, name: str) -> Any:
+        if name not in self.entries:
+            close = difflib.get_close_matches(name, self.entries, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise KeyError(f"unknown {self.kind} '{name}'{hint} Known: {', '.join(self.names())}")
+        module, _, attr = self.entries[name].partition(":")
+        return getattr(importlib.import_module(module), attr)

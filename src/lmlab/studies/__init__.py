@@ -1,0 +1,7 @@
+"""One module per paper: experiment, analysis, figures, claims. One registry line each."""
+
+from lmlab.registry import Registry
+
+STUDIES = Registry("study", {
+    "two-hop": "lmlab.studies.two_hop:TwoHopStudy",
+})

@@ -1,0 +1,7 @@
+"""Seeded, versioned synthetic task generators. One file per task family, one registry line each."""
+
+from lmlab.registry import Registry
+
+TASKS = Registry("task", {
+    "two-hop": "lmlab.tasks.two_hop:TwoHopTask",
+})

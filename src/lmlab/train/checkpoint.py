@@ -1,0 +1,53 @@
+"""Checkpoints: weights, optimizer, schedule, RNG state, config and provenance in one file.
+
+Writes are atomic (temporary file, then rename), so a run killed while saving leaves the previous
+checkpoint intact. A file that cannot be read raises :class:`CheckpointError` with a message that
+says what to do, never a bare unpickling trace.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FORMAT_VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, corrupt or incompatible with the current run."""
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"format_version": FORMAT_VERSION, **state}, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        # weights_only=True: a checkpoint is data, never code. Ours hold only tensors and plain containers.
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or truncated ({first[:160]}); delete it to start over, "
+            "or point --out at a new directory"
+        ) from None
+    if not isinstance(state, dict) or "format_version" not in state:
+        raise CheckpointError(f"checkpoint {path} was not written by lmlab (no format_version); use a new --out")
+    if state["format_version"] > FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {path} has format {state['format_version']}, newer than this lmlab ({FORMAT_VERSION}); upgrade lmlab"
+        )
+    return state

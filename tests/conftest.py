@@ -1,0 +1,16 @@
+import os
+
+import pytest
+import torch
+
+# Tests never touch a hub, and use few threads so they behave the same on 2-core CI.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+def pytest_collection_modifyitems(config, items):
+    if not torch.cuda.is_available():
+        skip_gpu = pytest.mark.skip(reason="needs a CUDA device; none present")
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(skip_gpu)

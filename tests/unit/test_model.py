@@ -1,0 +1,127 @@
+import pytest
+import torch
+
+from lmlab.config import ConfigError
+from lmlab.nn import TinyConfig, TinyTransformer
+
+
+def tiny(**kw):
+    base = dict(d_vocab=11, n_ctx=8, n_layers=2, d_model=16, n_heads=2)
+    base.update(kw)
+    torch.manual_seed(0)
+    return TinyTransformer(TinyConfig(**base))
+
+
+@pytest.mark.parametrize("pos_embed", ["learned", "rotary", "none"])
+@pytest.mark.parametrize("layer_norm", [True, False])
+def test_fused_attention_equals_explicit(pos_embed, layer_norm):
+    m = tiny(pos_embed=pos_embed, layer_norm=layer_norm)
+    x = torch.randint(0, 11, (3, 8))
+    fused = m(x)
+    with m.record("blocks.*.attn.hook_pattern") as cache:
+        explicit = m(x)
+    assert len(cache) == 2
+    torch.testing.assert_close(fused, explicit, rtol=1e-5, atol=1e-5)
+    # and the fused path's gradients match the explicit path's
+    g1 = torch.autograd.grad(m(x).sum(), m.W_E)[0]
+    with m.record("blocks.0.attn.hook_attn_scores"):
+        g2 = torch.autograd.grad(m(x).sum(), m.W_E)[0]
+    torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-5)
+
+
+def test_pattern_is_causal_and_normalised():
+    m = tiny()
+    _, cache = m.run_with_cache(torch.randint(0, 11, (2, 8)), names="blocks.0.attn.hook_pattern")
+    p = cache["blocks.0.attn.hook_pattern"]
+    assert p.shape == (2, 2, 8, 8)
+    torch.testing.assert_close(p.sum(-1), torch.ones(2, 2, 8))
+    assert torch.all(p.triu(1) == 0)
+
+
+def test_relu_attention_divides_by_visible_keys():
+    m = tiny(attn_act="relu", n_layers=1, n_heads=1)
+    _, cache = m.run_with_cache(torch.randint(0, 11, (2, 8)), names=["blocks.0.attn.hook_attn_scores", "blocks.0.attn.hook_pattern"])
+    scores, pattern = cache["blocks.0.attn.hook_attn_scores"], cache["blocks.0.attn.hook_pattern"]
+    expected = torch.relu(scores) / torch.arange(1, 9).float()[:, None]
+    torch.testing.assert_close(pattern, expected.tril())
+
+
+def test_hook_names_and_shapes():
+    m = tiny()
+    names = set(m.hook_names)
+    for n in ["hook_embed", "hook_pos_embed", "blocks.1.hook_resid_pre", "blocks.1.hook_resid_mid", "blocks.1.hook_resid_post",
+              "blocks.0.attn.hook_q", "blocks.0.attn.hook_k", "blocks.0.attn.hook_v", "blocks.0.attn.hook_z",
+              "blocks.0.attn.hook_pattern", "blocks.0.hook_mlp_out", "blocks.0.mlp.hook_post", "hook_resid_final"]:
+        assert n in names
+    _, cache = m.run_with_cache(torch.zeros(4, 8, dtype=torch.long))
+    assert cache["blocks.0.attn.hook_q"].shape == (4, 8, 2, 8)
+    assert cache["blocks.1.hook_resid_post"].shape == (4, 8, 16)
+    assert cache["blocks.0.mlp.hook_post"].shape == (4, 8, 64)
+
+
+def test_residual_stream_adds_up():
+    m = tiny(n_layers=1)
+    _, c = m.run_with_cache(torch.randint(0, 11, (2, 8)))
+    torch.testing.assert_close(c["blocks.0.hook_resid_mid"], c["blocks.0.hook_resid_pre"] + c["blocks.0.hook_attn_out"])
+    torch.testing.assert_close(c["blocks.0.hook_resid_post"], c["blocks.0.hook_resid_mid"] + c["blocks.0.hook_mlp_out"])
+
+
+def test_hooks_removed_even_when_code_raises():
+    m = tiny()
+    with pytest.raises(RuntimeError, match="boom"):
+        with m.record("blocks.*.attn.hook_pattern"):
+            raise RuntimeError("boom")
+    assert not any(hp.active for hp in m.hook_dict.values())
+    with pytest.raises(ValueError):
+        with m.hooks([("hook_embed", lambda x, h: (_ for _ in ()).throw(ValueError("in hook")))]):
+            m(torch.zeros(1, 8, dtype=torch.long))
+    assert not any(hp.active for hp in m.hook_dict.values())
+
+
+def test_intervention_hook_changes_output():
+    m = tiny()
+    x = torch.randint(0, 11, (2, 8))
+    base = m(x)
+    with m.hooks([("blocks.*.hook_attn_out", lambda t, h: torch.zeros_like(t))]):
+        ablated = m(x)
+    assert not torch.allclose(base, ablated)
+    torch.testing.assert_close(m(x), base)  # hooks gone afterwards
+
+
+def test_unknown_hook_name_is_a_clear_error():
+    m = tiny()
+    with pytest.raises(KeyError, match="no hook point named 'blocks.0.attn.hook_patern'"):
+        with m.record("blocks.0.attn.hook_patern"):
+            pass
+
+
+def test_attn_only_has_no_mlp():
+    m = tiny(attn_only=True)
+    assert not any("mlp" in n for n in m.hook_names)
+    assert m(torch.zeros(1, 8, dtype=torch.long)).shape == (1, 8, 11)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(d_model=30, n_heads=4), r"d_model \(30\) must be divisible by n_heads \(4\)"),
+        (dict(n_layers=0), "n_layers must be >= 1"),
+        (dict(attn_act="tanh"), "attn_act"),
+        (dict(d_model="big"), "d_model: expects an integer"),
+        (dict(pos_embed="rotary", d_model=18, n_heads=2), "even for rotary"),
+    ],
+)
+def test_bad_config_names_the_field(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        TinyConfig(d_vocab=10, n_ctx=8, **kwargs)
+
+
+def test_too_long_input_is_rejected():
+    with pytest.raises(ValueError, match="exceeds n_ctx=8"):
+        tiny()(torch.zeros(1, 9, dtype=torch.long))
+
+
+def test_model_is_deterministic_under_seed():
+    a, b = tiny(), tiny()
+    x = torch.randint(0, 11, (2, 8))
+    torch.testing.assert_close(a(x), b(x))
