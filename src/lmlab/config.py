@@ -9,7 +9,7 @@ as the CLI does with ``--set model.d_model=128``::
 
     >>> from lmlab.nn import TinyConfig
     >>> cfg = TinyConfig(d_vocab=10, n_ctx=8)
-    >>> apply_overrides(cfg, ["d_model=32", "n_heads=2"]).d_head
+    >>> apply_overrides(cfg, ["d_model=32", "n_heads=2"]).head_dim
     16
 """
 

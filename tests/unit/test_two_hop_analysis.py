@@ -59,17 +59,19 @@ def test_attention_scores_on_hand_built_patterns():
     task, s, P0 = _hand_built()
     T, pos = task.n_ctx, s.premise_pos[0]
     P1 = torch.eye(T)[None, None].clone()
-    for c in range(2):  # layer 1: End -> Brg of premise 1
+    q = s.query_chain[0]
+    for c in range(2):  # layer 1: End -> Brg of premise 1, and the query -> Brg of its chain's premise 1
         end = pos[c, 1] + 1
         P1[0, 0, end, end], P1[0, 0, end, pos[c, 0] + 1] = 0.0, 1.0
+    P1[0, 0, task.answer_index, task.answer_index], P1[0, 0, task.answer_index, pos[q, 0] + 1] = 0.0, 1.0
     P2 = torch.eye(T)[None, None].clone()
-    q = s.query_chain[0]
     P2[0, 0, task.answer_index, task.answer_index] = 0.0
     P2[0, 0, task.answer_index, pos[q, 1] + 1] = 0.75
     P2[0, 0, task.answer_index, pos[1 - q, 1] + 1] = 0.25
     sc = attention_scores([P0, P1, P2], s, task.answer_index)
     assert sc["prev_token"] == [[1.0], [0.0], [0.0]]
-    assert sc["bridge"] == [[0.0], [1.0], [0.0]]
+    assert sc["end_bridge"] == [[0.0], [1.0], [0.0]]
+    assert sc["query_bridge"] == [[0.0], [1.0], [0.0]]
     assert sc["query_end"][2] == [0.75] and sc["query_distract"][2] == [0.25]
 
 

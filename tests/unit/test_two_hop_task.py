@@ -59,3 +59,19 @@ def test_batches_are_pure_functions_of_seed_and_step():
 def test_eval_set_differs_from_training_stream():
     t = TwoHopTask(TwoHopTaskConfig())
     assert not np.array_equal(t.eval_sample(16).tokens, t.sample(16, t.rng(0)).tokens)
+
+
+def test_trim_after_answer_leaves_the_loss_unchanged():
+    import torch
+
+    from lmlab.nn import TinyConfig, TinyTransformer
+    from lmlab.train import masked_cross_entropy
+
+    t = TwoHopTask(TwoHopTaskConfig())
+    torch.manual_seed(0)
+    m = TinyTransformer(TinyConfig(d_vocab=t.d_vocab, n_ctx=t.n_ctx, d_model=16))
+    full, trimmed = t.batch(3, 16), t.batch(3, 16, trim=True)
+    assert trimmed.tokens.shape == (16, 21)
+    a = masked_cross_entropy(m(full.tokens), full.targets, full.mask)
+    b = masked_cross_entropy(m(trimmed.tokens), trimmed.targets, trimmed.mask)
+    torch.testing.assert_close(a, b)

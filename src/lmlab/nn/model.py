@@ -57,6 +57,9 @@ class TinyConfig(Config):
     ln_eps: float = 1e-5
     bias: bool = False
     tie_embeddings: bool = False
+    # "torch": what nn.Embedding / nn.Linear do by default (embeddings N(0, 1), matrices U(+-1/sqrt(fan_in))),
+    # as in the papers' reference code; "gpt2": N(0, init_std), residual writers scaled by 1/sqrt(2 n_layers).
+    init: Literal["torch", "gpt2"] = "torch"
     init_std: float = 0.02
     rotary_base: float = 10000.0
 
@@ -227,9 +230,15 @@ class TinyTransformer(HookedRootModule):
         for name, p in self.named_parameters():
             if name.startswith("b_") or ".b_" in name or name.endswith("ln.weight") or name.endswith("ln.bias"):
                 continue
-            # GPT-2 style: residual-writing matrices scaled by 1/sqrt(2 n_layers).
-            scale = 1 / math.sqrt(2 * self.cfg.n_layers) if name.endswith(("W_O", "W_out")) else 1.0
-            nn.init.normal_(p, std=std * scale)
+            if self.cfg.init == "torch":
+                if name in ("W_E", "W_pos"):
+                    nn.init.normal_(p)  # nn.Embedding default
+                else:  # nn.Linear default: kaiming_uniform(a=sqrt(5)) = U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+                    bound = 1 / math.sqrt(p.shape[0])  # our matrices are stored (fan_in, fan_out)
+                    nn.init.uniform_(p, -bound, bound)
+            else:
+                scale = 1 / math.sqrt(2 * self.cfg.n_layers) if name.endswith(("W_O", "W_out")) else 1.0
+                nn.init.normal_(p, std=std * scale)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         if tokens.dim() != 2:

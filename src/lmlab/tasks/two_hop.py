@@ -114,16 +114,20 @@ class TwoHopTask:
     def rng(self, step: int) -> np.random.Generator:
         return np.random.default_rng(np.random.SeedSequence([self.seed, step]))
 
-    def to_batch(self, s: TwoHopSample) -> Batch:
+    def to_batch(self, s: TwoHopSample, trim: bool = False) -> Batch:
+        """x, y and the loss mask. ``trim=True`` drops the positions after the answer index: with causal
+        attention and the loss only at the answer they change nothing but cost 1/8 of the compute."""
         tokens = torch.from_numpy(s.tokens)
         x, y = tokens[:, :-1], tokens[:, 1:]
+        if trim:
+            x, y = x[:, : self.answer_index + 1], y[:, : self.answer_index + 1]
         mask = torch.zeros_like(x, dtype=torch.bool)
         mask[:, self.answer_index] = True
         return Batch(x, y, mask)
 
-    def batch(self, step: int, batch_size: int) -> Batch:
+    def batch(self, step: int, batch_size: int, trim: bool = False) -> Batch:
         """Training batch for ``step``: fresh data every step, a pure function of (seed, step)."""
-        return self.to_batch(self.sample(batch_size, self.rng(step)))
+        return self.to_batch(self.sample(batch_size, self.rng(step)), trim=trim)
 
     def eval_sample(self, n: int, index: int = 0) -> TwoHopSample:
         return self.sample(n, self.rng(EVAL_STREAM + index))

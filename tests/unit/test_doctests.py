@@ -1,0 +1,25 @@
+"""The examples in docstrings run."""
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = ["lmlab.config", "lmlab.nn.hooks", "lmlab.nn.model", "lmlab.tasks.two_hop"]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0, f"{name} has no examples"
+    assert result.failed == 0
+
+
+def test_import_lmlab_does_no_work():
+    import subprocess
+    import sys
+
+    code = "import sys, lmlab, lmlab.studies, lmlab.tasks; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "False"  # registries are lazy: importing them pulls in no torch
