@@ -125,3 +125,20 @@ def test_model_is_deterministic_under_seed():
     a, b = tiny(), tiny()
     x = torch.randint(0, 11, (2, 8))
     torch.testing.assert_close(a(x), b(x))
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(pos_embed="rotary"), dict(attn_act="relu"), dict(bias=True)])
+def test_positions_argument_is_exact(kw):
+    m = tiny(**kw)
+    x = torch.randint(0, 11, (3, 8))
+    pos = torch.tensor([2, 7])
+    full = m(x)
+    part = m(x, positions=pos)
+    assert part.shape == (3, 2, 11)
+    torch.testing.assert_close(part, full[:, pos], rtol=1e-5, atol=1e-5)
+    g1 = torch.autograd.grad(full[:, pos].sum(), m.W_E)[0]
+    g2 = torch.autograd.grad(m(x, positions=pos).sum(), m.W_E)[0]
+    torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-5)
+    with m.record("blocks.*.attn.hook_pattern") as cache:
+        torch.testing.assert_close(m(x, positions=pos), part, rtol=1e-5, atol=1e-5)
+    assert cache["blocks.1.attn.hook_pattern"].shape == (3, 2, 2, 8)

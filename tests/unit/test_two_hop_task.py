@@ -75,3 +75,18 @@ def test_trim_after_answer_leaves_the_loss_unchanged():
     a = masked_cross_entropy(m(full.tokens), full.targets, full.mask)
     b = masked_cross_entropy(m(trimmed.tokens), trimmed.targets, trimmed.mask)
     torch.testing.assert_close(a, b)
+
+
+def test_positions_loss_equals_masked_loss():
+    import torch
+
+    from lmlab.nn import TinyConfig, TinyTransformer
+    from lmlab.train import masked_cross_entropy
+
+    t = TwoHopTask(TwoHopTaskConfig())
+    torch.manual_seed(0)
+    m = TinyTransformer(TinyConfig(d_vocab=t.d_vocab, n_ctx=t.n_ctx, d_model=16))
+    b = t.batch(1, 8, trim=True)
+    a = masked_cross_entropy(m(b.tokens), b.targets, b.mask)
+    c = masked_cross_entropy(m(b.tokens, positions=b.positions), b.targets[:, b.positions], None)
+    torch.testing.assert_close(a, c)

@@ -115,9 +115,11 @@ class Rotary(nn.Module):
         self.register_buffer("cos", angles.cos(), persistent=False)
         self.register_buffer("sin", angles.sin(), persistent=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (batch, pos, head, d_head)
+    def forward(self, x: torch.Tensor, pos: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (batch, pos, head, d_head); ``pos`` the positions of x's rows (default 0..T-1)."""
         T = x.shape[1]
-        cos, sin = self.cos[:T, None, :], self.sin[:T, None, :]
+        cos, sin = (self.cos[:T], self.sin[:T]) if pos is None else (self.cos[pos], self.sin[pos])
+        cos, sin = cos[:, None, :], sin[:, None, :]
         x1, x2 = x[..., 0::2], x[..., 1::2]
         out = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
         return out.flatten(-2)
@@ -142,33 +144,42 @@ class Attention(nn.Module):
         for name in ("q", "k", "v", "attn_scores", "pattern", "z"):
             setattr(self, f"hook_{name}", HookPoint())
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, q_pos: torch.Tensor | None = None) -> torch.Tensor:
+        """Attention of every position, or only of the queries at ``q_pos`` (keys and values: all positions)."""
         B, T, _ = x.shape
         H, D = self.cfg.n_heads, self.cfg.head_dim
         # One matmul for q, k, v (the three weights stay separate parameters for analysis).
-        qkv = F.linear(x, torch.cat([self.W_Q, self.W_K, self.W_V], dim=1).T, self.b_QKV)
-        q, k, v = qkv.view(B, T, 3, H, D).unbind(dim=2)
+        W = torch.cat([self.W_Q, self.W_K, self.W_V], dim=1)
+        if q_pos is None:
+            q, k, v = F.linear(x, W.T, self.b_QKV).view(B, T, 3, H, D).unbind(dim=2)
+        else:
+            b_q, b_kv = (None, None) if self.b_QKV is None else (self.b_QKV[: H * D], self.b_QKV[H * D:])
+            q = F.linear(x[:, q_pos], W[:, : H * D].T, b_q).view(B, len(q_pos), H, D)
+            k, v = F.linear(x, W[:, H * D:].T, b_kv).view(B, T, 2, H, D).unbind(dim=2)
         if self.rotary is not None:
-            q, k = self.rotary(q), self.rotary(k)
+            q, k = self.rotary(q, q_pos), self.rotary(k)
         q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (batch, head, pos, d_head)
+        mask = self.causal[:T, :T] if q_pos is None else self.causal[q_pos, :T]
+        n_visible = self.n_visible[:T] if q_pos is None else self.n_visible[q_pos]
 
         explicit = self.cfg.attn_act != "softmax" or self.hook_pattern.active or self.hook_attn_scores.active
         if explicit:
             scores = (q @ k.transpose(-1, -2)) / math.sqrt(D)
-            mask = self.causal[:T, :T]
             if self.cfg.attn_act == "softmax":
                 scores = self.hook_attn_scores(scores.masked_fill(~mask, float("-inf")))
                 pattern = scores.softmax(dim=-1)
             else:
                 scores = self.hook_attn_scores(scores.masked_fill(~mask, 0.0))
-                pattern = F.relu(scores) / self.n_visible[:T]
+                pattern = F.relu(scores) / n_visible
             pattern = self.hook_pattern(pattern)
             z = pattern @ v
-        else:
+        elif q_pos is None:
             z = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            z = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         z = self.hook_z(z.transpose(1, 2))  # (batch, pos, head, d_head)
-        return F.linear(z.reshape(B, T, H * D), self.W_O.T, self.b_O)
+        return F.linear(z.reshape(B, z.shape[1], H * D), self.W_O.T, self.b_O)
 
 
 class MLP(nn.Module):
@@ -196,9 +207,12 @@ class Block(nn.Module):
         for name in ("resid_pre", "attn_out", "resid_mid", "resid_post") + (("mlp_out",) if self.mlp else ()):
             setattr(self, f"hook_{name}", HookPoint())
 
-    def forward(self, resid: torch.Tensor) -> torch.Tensor:
+    def forward(self, resid: torch.Tensor, q_pos: torch.Tensor | None = None) -> torch.Tensor:
         resid = self.hook_resid_pre(resid)
-        resid = self.hook_resid_mid(resid + self.hook_attn_out(self.attn(self.ln1(resid))))
+        attn_out = self.hook_attn_out(self.attn(self.ln1(resid), q_pos))
+        if q_pos is not None:
+            resid = resid[:, q_pos]
+        resid = self.hook_resid_mid(resid + attn_out)
         if self.mlp is not None:
             resid = resid + self.hook_mlp_out(self.mlp(self.ln2(resid)))
         return self.hook_resid_post(resid)
@@ -240,7 +254,13 @@ class TinyTransformer(HookedRootModule):
                 scale = 1 / math.sqrt(2 * self.cfg.n_layers) if name.endswith(("W_O", "W_out")) else 1.0
                 nn.init.normal_(p, std=std * scale)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (batch, pos, d_vocab); with ``positions`` (1-D), only at those positions: (batch, len, d_vocab).
+
+        With ``positions`` the last block computes its queries, MLP and unembedding only where asked
+        (exact, since attention is causal), which is what training with a loss at a few positions needs.
+        Hooks of the last block then see ``len(positions)`` query rows.
+        """
         if tokens.dim() != 2:
             raise ValueError(f"tokens must be (batch, pos), got shape {tuple(tokens.shape)}")
         T = tokens.shape[1]
@@ -249,8 +269,9 @@ class TinyTransformer(HookedRootModule):
         resid = self.hook_embed(F.embedding(tokens, self.W_E))
         if self.W_pos is not None:
             resid = resid + self.hook_pos_embed(self.W_pos[:T])
-        for block in self.blocks:
-            resid = block(resid)
+        last = len(self.blocks) - 1
+        for i, block in enumerate(self.blocks):
+            resid = block(resid, positions if i == last else None)
         resid = self.hook_resid_final(self.ln_final(resid))
         return resid @ (self.W_E.T if self.W_U is None else self.W_U)
 

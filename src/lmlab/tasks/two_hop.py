@@ -123,7 +123,7 @@ class TwoHopTask:
             x, y = x[:, : self.answer_index + 1], y[:, : self.answer_index + 1]
         mask = torch.zeros_like(x, dtype=torch.bool)
         mask[:, self.answer_index] = True
-        return Batch(x, y, mask)
+        return Batch(x, y, mask, positions=torch.tensor([self.answer_index]))
 
     def batch(self, step: int, batch_size: int, trim: bool = False) -> Batch:
         """Training batch for ``step``: fresh data every step, a pure function of (seed, step)."""

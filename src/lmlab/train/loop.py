@@ -30,11 +30,16 @@ from lmlab.train.checkpoint import CheckpointError, load_checkpoint, save_checkp
 
 
 class Batch(NamedTuple):
-    """Inputs ``tokens`` (batch, pos); ``targets`` (batch, pos); ``mask`` (batch, pos) bool: where the loss counts."""
+    """Inputs ``tokens`` (batch, pos); ``targets`` (batch, pos); ``mask`` (batch, pos) bool: where the loss counts.
+
+    ``positions`` (optional, 1-D): the loss counts only at these positions in every row; the model is
+    then asked for logits there alone (``model(tokens, positions=...)``), which saves compute.
+    """
 
     tokens: torch.Tensor
     targets: torch.Tensor
     mask: torch.Tensor | None = None
+    positions: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -242,8 +247,13 @@ def train(
                     stopped = True
                     break
 
-            tokens, targets, mask = (t.to(device) if t is not None else None for t in batch_fn(step))
-            loss = masked_cross_entropy(model(tokens), targets, mask)
+            tokens, targets, mask, positions = (t.to(device) if t is not None else None for t in batch_fn(step))
+            if positions is None:
+                logits = model(tokens)
+            else:  # logits only where the loss counts
+                logits = model(tokens, positions=positions)
+                targets, mask = targets[:, positions], (None if mask is None else mask[:, positions])
+            loss = masked_cross_entropy(logits, targets, mask)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip is not None:

@@ -1,0 +1,1 @@
+"""Reusable analyses over recorded activations (any model)."""
