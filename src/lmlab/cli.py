@@ -50,14 +50,17 @@ def run(
     try:
         s = STUDIES.get(study)()
         cfg = load_config_file(s.config_cls, config) if config else (s.quick_config() if quick else s.default_config())
+        # device and progress live in `train` for single-model studies, at the top for multi-model ones
+        section = "train." if hasattr(cfg, "train") else ""
         overrides = list(set_ or [])
         if seed is not None:
             overrides.append(f"seed={seed}")
         if device is not None:
-            overrides.append(f"train.device={device}")
-        overrides.append(f"train.progress={'true' if progress else 'false'}")
+            overrides.append(f"{section}device={device}")
+        overrides.append(f"{section}progress={'true' if progress else 'false'}")
         cfg = apply_overrides(cfg, overrides)
-        if str(getattr(getattr(cfg, "train", None), "device", "cpu")).startswith("cuda"):
+        run_device = getattr(getattr(cfg, "train", cfg), "device", "cpu")
+        if str(run_device).startswith("cuda"):
             import torch
 
             if not torch.cuda.is_available():

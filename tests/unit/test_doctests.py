@@ -5,7 +5,8 @@ import importlib
 
 import pytest
 
-MODULES = ["lmlab.config", "lmlab.nn.hooks", "lmlab.nn.model", "lmlab.tasks.two_hop"]
+MODULES = ["lmlab.config", "lmlab.nn.hooks", "lmlab.nn.model", "lmlab.tasks.two_hop", "lmlab.tasks.bigram_backcopy",
+           "lmlab.analysis.extreme_tokens"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -1,0 +1,301 @@
+"""Extreme-token phenomena on Bigram-Backcopy (Guo et al. 2024, arXiv 2410.13835).
+
+Attention sinks (queries put their attention on BOS), value-state drains (BOS's value is tiny) and
+residual-state peaks (BOS's residual norm is huge) appear in 1-3 layer transformers trained on the
+Bigram-Backcopy task (``lmlab.tasks.bigram_backcopy``). The head is *active* at trigger tokens,
+where it attends to the previous token to copy it, and *dormant* elsewhere, where it parks its
+attention on BOS, whose value has been driven to a no-op (mutual reinforcement: the sink grows as
+the BOS value shrinks).
+
+This study trains one model per variant, side by side:
+
+=================  ======  ==========  =========  ==============================================
+variant            layers  attention   optimizer  what it shows
+=================  ======  ==========  =========  ==============================================
+softmax_adam_1l    1       softmax     AdamW      sink, value drain, active-dormant switch
+relu_adam_1l       1       ReLU        AdamW      mitigation: no sink at the same loss
+softmax_adam_3l    3       softmax     AdamW      residual-state peak
+softmax_sgd_3l     3       softmax     SGD+mom.   mitigation: a smaller residual peak
+=================  ======  ==========  =========  ==============================================
+
+and measures over training, per layer: attention on BOS from non-trigger and from trigger queries,
+``||W_O v||`` of BOS against the median token (value drain), the residual norm of BOS against the
+median token (peak), and the bigram and backcopy losses separately. The metrics are the reusable
+functions of ``lmlab.analysis.extreme_tokens``.
+
+The default config is the paper's (d_model 256, sequences of 256, batch 512, 10k steps: a GPU
+job); ``--quick`` uses d_model 64, sequences of 64, batch 64 and 1.5k-2.5k steps per variant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lmlab.analysis.extreme_tokens import head_outputs, norm_ratio, sink_share, token_norms
+from lmlab.config import Config, ConfigError
+from lmlab.nn import TinyConfig, TinyTransformer
+from lmlab.studies.base import Claim, Study, Summary, check
+from lmlab.tasks.bigram_backcopy import BigramBackcopyConfig, BigramBackcopyTask
+from lmlab.train import TrainConfig, train
+
+
+@dataclass(frozen=True)
+class Variant(Config):
+    name: str = "softmax_adam_1l"
+    n_layers: int = 1
+    attn_act: Literal["softmax", "relu"] = "softmax"
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
+    lr: float = 3e-4
+    momentum: float = 0.0
+    steps: int = 10_000
+
+    def validate(self) -> None:
+        if self.steps < 1 or self.lr <= 0 or self.n_layers < 1:
+            raise ConfigError(f"Variant '{self.name}': steps, lr and n_layers must be positive")
+
+
+PAPER_VARIANTS = (
+    Variant("softmax_adam_1l", 1, "softmax", "adamw", 3e-4, 0.0, 10_000),
+    Variant("relu_adam_1l", 1, "relu", "adamw", 3e-3, 0.0, 100_000),
+    Variant("softmax_adam_3l", 3, "softmax", "adamw", 3e-4, 0.0, 10_000),
+    Variant("softmax_sgd_3l", 3, "softmax", "sgd", 0.03, 0.9, 10_000),
+)
+REQUIRED = {"softmax_adam_1l", "relu_adam_1l", "softmax_adam_3l", "softmax_sgd_3l"}
+
+
+@dataclass(frozen=True)
+class ExtremeTokensConfig(Config):
+    """The paper's setting. The model's n_layers and attn_act come from each variant."""
+
+    seed: int = 42
+    task: BigramBackcopyConfig = field(default_factory=BigramBackcopyConfig)
+    model: TinyConfig = field(default_factory=lambda: TinyConfig(d_model=256, n_heads=1, act_fn="relu", bias=False))
+    variants: tuple[Variant, ...] = PAPER_VARIANTS
+    batch_size: int = 512
+    weight_decay: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.99)
+    eval_every: int = 250
+    eval_size: int = 64
+    progress: bool = True
+    device: str = "cpu"
+
+    def validate(self) -> None:
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names):
+            raise ConfigError("ExtremeTokensConfig.variants: names must be unique")
+        missing = REQUIRED - set(names)
+        if missing:
+            raise ConfigError(f"ExtremeTokensConfig.variants: missing {sorted(missing)}; the claims compare these four")
+
+
+def bb_metrics(model: TinyTransformer, task: BigramBackcopyTask, x: np.ndarray) -> dict[str, Any]:
+    """Losses and extreme-token metrics of ``model`` on sequences ``x`` (BOS at position 0)."""
+    device = next(model.parameters()).device
+    batch = task.to_batch(x)
+    L = model.cfg.n_layers
+    names = [f"blocks.{i}.attn.hook_{n}" for i in range(L) for n in ("pattern", "v")]
+    names += [f"blocks.{i}.hook_resid_post" for i in range(L)]
+    with model.record(names) as cache:
+        logits = model(batch.tokens.to(device))
+    ce = F.cross_entropy(logits.flatten(0, 1).float(), batch.targets.to(device).flatten(), reduction="none")
+    ce = ce.view(batch.targets.shape).cpu()
+    trig = torch.from_numpy(task.trigger_mask(x))
+    out: dict[str, Any] = {
+        "loss": ce.mean().item(),
+        "bigram_loss": ce[~trig].mean().item(),
+        "backcopy_loss": ce[trig].mean().item() if trig.any() else None,
+    }
+    per_layer: dict[str, list[float]] = {k: [] for k in (
+        "sink_nontrigger", "sink_trigger", "value_out_ratio", "bos_value_out_norm", "resid_ratio", "bos_resid_norm")}
+    for i in range(L):
+        pattern = cache[f"blocks.{i}.attn.hook_pattern"].float().cpu()
+        values = head_outputs(cache[f"blocks.{i}.attn.hook_v"].float(), model.blocks[i].attn.W_O.detach().float()).cpu()
+        resid = cache[f"blocks.{i}.hook_resid_post"].float().cpu()
+        per_layer["sink_nontrigger"].append(sink_share(pattern, ~trig).max().item())
+        per_layer["sink_trigger"].append(sink_share(pattern, trig).max().item())
+        per_layer["value_out_ratio"].append(norm_ratio(values).item())
+        per_layer["bos_value_out_norm"].append(token_norms(values)[:, 0].mean().item())
+        per_layer["resid_ratio"].append(norm_ratio(resid).item())
+        per_layer["bos_resid_norm"].append(token_norms(resid)[:, 0].mean().item())
+    out.update({k: [round(v, 5) for v in vals] for k, vals in per_layer.items()})
+    out["attn_example"] = np.round(cache["blocks.0.attn.hook_pattern"][0, 0, :32, :32].float().cpu().numpy(), 3).tolist()
+    return out
+
+
+class ExtremeTokensStudy(Study):
+    name = "extreme-tokens"
+    title = "Extreme-token phenomena on Bigram-Backcopy: sinks, value drains, residual peaks, mitigations"
+    paper = "Guo et al., Active-Dormant Attention Heads, arXiv 2410.13835"
+    config_cls = ExtremeTokensConfig
+
+    def quick_config(self) -> ExtremeTokensConfig:
+        """d_model 64, sequences of 64, batch 64, lr 1e-3 for AdamW: all four variants in about 6 minutes on 2 cores."""
+        base = ExtremeTokensConfig()
+        return base.replace(
+            task=base.task.replace(seq_len=64),
+            model=base.model.replace(d_model=64),
+            variants=(
+                Variant("softmax_adam_1l", 1, "softmax", "adamw", 1e-3, 0.0, 1500),
+                Variant("relu_adam_1l", 1, "relu", "adamw", 1e-3, 0.0, 1500),
+                Variant("softmax_adam_3l", 3, "softmax", "adamw", 1e-3, 0.0, 2500),
+                Variant("softmax_sgd_3l", 3, "softmax", "sgd", 0.03, 0.9, 2500),
+            ),
+            batch_size=64,
+            eval_every=100,
+        )
+
+    def execute(self, cfg: ExtremeTokensConfig, out: Path, quick: bool, resume: bool) -> Summary:
+        task = BigramBackcopyTask(cfg.task, seed=cfg.seed)
+        x_eval = task.eval_sample(cfg.eval_size)
+        oracle = task.oracle_bigram_ce(x_eval)
+        histories: dict[str, list[dict[str, Any]]] = {}
+        seconds = {}
+        for v in cfg.variants:
+            model_cfg = cfg.model.replace(d_vocab=task.d_vocab, n_ctx=task.n_ctx, n_layers=v.n_layers, attn_act=v.attn_act)
+            torch.manual_seed(cfg.seed)
+            model = TinyTransformer(model_cfg)
+            train_cfg = TrainConfig(
+                steps=v.steps, optimizer=v.optimizer, lr=v.lr, momentum=v.momentum, betas=cfg.betas,
+                weight_decay=cfg.weight_decay, eval_every=cfg.eval_every, log_every=10,
+                checkpoint_every=max(cfg.eval_every, 250), seed=cfg.seed, device=cfg.device, progress=cfg.progress,
+            )
+            result = train(
+                model, train_cfg, lambda step: task.batch(step, cfg.batch_size), out / v.name,
+                eval_fn=lambda m, step: bb_metrics(m, task, x_eval), resume=resume,
+                meta={"task": cfg.task.to_dict(), "task_version": task.version, "model": model_cfg.to_dict(),
+                      "batch_size": cfg.batch_size, "variant": v.to_dict()},
+            )
+            histories[v.name] = result.evals
+            seconds[v.name] = round(result.seconds, 1)
+
+        finals = {name: h[-1] for name, h in histories.items()}
+        claims = self._claims(histories, oracle)
+        figures = self._figures(out, histories, task, x_eval)
+        metrics = {
+            "oracle_bigram_ce": oracle,
+            "triggers": [task.vocab[i] for i in task.triggers],
+            "trigger_fraction": float(task.trigger_mask(x_eval).mean()),
+            "final": {n: {k: f[k] for k in f if k != "attn_example"} for n, f in finals.items()},
+            "train_seconds": seconds,
+        }
+        return Summary(self.name, claims, cfg.to_dict(), cfg.seed, quick, task.version, metrics, figures)
+
+    @staticmethod
+    def _claims(h: dict[str, list[dict[str, Any]]], oracle: float) -> list[Claim]:
+        from scipy.stats import spearmanr
+
+        s1, r1, s3, g3 = (h[n][-1] for n in ("softmax_adam_1l", "relu_adam_1l", "softmax_adam_3l", "softmax_sgd_3l"))
+        claims = [
+            Claim("attention_sink", "A 1-layer softmax transformer trained with Adam on BB puts almost all attention of "
+                  "non-trigger queries on BOS (the head is dormant there)",
+                  paper_value=">= 0.9 (a small CPU run: 0.986)", measured=s1["sink_nontrigger"][0],
+                  tolerance="BOS share of non-trigger queries >= 0.9", status=check(s1["sink_nontrigger"][0] >= 0.9),
+                  source="[abstract] + [secondary] CPU run"),
+            Claim("active_on_triggers", "At trigger tokens the same head is active: it attends away from BOS (to the "
+                  "token to copy)", paper_value="~0 (a small CPU run: 0.000)", measured=s1["sink_trigger"][0],
+                  tolerance="BOS share of trigger queries <= 0.2", status=check(s1["sink_trigger"][0] <= 0.2),
+                  source="[abstract] + [secondary] CPU run"),
+            Claim("value_drain", "BOS's value state is drained: ||W_O v_BOS|| far below the other tokens'",
+                  paper_value="~12x smaller (a small CPU run: 1.27 vs 15.0)", measured=s1["value_out_ratio"][0],
+                  tolerance="||W_O v_BOS|| / median token's <= 0.2 (at least 5x smaller)",
+                  status=check(s1["value_out_ratio"][0] <= 0.2), source="[abstract] + [secondary] CPU run"),
+            Claim("task_solved", "The model solves BB: backcopy loss near 0, bigram loss at the oracle",
+                  paper_value={"backcopy": 5.5e-6, "bigram_vs_oracle": "2.2299 (tiny-Shakespeare)"},
+                  measured={"backcopy": s1["backcopy_loss"], "bigram": s1["bigram_loss"], "oracle": round(oracle, 4)},
+                  tolerance="backcopy CE <= 0.05 and bigram CE <= oracle + 0.05",
+                  status=check(s1["backcopy_loss"] is not None and s1["backcopy_loss"] <= 0.05
+                               and s1["bigram_loss"] <= oracle + 0.05), source="[code] notebook"),
+        ]
+        sink_curve = [e["sink_nontrigger"][0] for e in h["softmax_adam_1l"]]
+        value_curve = [e["bos_value_out_norm"][0] for e in h["softmax_adam_1l"]]
+        rho = float(spearmanr(sink_curve, value_curve).statistic) if len(sink_curve) > 2 else float("nan")
+        claims.append(Claim(
+            "mutual_reinforcement", "Over training the sink grows while the BOS value norm falls (mutual reinforcement)",
+            paper_value="sink up, ||v_BOS|| down", measured={"spearman_sink_vs_bos_value": round(rho, 3),
+                                                             "sink_start_end": [sink_curve[0], sink_curve[-1]],
+                                                             "bos_value_start_end": [value_curve[0], value_curve[-1]]},
+            tolerance="Spearman correlation over evals <= -0.5, sink rises and BOS value falls from first to last eval",
+            status=check(rho <= -0.5 and sink_curve[-1] > sink_curve[0] and value_curve[-1] < value_curve[0]),
+            source="[abstract]"))
+        claims.append(Claim(
+            "relu_removes_sink", "ReLU attention removes the sink at a comparable loss",
+            paper_value={"sink": "none", "bigram": 2.2284},
+            measured={"relu_sink": r1["sink_nontrigger"][0], "relu_loss": r1["loss"], "softmax_loss": s1["loss"]},
+            tolerance="ReLU model's BOS share < 0.3 and |loss(ReLU) - loss(softmax)| <= 0.05",
+            status=check(r1["sink_nontrigger"][0] < 0.3 and abs(r1["loss"] - s1["loss"]) <= 0.05),
+            source="[abstract] + [code]"))
+        peak_adam, peak_sgd = max(s3["resid_ratio"]), max(g3["resid_ratio"])
+        claims.append(Claim(
+            "residual_peak", "A 3-layer softmax transformer trained with Adam develops a residual-state peak at BOS",
+            paper_value="BOS residual-norm excess 106.1 (d=256, 10k steps)",
+            measured={"max_layer_resid_ratio": round(peak_adam, 3), "per_layer": s3["resid_ratio"]},
+            tolerance="BOS residual norm >= 2x the median token's in some layer",
+            status=check(peak_adam >= 2.0), source="[code] notebook"))
+        claims.append(Claim(
+            "sgd_weakens_peak", "Training with SGD instead of Adam gives a smaller BOS residual peak",
+            paper_value="SGD removes the peak (qualitative)",
+            measured={"adam": round(peak_adam, 3), "sgd": round(peak_sgd, 3), "sgd_loss": g3["loss"],
+                      "adam_loss": s3["loss"]},
+            tolerance="max-layer BOS residual ratio: SGD < Adam", status=check(peak_sgd < peak_adam),
+            source="[abstract]"))
+        return claims
+
+    @staticmethod
+    def _figures(out: Path, h: dict[str, list[dict[str, Any]]], task: BigramBackcopyTask, x: np.ndarray) -> list[str]:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        trig = task.trigger_mask(x)[0, :32]
+        fig, axes = plt.subplots(1, 2, figsize=(12, 5.5))
+        for ax, name in zip(axes, ("softmax_adam_1l", "relu_adam_1l")):
+            ax.imshow(np.array(h[name][-1]["attn_example"]), cmap="viridis", vmin=0, vmax=1)
+            for q in np.nonzero(trig)[0]:
+                ax.annotate("T", (-1.2, q), color="red", fontsize=7, va="center", annotation_clip=False)
+            ax.set_title(f"{name}: layer-0 attention (T = trigger query)")
+            ax.set_xlabel("key (0 = BOS)")
+            ax.set_ylabel("query")
+        fig.tight_layout()
+        fig.savefig(out / "attention_maps.png", dpi=110)
+        plt.close(fig)
+
+        keys = [("sink_nontrigger", "BOS share, non-trigger queries"), ("sink_trigger", "BOS share, trigger queries"),
+                ("value_out_ratio", "||W_O v_BOS|| / median"), ("resid_ratio", "BOS residual norm / median (max layer)"),
+                ("bigram_loss", "bigram loss"), ("backcopy_loss", "backcopy loss")]
+        fig, axes = plt.subplots(2, 3, figsize=(15, 8))
+        for ax, (key, title) in zip(axes.ravel(), keys):
+            for name, evals in h.items():
+                steps = [e["step"] for e in evals]
+                vals = [(max(e[key]) if key == "resid_ratio" else e[key][0]) if isinstance(e[key], list) else e[key]
+                        for e in evals]
+                ax.plot(steps, vals, label=name)
+            if key in ("resid_ratio", "value_out_ratio", "backcopy_loss"):
+                ax.set_yscale("log")
+            ax.set_title(title)
+            ax.set_xlabel("step")
+        axes[0, 0].legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / "dynamics.png", dpi=110)
+        plt.close(fig)
+
+        names = list(h)
+        fig, axes = plt.subplots(1, 4, figsize=(16, 4))
+        for ax, (key, title) in zip(axes, [("sink_nontrigger", "BOS attention share"),
+                                           ("value_out_ratio", "value drain ratio"),
+                                           ("resid_ratio", "residual peak ratio (max layer)"), ("loss", "loss")]):
+            vals = [max(h[n][-1][key]) if key == "resid_ratio" else
+                    (h[n][-1][key][0] if isinstance(h[n][-1][key], list) else h[n][-1][key]) for n in names]
+            ax.bar(range(len(names)), vals, color=[f"C{i}" for i in range(len(names))])
+            ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+            ax.set_title(title)
+        fig.tight_layout()
+        fig.savefig(out / "mitigations.png", dpi=110)
+        plt.close(fig)
+        return ["attention_maps.png", "dynamics.png", "mitigations.png"]
