@@ -128,6 +128,24 @@ def bb_metrics(model: TinyTransformer, task: BigramBackcopyTask, x: np.ndarray) 
     return out
 
 
+def sink_by_token(model: TinyTransformer, task: BigramBackcopyTask, x: np.ndarray, layer: int = 0,
+                  min_count: int = 30) -> dict[str, float]:
+    """Mean BOS attention of non-trigger queries, per query character (those seen >= min_count times)."""
+    batch = task.to_batch(x)
+    with torch.no_grad(), model.record(f"blocks.{layer}.attn.hook_pattern") as cache:
+        model(batch.tokens.to(next(model.parameters()).device))
+    to_bos = cache[f"blocks.{layer}.attn.hook_pattern"][:, :, :, 0].max(dim=1).values.cpu()  # strongest head
+    tokens = batch.tokens
+    nontrig = torch.from_numpy(~task.trigger_mask(x))
+    nontrig[:, 0] = False
+    out = {}
+    for t in range(len(task.vocab)):
+        sel = (tokens == t) & nontrig
+        if int(sel.sum()) >= min_count:
+            out[task.vocab[t]] = round(to_bos[sel].mean().item(), 3)
+    return out
+
+
 class ExtremeTokensStudy(Study):
     name = "extreme-tokens"
     title = "Extreme-token phenomena on Bigram-Backcopy: sinks, value drains, residual peaks, mitigations"
@@ -155,7 +173,7 @@ class ExtremeTokensStudy(Study):
         x_eval = task.eval_sample(cfg.eval_size)
         oracle = task.oracle_bigram_ce(x_eval)
         histories: dict[str, list[dict[str, Any]]] = {}
-        seconds = {}
+        seconds, by_token = {}, {}
         for v in cfg.variants:
             model_cfg = cfg.model.replace(d_vocab=task.d_vocab, n_ctx=task.n_ctx, n_layers=v.n_layers, attn_act=v.attn_act)
             torch.manual_seed(cfg.seed)
@@ -173,9 +191,12 @@ class ExtremeTokensStudy(Study):
             )
             histories[v.name] = result.evals
             seconds[v.name] = round(result.seconds, 1)
+            layer = int(np.argmax(result.evals[-1]["sink_nontrigger"]))
+            by_token[v.name] = {"layer": layer, "bos_share": sink_by_token(model, task, x_eval, layer)}
 
         finals = {name: h[-1] for name, h in histories.items()}
         claims = self._claims(histories, oracle)
+        claims[0].evidence["bos_share_by_query_char"] = by_token["softmax_adam_1l"]["bos_share"]
         figures = self._figures(out, histories, task, x_eval)
         metrics = {
             "oracle_bigram_ce": oracle,
@@ -183,6 +204,7 @@ class ExtremeTokensStudy(Study):
             "trigger_fraction": float(task.trigger_mask(x_eval).mean()),
             "final": {n: {k: f[k] for k in f if k != "attn_example"} for n, f in finals.items()},
             "train_seconds": seconds,
+            "sink_by_query_char": by_token,
         }
         return Summary(self.name, claims, cfg.to_dict(), cfg.seed, quick, task.version, metrics, figures)
 
@@ -273,14 +295,16 @@ class ExtremeTokensStudy(Study):
         fig.savefig(out / "attention_maps.png", dpi=110)
         plt.close(fig)
 
-        keys = [("sink_nontrigger", "BOS share, non-trigger queries"), ("sink_trigger", "BOS share, trigger queries"),
-                ("value_out_ratio", "||W_O v_BOS|| / median"), ("resid_ratio", "BOS residual norm / median (max layer)"),
+        keys = [("sink_nontrigger", "BOS share, non-trigger queries (sink layer)"),
+                ("sink_trigger", "BOS share, trigger queries (sink layer)"),
+                ("value_out_ratio", "||W_O v_BOS|| / median (sink layer)"), ("resid_ratio", "BOS residual norm / median (max layer)"),
                 ("bigram_loss", "bigram loss"), ("backcopy_loss", "backcopy loss")]
         fig, axes = plt.subplots(2, 3, figsize=(15, 8))
         for ax, (key, title) in zip(axes.ravel(), keys):
             for name, evals in h.items():
                 steps = [e["step"] for e in evals]
-                vals = [(max(e[key]) if key == "resid_ratio" else e[key][0]) if isinstance(e[key], list) else e[key]
+                layer = int(np.argmax(evals[-1]["sink_nontrigger"]))  # the layer with the strongest sink
+                vals = [(max(e[key]) if key == "resid_ratio" else e[key][layer]) if isinstance(e[key], list) else e[key]
                         for e in evals]
                 ax.plot(steps, vals, label=name)
             if key in ("resid_ratio", "value_out_ratio", "backcopy_loss"):
@@ -297,8 +321,10 @@ class ExtremeTokensStudy(Study):
         for ax, (key, title) in zip(axes, [("sink_nontrigger", "BOS attention share"),
                                            ("value_out_ratio", "value drain ratio"),
                                            ("resid_ratio", "residual peak ratio (max layer)"), ("loss", "loss")]):
+            layers = [int(np.argmax(h[n][-1]["sink_nontrigger"])) for n in names]
             vals = [max(h[n][-1][key]) if key == "resid_ratio" else
-                    (h[n][-1][key][0] if isinstance(h[n][-1][key], list) else h[n][-1][key]) for n in names]
+                    (h[n][-1][key][lay] if isinstance(h[n][-1][key], list) else h[n][-1][key])
+                    for n, lay in zip(names, layers)]
             ax.bar(range(len(names)), vals, color=[f"C{i}" for i in range(len(names))])
             ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
             ax.set_title(title)
