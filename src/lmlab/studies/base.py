@@ -83,6 +83,24 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
+def pyplot() -> Any:
+    """matplotlib.pyplot on the file-only Agg backend (studies run headless)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig: Any, out: Path, name: str) -> str:
+    """Lay out, write ``out/name`` as PNG, close; returns ``name`` for Summary.figures."""
+    fig.tight_layout()
+    fig.savefig(Path(out) / name, dpi=110)
+    pyplot().close(fig)
+    return name
+
+
 class Study:
     """Base class: subclasses set ``name``, ``config_cls`` and implement ``quick_config`` and ``execute``."""
 

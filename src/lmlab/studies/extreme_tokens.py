@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from lmlab.analysis.extreme_tokens import head_outputs, norm_ratio, sink_share, token_norms
 from lmlab.config import Config, ConfigError
 from lmlab.nn import TinyConfig, TinyTransformer
-from lmlab.studies.base import Claim, Study, Summary, check
+from lmlab.studies.base import Claim, Study, Summary, check, pyplot, save_figure
 from lmlab.tasks.bigram_backcopy import BigramBackcopyConfig, BigramBackcopyTask
 from lmlab.train import TrainConfig, train
 
@@ -277,10 +277,7 @@ class ExtremeTokensStudy(Study):
 
     @staticmethod
     def _figures(out: Path, h: dict[str, list[dict[str, Any]]], task: BigramBackcopyTask, x: np.ndarray) -> list[str]:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         trig = task.trigger_mask(x)[0, :32]
         fig, axes = plt.subplots(1, 2, figsize=(12, 5.5))
@@ -291,9 +288,7 @@ class ExtremeTokensStudy(Study):
             ax.set_title(f"{name}: layer-0 attention (T = trigger query)")
             ax.set_xlabel("key (0 = BOS)")
             ax.set_ylabel("query")
-        fig.tight_layout()
-        fig.savefig(out / "attention_maps.png", dpi=110)
-        plt.close(fig)
+        save_figure(fig, out, "attention_maps.png")
 
         keys = [("sink_nontrigger", "BOS share, non-trigger queries (sink layer)"),
                 ("sink_trigger", "BOS share, trigger queries (sink layer)"),
@@ -312,9 +307,7 @@ class ExtremeTokensStudy(Study):
             ax.set_title(title)
             ax.set_xlabel("step")
         axes[0, 0].legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out / "dynamics.png", dpi=110)
-        plt.close(fig)
+        save_figure(fig, out, "dynamics.png")
 
         names = list(h)
         fig, axes = plt.subplots(1, 4, figsize=(16, 4))
@@ -328,7 +321,5 @@ class ExtremeTokensStudy(Study):
             ax.bar(range(len(names)), vals, color=[f"C{i}" for i in range(len(names))])
             ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
             ax.set_title(title)
-        fig.tight_layout()
-        fig.savefig(out / "mitigations.png", dpi=110)
-        plt.close(fig)
+        save_figure(fig, out, "mitigations.png")
         return ["attention_maps.png", "dynamics.png", "mitigations.png"]

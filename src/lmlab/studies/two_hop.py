@@ -34,7 +34,7 @@ import torch
 
 from lmlab.config import Config, ConfigError
 from lmlab.nn import TinyConfig, TinyTransformer
-from lmlab.studies.base import Claim, Study, Summary, check
+from lmlab.studies.base import Claim, Study, Summary, check, pyplot, save_figure
 from lmlab.tasks.two_hop import TwoHopSample, TwoHopTask, TwoHopTaskConfig
 from lmlab.train import TrainConfig, train
 
@@ -384,10 +384,7 @@ class TwoHopStudy(Study):
     # -- figures --------------------------------------------------------------------------------
     def _figures(self, out: Path, evals: list[dict[str, Any]], tr: dict[str, Any], three: list[dict[str, Any]],
                  mech: dict[str, Any], K: int) -> list[str]:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         steps = np.array([e["step"] for e in evals])
         names = []
@@ -406,10 +403,7 @@ class TwoHopStudy(Study):
             ax.set_title(title)
             ax.set_xlabel("step")
             ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out / "training.png", dpi=110)
-        plt.close(fig)
-        names.append("training.png")
+        names.append(save_figure(fig, out, "training.png"))
 
         n_layers = len(evals[-1]["attn"]["prev_token"])
         slow_eval = evals[0]
@@ -435,10 +429,7 @@ class TwoHopStudy(Study):
                 a.set_title(f"layer {layer}, step {e['step']}", fontsize=9)
                 a.set_xlabel("key")
                 a.set_ylabel("query")
-        fig.tight_layout()
-        fig.savefig(out / "attention.png", dpi=110)
-        plt.close(fig)
-        names.append("attention.png")
+        names.append(save_figure(fig, out, "attention.png"))
 
         fig, axes = plt.subplots(1, 2, figsize=(11, 4))
         for t in three:
@@ -452,10 +443,7 @@ class TwoHopStudy(Study):
             a.set_xlabel("step")
             a.set_ylabel("loss")
             a.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out / "three_param.png", dpi=110)
-        plt.close(fig)
-        names.append("three_param.png")
+        names.append(save_figure(fig, out, "three_param.png"))
         return names
 
 
