@@ -90,3 +90,11 @@ def test_metrics_log_rows(tmp_path):
     assert [r["step"] for r in rows if r["kind"] == "train"] == list(range(3, 25, 3))
     train_rows = [r for r in rows if r["kind"] == "train"]
     assert train_rows[-1]["loss"] < train_rows[0]["loss"]  # it learns something
+
+
+def test_resume_ignores_the_progress_bar_setting(tmp_path):
+    model, cfg, batch_fn, eval_fn = setup()
+    first = train(model, cfg, batch_fn, tmp_path, eval_fn=eval_fn)
+    model, cfg, batch_fn, eval_fn = setup()
+    again = train(model, cfg.replace(progress=True), batch_fn, tmp_path, eval_fn=eval_fn, resume=True)
+    assert again.evals == first.evals

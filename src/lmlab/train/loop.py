@@ -172,7 +172,8 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = run_dir / "checkpoint.pt"
     device = torch.device(cfg.device)
-    meta = {"train": cfg.to_dict(), **(meta or {})}
+    # What must match on resume: everything that changes the numbers (not the progress bar).
+    meta = {"train": {k: v for k, v in cfg.to_dict().items() if k != "progress"}, **(meta or {})}
 
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
@@ -273,7 +274,7 @@ def train(
         else:
             step = cfg.steps
             if not (evals and evals[-1]["step"] == step):
-                stopped = evaluate(step)
+                evaluate(step)  # the final eval; the run ran to the end, so it did not stop early
     finally:
         bar.close()
     checkpoint(step, done=True, stopped_early=stopped)
