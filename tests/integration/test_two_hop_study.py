@@ -98,3 +98,13 @@ def test_cli_corrupt_checkpoint(tmp_path):
 def test_cli_report_without_runs(tmp_path):
     res = CliRunner().invoke(app, ["report", "--runs", str(tmp_path / "none"), "--out", str(tmp_path / "r.html")])
     assert res.exit_code == 2 and "does not exist" in res.output
+
+
+@pytest.mark.slow
+def test_written_config_loads_again(tiny_run):
+    from lmlab.config import load_config_file
+    from lmlab.studies.two_hop import TwoHopStudyConfig
+
+    out, _ = tiny_run
+    cfg = load_config_file(TwoHopStudyConfig, out / "config.json")
+    assert cfg == apply_overrides(TwoHopStudy().quick_config(), TINY)

@@ -118,7 +118,8 @@ class Study:
     def run(self, cfg: Config, out_dir: str | Path, quick: bool = False, resume: bool = True) -> Summary:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps({"study": self.name, "quick": quick, **cfg.to_dict()}, indent=2))
+        # The full config, loadable again with `lmlab run STUDY --config out/config.json`.
+        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
         started = time.perf_counter()
         summary = self.execute(cfg, out, quick=quick, resume=resume)
         summary.seconds = round(time.perf_counter() - started, 2)
