@@ -22,12 +22,17 @@ def _fail(msg: str) -> None:
 
 @app.command("list")
 def list_studies() -> None:
-    """List the studies that `lmlab run` knows."""
+    """List the studies that `lmlab run` knows, and the synthetic tasks they use."""
     from lmlab.studies import STUDIES
+    from lmlab.tasks import TASKS
 
+    typer.echo("studies:")
     for name in STUDIES.names():
-        study = STUDIES.get(name)
-        typer.echo(f"{name:20s} {study.title}")
+        typer.echo(f"  {name:20s} {STUDIES.get(name).title}")
+    typer.echo("tasks:")
+    for name in TASKS.names():
+        task = TASKS.get(name)
+        typer.echo(f"  {name:20s} {task.version}")
 
 
 @app.command()

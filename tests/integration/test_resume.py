@@ -98,3 +98,11 @@ def test_resume_ignores_the_progress_bar_setting(tmp_path):
     model, cfg, batch_fn, eval_fn = setup()
     again = train(model, cfg.replace(progress=True), batch_fn, tmp_path, eval_fn=eval_fn, resume=True)
     assert again.evals == first.evals
+
+
+def test_metrics_log_tolerates_a_torn_last_line(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text('{"kind": "train", "step": 1}\n{"kind": "tr')
+    assert read_metrics(tmp_path) == [{"kind": "train", "step": 1}]
+    (tmp_path / "metrics.jsonl").write_text('{"kind": "tr\n{"kind": "train", "step": 1}\n')
+    with pytest.raises(ValueError, match="line 1 is not valid JSON"):
+        read_metrics(tmp_path)

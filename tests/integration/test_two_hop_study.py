@@ -70,7 +70,7 @@ def test_report_contains_claims_and_figures(tiny_run, tmp_path):
 
 def test_cli_list():
     res = CliRunner().invoke(app, ["list"])
-    assert res.exit_code == 0 and "two-hop" in res.output
+    assert res.exit_code == 0 and "two-hop" in res.output and "bigram_backcopy/1" in res.output
 
 
 @pytest.mark.parametrize("args, message", [

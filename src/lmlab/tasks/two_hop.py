@@ -131,7 +131,3 @@ class TwoHopTask:
 
     def eval_sample(self, n: int, index: int = 0) -> TwoHopSample:
         return self.sample(n, self.rng(EVAL_STREAM + index))
-
-    @staticmethod
-    def describe(tokens: np.ndarray) -> str:
-        return " ".join(str(int(t)) for t in tokens)

@@ -138,14 +138,15 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     if path.is_dir():
         path = path / "metrics.jsonl"
     rows = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
+    lines = path.read_text().splitlines()
+    for i, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError:
             # A kill during a write can leave half a line at the end; anything else is corruption.
-            if i == len(path.read_text().splitlines()):
+            if i == len(lines):
                 break
             raise ValueError(f"{path}: line {i} is not valid JSON; the metrics log is corrupt") from None
     return rows
