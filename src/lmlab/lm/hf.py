@@ -145,11 +145,24 @@ class HFLM(LM):
         return ids.to(self.device), mask.to(self.device), pos.to(self.device)
 
     @torch.no_grad()
-    def forward_ids(self, seqs: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """One left-padded forward pass over token-id sequences: logits (B, T, V) and the mask (B, T)."""
+    def forward_ids(self, seqs: Sequence[Sequence[int]], last_only: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """One left-padded forward pass over token-id sequences: logits (B, T, V) and the mask (B, T).
+
+        ``last_only=True`` computes the unembedding at the last position only (logits (B, 1, V)): with a
+        49k vocabulary that is a quarter of SmolLM2's forward pass saved.
+        """
         ids, mask, pos = self.pad_left(seqs)
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False)
+        kwargs: dict[str, Any] = dict(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False)
+        if last_only and self._keeps_logits:
+            kwargs["logits_to_keep"] = 1
+        out = self.model(**kwargs)
         return out.logits.float(), mask
+
+    @property
+    def _keeps_logits(self) -> bool:
+        import inspect
+
+        return "logits_to_keep" in inspect.signature(self.model.forward).parameters
 
     def forward(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """One forward pass over ``prompts`` (one batch, no splitting): logits (B, T, V) and mask (B, T)."""
@@ -164,7 +177,7 @@ class HFLM(LM):
         seqs = [self.encode(p) for p in _seq(prompts)]
         out = []
         for sl in self._chunks(len(seqs)):
-            logits, _ = self.forward_ids(seqs[sl])
+            logits, _ = self.forward_ids(seqs[sl], last_only=True)
             out.append(logits[:, -1].cpu())
         return torch.cat(out) if out else torch.empty(0, len(self._tokenizer))
 

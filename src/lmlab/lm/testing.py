@@ -48,3 +48,28 @@ def tiny_hf_lm(seed: int = 0, batch_size: int = 8, attn_implementation: str = "s
 
     return HFLM(tiny_llama(seed=seed, attn_implementation=attn_implementation), char_tokenizer(),
                 batch_size=batch_size, name="tiny-llama")
+
+
+def word_tokenizer(words: list[str]) -> Any:
+    """A word-level ``PreTrainedTokenizerFast`` (whitespace and punctuation split); unknown words -> <unk>."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {t: i for i, t in enumerate(SPECIALS + sorted(set(words) - set(SPECIALS)))}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                   unk_token="<unk>")
+
+
+def tiny_model_dir(path: Any, words: list[str] | None = None, seed: int = 0, n_layers: int = 2) -> Any:
+    """Write a tiny random Llama and its tokenizer (word-level over ``words``, else characters) to ``path``."""
+    from pathlib import Path
+
+    tok = word_tokenizer(words) if words is not None else char_tokenizer()
+    model = tiny_llama(vocab_size=len(tok), seed=seed, n_layers=n_layers)
+    path = Path(path)
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
