@@ -25,7 +25,12 @@ position 0 per (layer, KV head), the residual-norm ratio per layer; then each he
 dormant (share >= 0.7), active (<= 0.3) or mixed, and heads dormant on one domain and active on
 another are listed.
 
-The default config uses 32 windows of 128 tokens per domain; ``--quick`` 8 windows of 96 tokens.
+``prefix`` (e.g. ``"<|endoftext|>"``) puts a fixed first token before every window. Heads are compared
+for switches across ``switch_domains`` (prose, code, numbers): repeated tokens remove the first-token
+sink in every head, so with them nearly every head would count as switching (that count is reported
+too, as ``n_switching_heads_all_domains``).
+
+The default config uses 64 windows of 256 tokens per domain; ``--quick`` 16 windows of 128 tokens.
 """
 
 from __future__ import annotations
@@ -81,11 +86,15 @@ class LLMSinksConfig(Config):
     seed: int = 0
     model: str = "default"  # lmlab.lm.load_lm spec: default (SmolLM2 GGUF), a .gguf, an HF directory
     domains: tuple[str, ...] = DOMAINS
-    n_texts: int = 32  # windows per domain
-    seq_len: int = 128  # tokens per window
+    n_texts: int = 64  # windows per domain
+    seq_len: int = 256  # tokens per window
     dormant: float = 0.7  # sink share at or above which a head is dormant on a domain
     active: float = 0.3  # sink share at or below which it is active
     skip_layers: int = 2  # the headline claims read layers >= skip_layers (early layers are known not to sink)
+    # Domains compared for active/dormant switches: natural text. Repeated tokens remove the sink in every
+    # head (measured), so including them would make nearly every head "switch".
+    switch_domains: tuple[str, ...] = ("prose", "code", "numbers")
+    prefix: str = ""  # text put before every window, e.g. "<|endoftext|>" to give the model a BOS-like first token
     batch_size: int = 8
     device: str = "cpu"
     progress: bool = True
@@ -96,6 +105,8 @@ class LLMSinksConfig(Config):
             raise ConfigError(f"LLMSinksConfig.domains: unknown {unknown}; choose from {', '.join(DOMAINS)}")
         if self.n_texts < 1 or self.seq_len < 8 or self.batch_size < 1:
             raise ConfigError("LLMSinksConfig: n_texts and batch_size must be >= 1 and seq_len >= 8")
+        if not set(self.switch_domains) <= set(self.domains) or len(self.switch_domains) < 2:
+            raise ConfigError(f"LLMSinksConfig.switch_domains {self.switch_domains} must be >= 2 of domains {self.domains}")
         if not 0 <= self.active < self.dormant <= 1:
             raise ConfigError(f"LLMSinksConfig: need 0 <= active ({self.active}) < dormant ({self.dormant}) <= 1")
 
@@ -154,8 +165,8 @@ class LLMSinksStudy(Study):
     config_cls = LLMSinksConfig
 
     def quick_config(self) -> LLMSinksConfig:
-        """8 windows of 96 tokens per domain (about a minute after the model is loaded)."""
-        return LLMSinksConfig(n_texts=8, seq_len=96)
+        """16 windows of 128 tokens per domain (about two minutes on 2 CPU cores)."""
+        return LLMSinksConfig(n_texts=16, seq_len=128)
 
     def execute(self, cfg: LLMSinksConfig, out: Path, quick: bool, resume: bool) -> Summary:
         from lmlab.lm import load_lm
@@ -176,11 +187,15 @@ class LLMSinksStudy(Study):
             domains = tqdm(domains, desc="domains", leave=False)
         for d in domains:
             windows = domain_windows(d, lm.tokenizer, cfg.n_texts, cfg.seq_len, rng)
+            if cfg.prefix:
+                pre = list(lm.tokenizer(cfg.prefix, add_special_tokens=False)["input_ids"])
+                windows = [pre + w[: cfg.seq_len - len(pre)] for w in windows]
             results[d] = measure(lm, windows, cfg.batch_size)
         probe_seconds = round(time.perf_counter() - probe_started, 2)
 
         shares = {d: r["sink_share"] for d, r in results.items()}
-        switches = switching_heads(shares, cfg.dormant, cfg.active)
+        switches = switching_heads({d: shares[d] for d in cfg.switch_domains}, cfg.dormant, cfg.active)
+        switches_all = switching_heads(shares, cfg.dormant, cfg.active)
         labels = {d: classify_heads(s, cfg.dormant, cfg.active) for d, s in shares.items()}
         counts = {d: {k: sum(row.count(k) for row in lab) for k in ("dormant", "mixed", "active")} for d, lab in labels.items()}
         claims = self._claims(results, switches, counts, cfg)
@@ -194,6 +209,7 @@ class LLMSinksStudy(Study):
             "n_heads": int(next(iter(shares.values())).shape[1]),
             "head_counts": counts,
             "switching_heads": switches,
+            "n_switching_heads_all_domains": len(switches_all),
             "per_domain": {d: {"sink_share": r3(r["sink_share"]), "value_ratio": r3(r["value_ratio"]),
                                "resid_ratio": r3(r["resid_ratio"])} for d, r in results.items()},
         }
@@ -234,7 +250,7 @@ class LLMSinksStudy(Study):
                   tolerance=f"on {dom}: median over layers {s}..{L - 2} of ||h_first|| / median ||h_p|| >= 5",
                   status=check(resid_med >= 5), source="[abstract] + [recollection]"),
             Claim("active_dormant_switch", "Some heads are dormant (attention parked on the first token) on one input "
-                  "domain and active on another",
+                  f"domain and active on another ({', '.join(cfg.switch_domains)})",
                   paper_value=PAPER_SWITCH,
                   measured={"n_switching_heads": len(switches), "strongest": switches[:5], "head_counts": counts},
                   tolerance=f"at least one head with share >= {cfg.dormant} on one domain and <= {cfg.active} on another",
@@ -254,14 +270,15 @@ class LLMSinksStudy(Study):
             ax.set_title(d, fontsize=10)
             ax.set_xlabel("head")
         axes[0].set_ylabel("layer")
-        stacked = torch.stack([results[d]["sink_share"] for d in names])
+        stacked = torch.stack([results[d]["sink_share"] for d in cfg.switch_domains])
         span = (stacked.max(0).values - stacked.min(0).values).numpy()
-        axes[-1].imshow(span, aspect="auto", vmin=0, vmax=1, cmap="magma", origin="lower", interpolation="nearest")
-        axes[-1].set_title("max - min over domains", fontsize=10)
+        im2 = axes[-1].imshow(span, aspect="auto", vmin=0, vmax=1, cmap="magma", origin="lower", interpolation="nearest")
+        axes[-1].set_title("max - min over\n" + ", ".join(cfg.switch_domains), fontsize=9)
         axes[-1].set_xlabel("head")
         for sw in switches:
             axes[-1].plot(sw["head"], sw["layer"], "o", mfc="none", mec="cyan", ms=9)
         fig.colorbar(im, ax=axes[:-1].tolist(), shrink=0.8, label="attention share on the first token")
+        fig.colorbar(im2, ax=axes[-1], shrink=0.8)
         fig.suptitle(f"{model_name}: first-token attention per layer and head (circles: heads that switch "
                      f"dormant >= {cfg.dormant} / active <= {cfg.active})", fontsize=10)
         fig.savefig(Path(out) / "llm-sinks-heads.png", dpi=110, bbox_inches="tight")
@@ -284,7 +301,7 @@ class LLMSinksStudy(Study):
         figs.append(save_figure(fig, out, "llm-sinks-norms.png"))
 
         if switches:
-            top = switches[:8]
+            top = switches[:10]
             fig, ax = plt.subplots(figsize=(1.2 * len(top) + 3, 3.6))
             width = 0.8 / n
             for j, d in enumerate(names):
@@ -295,7 +312,8 @@ class LLMSinksStudy(Study):
             ax.set_ylim(0, 1.05)
             ax.axhline(cfg.dormant, color="gray", ls="--", lw=0.8)
             ax.axhline(cfg.active, color="gray", ls=":", lw=0.8)
-            ax.set_title("heads that switch between dormant and active with the input domain", fontsize=10)
+            ax.set_title(f"the {len(top)} strongest of {len(switches)} heads that switch between dormant (>= {cfg.dormant}) "
+                         f"and active (<= {cfg.active}) across {', '.join(cfg.switch_domains)}", fontsize=9)
             ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
             figs.append(save_figure(fig, out, "llm-sinks-switching.png"))
         return figs
