@@ -66,6 +66,7 @@ def test_llm_sinks_tiny_run(tmp_path, model_dir):
         share = m["per_domain"][d]["sink_share"]
         assert len(share) == 2 and len(share[0]) == 4 and all(0 <= s <= 1 for row in share for s in row)
         assert len(m["per_domain"][d]["value_ratio"][0]) == 2  # KV heads
+        assert len(m["per_domain"][d]["value_out_ratio"][0]) == 4  # W_O v per query head
         assert sum(m["head_counts"][d].values()) == 8
     for fig in summary.figures:
         assert (tmp_path / fig).stat().st_size > 1000

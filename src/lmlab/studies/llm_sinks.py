@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lmlab.analysis.extreme_tokens import classify_heads, norm_ratio, sink_share, switching_heads
+from lmlab.analysis.extreme_tokens import classify_heads, head_outputs, norm_ratio, sink_share, switching_heads
 from lmlab.config import Config, ConfigError
 from lmlab.studies.base import Claim, Study, Summary, check, pyplot, save_figure
 
@@ -141,9 +141,22 @@ def _lmlab_source() -> str:
     return "\n\n".join(parts)
 
 
+def _w_o(lm: Any) -> list[torch.Tensor]:
+    """Each layer's output projection as (head * d_head, d_model), the layout ``head_outputs`` takes."""
+    from lmlab.lm.hf import decoder_layers
+
+    try:
+        return [layer.self_attn.o_proj.weight.detach().float().T.cpu() for layer in decoder_layers(lm.model)]
+    except AttributeError:
+        raise ConfigError(f"LLMSinksConfig.model: {type(lm.model).__name__} has no Llama-style self_attn.o_proj; "
+                          "llm-sinks reads Llama/Mistral/Qwen/OLMo-style attention modules") from None
+
+
 def measure(lm: Any, windows: list[list[int]], batch_size: int) -> dict[str, torch.Tensor]:
-    """Per (layer, head) sink share; per (layer, KV head) value-norm ratio; per layer residual-norm ratio."""
-    shares, values, resid, n = [], [], [], 0
+    """Per (layer, head) sink share and ``||W_O v||`` ratio; per (layer, KV head) value-norm ratio; per layer
+    residual-norm ratio. All ratios are first token / median other token (``norm_ratio``)."""
+    shares, values, outs, resid, n = [], [], [], [], 0
+    w_o = _w_o(lm)
     for i in range(0, len(windows), batch_size):
         batch = windows[i:i + batch_size]
         with lm.record(attn=True, values=True, resid=True) as rec:
@@ -154,8 +167,16 @@ def measure(lm: Any, windows: list[list[int]], batch_size: int) -> dict[str, tor
         values.append(w * torch.stack([torch.stack([norm_ratio(rec.values[l][:, :, h]) for h in range(rec.values[l].shape[2])])
                                        for l in range(L)]))
         resid.append(w * torch.stack([norm_ratio(rec.resid[l]) for l in range(L)]))
+        per_layer = []
+        for l in range(L):
+            H = rec.attn[l].shape[1]
+            v = rec.values[l].repeat_interleave(H // rec.values[l].shape[2], dim=2)  # KV head -> its query heads
+            o = head_outputs(v, w_o[l])  # (batch, pos, head, d_model): what each head writes if it attends there
+            per_layer.append(torch.stack([norm_ratio(o[:, :, h]) for h in range(H)]))
+        outs.append(w * torch.stack(per_layer))
         n += w
-    return {"sink_share": sum(shares) / n, "value_ratio": sum(values) / n, "resid_ratio": sum(resid) / n}
+    return {"sink_share": sum(shares) / n, "value_ratio": sum(values) / n, "value_out_ratio": sum(outs) / n,
+            "resid_ratio": sum(resid) / n}
 
 
 class LLMSinksStudy(Study):
@@ -210,8 +231,7 @@ class LLMSinksStudy(Study):
             "head_counts": counts,
             "switching_heads": switches,
             "n_switching_heads_all_domains": len(switches_all),
-            "per_domain": {d: {"sink_share": r3(r["sink_share"]), "value_ratio": r3(r["value_ratio"]),
-                               "resid_ratio": r3(r["resid_ratio"])} for d, r in results.items()},
+            "per_domain": {d: {k: r3(v) for k, v in r.items()} for d, r in results.items()},
         }
         return Summary(self.name, claims, cfg.to_dict(), cfg.seed, quick, "llm-sinks/1", metrics, figures)
 
@@ -239,6 +259,7 @@ class LLMSinksStudy(Study):
             Claim("value_drain", "The first token's value states are small (a value-state drain)",
                   paper_value="||v_first|| << ||v_other|| (qualitative)",
                   measured={f"median_value_norm_ratio_layers_ge_{s}": round(value_med, 3),
+                            f"median_W_O_v_norm_ratio_layers_ge_{s}": round(float(r["value_out_ratio"][s:].median()), 3),
                             "by_layer": np.round(r["value_ratio"].mean(1).numpy(), 3).tolist()},
                   tolerance=f"on {dom}: median over layers >= {s} and KV heads of ||v_first|| / median ||v_p|| <= 0.5",
                   status=check(value_med <= 0.5), source="[abstract]"),
@@ -285,15 +306,16 @@ class LLMSinksStudy(Study):
         plt.close(fig)
         figs = ["llm-sinks-heads.png"]
 
-        fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(14, 4))
+        fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(15, 4.2))
         for d in names:
             r = results[d]
             layers = np.arange(r["sink_share"].shape[0])
             a1.plot(layers, r["sink_share"].mean(1).numpy(), "o-", ms=3, label=d)
-            a2.plot(layers, r["value_ratio"].mean(1).numpy(), "o-", ms=3, label=d)
+            line, = a2.plot(layers, r["value_ratio"].mean(1).numpy(), "o-", ms=3, label=f"{d}: v")
+            a2.plot(layers, r["value_out_ratio"].mean(1).numpy(), ":", color=line.get_color(), label=f"{d}: W_O v")
             a3.plot(layers, r["resid_ratio"].numpy(), "o-", ms=3, label=d)
         a1.set(title="mean attention share on the first token", xlabel="layer", ylim=(0, 1.02))
-        a2.set(title="value norm: first token / median token", xlabel="layer", yscale="log")
+        a2.set(title="value norm (v, dotted W_O v): first token / median", xlabel="layer", yscale="log")
         a2.axhline(1, color="gray", lw=0.8, ls="--")
         a3.set(title="residual norm: first token / median token", xlabel="layer", yscale="log")
         a3.axhline(1, color="gray", lw=0.8, ls="--")
