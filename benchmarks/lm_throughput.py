@@ -6,7 +6,8 @@ Measures, each in a fresh subprocess where load time matters:
   prefill_tok_s      tokens/s of one forward pass over prompts of --prompt-len tokens, batch 1 and 8
   generate_tok_s     new tokens/s of greedy generation (--new-tokens), batch 1 and 8 (KV cache on)
 
-Prints one JSON object.
+Prints one JSON object, with the machine's load average before and after: on a shared machine,
+other jobs' threads oversubscribe the cores and every number drops (by 4x in our measurements).
 
     python benchmarks/lm_throughput.py [--prompt-len 128] [--new-tokens 32] [--repeats 3] [--skip-cold]
 """
@@ -39,12 +40,18 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--skip-cold", action="store_true", help="do not measure the cold load (about a minute)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = ap.parse_args()
 
     import torch
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
     result: dict = {"model": "SmolLM2-135M-Instruct (Q4_1 GGUF, de-quantized to float32)", "device": "cpu",
                     "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
+                    # other jobs on a shared machine change every number here: the 1-minute load average
+                    "load_average_before": round(os.getloadavg()[0], 2), "cpu_count": os.cpu_count(),
                     "prompt_len": args.prompt_len, "new_tokens": args.new_tokens, "repeats": args.repeats}
     env = dict(os.environ)
     if not args.skip_cold:
@@ -82,6 +89,7 @@ def main() -> None:
             gen_times.append(time.perf_counter() - t)
             assert out.shape[1] - ids.shape[1] == args.new_tokens
         result[f"generate_tok_s_batch{batch}"] = round(batch * args.new_tokens / statistics.median(gen_times), 1)
+    result["load_average_after"] = round(os.getloadavg()[0], 2)
     print(json.dumps(result, indent=2))
 
 

@@ -221,7 +221,7 @@ class LLMSinksStudy(Study):
         counts = {d: {k: sum(row.count(k) for row in lab) for k in ("dormant", "mixed", "active")} for d, lab in labels.items()}
         claims = self._claims(results, switches, counts, cfg)
         figures = self._figures(out, results, switches, cfg, getattr(lm, "name", cfg.model))
-        r3 = lambda t: np.round(t.numpy(), 3).tolist()  # noqa: E731
+        r3 = lambda t: np.round(t.double().numpy(), 3).tolist()  # noqa: E731
         metrics = {
             "model": getattr(lm, "name", cfg.model),
             "load": getattr(lm, "load_info", {"seconds": load_seconds}),
@@ -252,7 +252,7 @@ class LLMSinksStudy(Study):
             Claim("attention_sink", f"Most attention heads (layers >= {s}) put most of their attention on the first token",
                   paper_value="most heads, Llama-2 / OLMo (qualitative)",
                   measured={f"fraction_of_heads_share_ge_0.5_{dom}": round(frac_sink, 3),
-                            "mean_share_by_layer": np.round(r["sink_share"].mean(1).numpy(), 3).tolist(),
+                            "mean_share_by_layer": np.round(r["sink_share"].mean(1).double().numpy(), 3).tolist(),
                             "fraction_by_domain": per_domain_frac},
                   tolerance=f"on {dom}: >= 50% of the heads in layers >= {s} have first-token share >= 0.5",
                   status=check(frac_sink >= 0.5), source="[abstract]"),
@@ -260,14 +260,14 @@ class LLMSinksStudy(Study):
                   paper_value="||v_first|| << ||v_other|| (qualitative)",
                   measured={f"median_value_norm_ratio_layers_ge_{s}": round(value_med, 3),
                             f"median_W_O_v_norm_ratio_layers_ge_{s}": round(float(r["value_out_ratio"][s:].median()), 3),
-                            "by_layer": np.round(r["value_ratio"].mean(1).numpy(), 3).tolist()},
+                            "by_layer": np.round(r["value_ratio"].mean(1).double().numpy(), 3).tolist()},
                   tolerance=f"on {dom}: median over layers >= {s} and KV heads of ||v_first|| / median ||v_p|| <= 0.5",
                   status=check(value_med <= 0.5), source="[abstract]"),
             Claim("residual_peak", "The first token's residual state has a far larger norm than the others' "
                   "(a residual-state peak) in the middle layers",
                   paper_value="peak of ~100x (Llama-2, [recollection])",
                   measured={f"median_resid_norm_ratio_layers_{s}_to_{L - 2}": round(resid_med, 2),
-                            "by_layer": np.round(r["resid_ratio"].numpy(), 2).tolist()},
+                            "by_layer": np.round(r["resid_ratio"].double().numpy(), 2).tolist()},
                   tolerance=f"on {dom}: median over layers {s}..{L - 2} of ||h_first|| / median ||h_p|| >= 5",
                   status=check(resid_med >= 5), source="[abstract] + [recollection]"),
             Claim("active_dormant_switch", "Some heads are dormant (attention parked on the first token) on one input "
