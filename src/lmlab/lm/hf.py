@@ -187,6 +187,9 @@ class HFLM(LM):
         cont = [list(self._tokenizer(c, add_special_tokens=False)["input_ids"]) for c in completions]
         if any(len(c) == 0 for c in cont):
             raise ValueError("empty completion: logprobs needs at least one completion token")
+        if any(len(c) == 0 for c in ctx):
+            raise ValueError("empty prompt (and no BOS token): the first completion token has nothing to be "
+                             "conditioned on; pass a non-empty prompt")
         results: list[torch.Tensor] = []
         for sl in self._chunks(len(ctx)):
             seqs = [a + b for a, b in zip(ctx[sl], cont[sl])]
