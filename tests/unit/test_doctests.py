@@ -6,7 +6,7 @@ import importlib
 import pytest
 
 MODULES = ["lmlab.config", "lmlab.nn.hooks", "lmlab.nn.model", "lmlab.tasks.two_hop", "lmlab.tasks.bigram_backcopy",
-           "lmlab.analysis.extreme_tokens"]
+           "lmlab.analysis.extreme_tokens", "lmlab.tasks.reversal"]
 
 
 @pytest.mark.parametrize("name", MODULES)
