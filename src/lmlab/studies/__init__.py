@@ -5,4 +5,5 @@ from lmlab.registry import Registry
 STUDIES = Registry("study", {
     "two-hop": "lmlab.studies.two_hop:TwoHopStudy",
     "extreme-tokens": "lmlab.studies.extreme_tokens:ExtremeTokensStudy",
+    "tokenization": "lmlab.studies.tokenization:TokenizationStudy",
 })

@@ -5,4 +5,5 @@ from lmlab.registry import Registry
 TASKS = Registry("task", {
     "two-hop": "lmlab.tasks.two_hop:TwoHopTask",
     "bigram-backcopy": "lmlab.tasks.bigram_backcopy:BigramBackcopyTask",
+    "markov": "lmlab.tasks.markov:MarkovSource",
 })
