@@ -18,15 +18,18 @@ What this study does, in order:
    training row is ``seq_chars`` characters, tokenized whole, with BOS in front, so a token model
    and the character model see exactly the same characters per step. The loss per character is
    the total token negative log-likelihood of a row divided by its ``seq_chars`` characters
-   (``lmlab.analysis.tokenization.per_char_loss``), measured on a fixed evaluation set.
+   (``lmlab.analysis.tokenization.per_char_loss``), measured on a fixed evaluation set. The model
+   is the default of the base code the paper builds on (Makkuva et al.: 1 layer, 1 head, width 8,
+   AdamW 2e-3, betas 0.9/0.95, weight decay 1e-3, cosine). A larger ``probe_model`` (2 layers,
+   width 64) is also trained on characters, to show how much the plateau depends on model size.
 3. Figures (cross-entropy against dictionary size with the entropy-rate and unigram lines; the
    per-character loss of every transformer over training) and ``summary.json``, whose claims
    carry the measured gaps to ``H_inf`` in nats per character.
 
 The default config is our long setting (the paper's model sizes and step counts are not known to
-us): three sources, sequences of 512 characters, 4,000 steps, dictionaries 8-512 (about 1.5 h on
+us): three sources, sequences of 512 characters, 4,000 steps, dictionaries 8-512 (about 1 h on
 2 CPU cores). ``--quick`` trains on two sources (k = 2 and k = 4), sequences of 256 characters,
-500 steps per model, dictionaries 32/128/512: about 5 minutes.
+500 steps per model, dictionaries 32/128/512, one thread: about 3-5 minutes.
 """
 
 from __future__ import annotations
@@ -91,7 +94,11 @@ class TokenizationConfig(Config):
     transformer_sources: tuple[int, ...] = (0, 1, 2)
     transformer_dict_sizes: tuple[int, ...] = SPEC_DICT_SIZES
     transformer_tokenizer: Literal["bpe", "lz78"] = "bpe"
-    model: TinyConfig = field(default_factory=lambda: TinyConfig(n_layers=2, d_model=64, n_heads=1, init="gpt2"))
+    # The base code's model (Makkuva et al., which the paper builds on): 1 layer, 1 head, width 8, GPT-2 init.
+    model: TinyConfig = field(default_factory=lambda: TinyConfig(n_layers=1, d_model=8, n_heads=1, init="gpt2"))
+    # A larger model trained on characters only, with the same schedule (null: skip): does it leave the plateau?
+    probe_model: TinyConfig | None = field(
+        default_factory=lambda: TinyConfig(n_layers=2, d_model=64, n_heads=1, init="gpt2"))
     # Makkuva et al.'s optimiser: AdamW 2e-3, betas (0.9, 0.95), weight decay 1e-3, cosine.
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
         steps=4000, lr=2e-3, betas=(0.9, 0.95), weight_decay=1e-3, warmup_steps=100, schedule="cosine",
@@ -177,7 +184,7 @@ class TokenizationStudy(Study):
     config_cls = TokenizationConfig
 
     def quick_config(self) -> TokenizationConfig:
-        """Transformers on k=2 and k=4 only, sequences of 256 characters, 500 steps, BPE 32/128/512, one thread: ~5 min."""
+        """Transformers on k=2 and k=4 only, sequences of 256 characters, 500 steps, BPE 32/128/512, one thread: 3-5 min."""
         base = TokenizationConfig()
         return base.replace(
             transformer_sources=(1, 2),
@@ -212,8 +219,12 @@ class TokenizationStudy(Study):
                 (cfg.transformer_tokenizer, d, tokenizers[i][cfg.transformer_tokenizer][d]) for d in cfg.transformer_dict_sizes]
             for kind, d, tok in specs:
                 name = f"{_slug(src.cfg)}-{kind}{'' if kind == 'char' else d}"
-                runs[name] = {"source": i, "tokenizer": kind, "dict_size": d,
-                              **self._train_one(cfg, src, tok, out / name, resume)}
+                runs[name] = {"source": i, "tokenizer": kind, "dict_size": d, "model": "paper",
+                              **self._train_one(cfg, cfg.model, src, tok, out / name, resume)}
+            if cfg.probe_model is not None:
+                name = f"{_slug(src.cfg)}-char-probe"
+                runs[name] = {"source": i, "tokenizer": "char", "dict_size": src.m, "model": "probe",
+                              **self._train_one(cfg, cfg.probe_model, src, char_tok, out / name, resume)}
 
         figures = self._figures(cfg, out, sources, count_based, runs)
         claims = self._claims(cfg, sources, count_based, runs)
@@ -253,8 +264,9 @@ class TokenizationStudy(Study):
 
     # -- step 2: one transformer ------------------------------------------------------------------
     @staticmethod
-    def _train_one(cfg: TokenizationConfig, src: MarkovSource, tok: Tokenizer, run_dir: Path, resume: bool) -> dict[str, Any]:
-        model_cfg = cfg.model.replace(d_vocab=tok.vocab_size + 1, n_ctx=cfg.seq_chars)  # + BOS; n tokens <= n chars
+    def _train_one(cfg: TokenizationConfig, model: TinyConfig, src: MarkovSource, tok: Tokenizer, run_dir: Path,
+                   resume: bool) -> dict[str, Any]:
+        model_cfg = model.replace(d_vocab=tok.vocab_size + 1, n_ctx=cfg.seq_chars)  # + BOS; n tokens <= n chars
         torch.manual_seed(cfg.seed)
         model = TinyTransformer(model_cfg)
         ev_batch, ev_chars = token_batch(tok, src.sample_text(cfg.eval_size, cfg.seq_chars, src.rng(EVAL_STREAM + EVAL_ROWS)))
@@ -296,7 +308,7 @@ class TokenizationStudy(Study):
         r4 = lambda x: None if x is None else round(float(x), 4)  # noqa: E731
 
         def by_source(i: int, kind: str) -> list[dict[str, Any]]:
-            return sorted((r for r in runs.values() if r["source"] == i and r["tokenizer"] == kind),
+            return sorted((r for r in runs.values() if r["source"] == i and r["tokenizer"] == kind and r["model"] == "paper"),
                           key=lambda r: r["dict_size"])
 
         # (1) Without tokenization: the character model sits at the unigram loss (k >= 2).
@@ -313,8 +325,12 @@ class TokenizationStudy(Study):
             tolerance=f"for every trained source with k >= 2: |final loss per char - H(pi_1)| <= {PLATEAU_TOL}",
             status=check(all(abs(r["gap_to_unigram"]) <= PLATEAU_TOL for r in chars.values())) if chars else "not_comparable",
             source="[abstract]",
-            evidence={"steps": cfg.train.steps, "seq_chars": cfg.seq_chars,
-                      "note": "judged at this step budget only; a longer run may leave the plateau"},
+            evidence={"steps": cfg.train.steps, "seq_chars": cfg.seq_chars, "model": cfg.model.to_dict(),
+                      "note": "judged for the base code's model at this step budget only; a longer run may leave the plateau",
+                      "larger_char_model": {sources[r["source"]].cfg.label: {
+                          "loss_per_char": r4(r["final_loss_per_char"]), "gap_to_unigram": r4(r["gap_to_unigram"]),
+                          "gap_to_entropy_rate": r4(r["gap_to_entropy_rate"])}
+                          for r in runs.values() if r["model"] == "probe"}},
         ))
 
         # (2) With tokenization the transformer gets near the entropy rate.
@@ -351,7 +367,7 @@ class TokenizationStudy(Study):
         # (4) The transformer learns at least the token unigram (the theory's model is a unigram over tokens).
         pairs = {}
         for r in runs.values():
-            if r["tokenizer"] == "char":
+            if r["tokenizer"] == "char" or r["model"] != "paper":
                 continue
             row = cb[r["source"]]
             uni = row[r["tokenizer"]][row["dict_sizes"].index(r["dict_size"])]
@@ -435,14 +451,17 @@ class TokenizationStudy(Study):
             ax.axhline(src.entropy_rate, c="k", ls="-", lw=1, label=f"entropy rate H_inf = {src.entropy_rate:.3f}")
             ax.plot(ds, row["bpe"], "o-", c="C0", label="BPE token unigram (counts)")
             ax.plot(ds, row["lz78"], "s-", c="C1", label="LZ78 token unigram (counts)")
-            tr = sorted((r for r in runs.values() if r["source"] == i and r["tokenizer"] != "char"), key=lambda r: r["dict_size"])
+            tr = sorted((r for r in runs.values() if r["source"] == i and r["tokenizer"] != "char" and r["model"] == "paper"),
+                        key=lambda r: r["dict_size"])
             if tr:
                 ax.plot([r["dict_size"] for r in tr], [r["final_loss_per_char"] for r in tr], "^-", c="C3", ms=8,
                         label=f"transformer on {tr[0]['tokenizer'].upper()} tokens")
-            ch = [r for r in runs.values() if r["source"] == i and r["tokenizer"] == "char"]
-            if ch:
-                ax.plot([ch[0]["dict_size"]], [ch[0]["final_loss_per_char"]], "*", c="C2", ms=14,
-                        label=f"transformer on characters (d = {ch[0]['dict_size']})")
+            for r in runs.values():
+                if r["source"] == i and r["tokenizer"] == "char":
+                    paper = r["model"] == "paper"
+                    ax.plot([r["dict_size"]], [r["final_loss_per_char"]], "*", ms=14, c="C2" if paper else "C4",
+                            mfc="C2" if paper else "none",
+                            label=f"{'transformer' if paper else 'larger transformer (probe)'} on characters (d = {r['dict_size']})")
             ax.set_xscale("log", base=2)
             ax.set_xlabel("dictionary size d")
             ax.set_ylabel("cross-entropy (nats per character)")
@@ -458,16 +477,19 @@ class TokenizationStudy(Study):
             for ax, i in zip(axes[0], trained):
                 src = sources[i]
                 for j, r in enumerate(sorted((r for r in runs.values() if r["source"] == i),
-                                             key=lambda r: (r["tokenizer"] != "char", r["dict_size"]))):
+                                             key=lambda r: (r["tokenizer"] != "char", r["model"], r["dict_size"]))):
                     ev = r["evals"]
                     lab = "characters" if r["tokenizer"] == "char" else f"{r['tokenizer'].upper()} d={r['dict_size']}"
-                    ax.plot([e["step"] for e in ev], [e["loss_per_char"] for e in ev], c=f"C{j}", label=lab)
+                    if r["model"] == "probe":
+                        lab = f"characters, larger model ({cfg.probe_model.n_layers} layers, d_model {cfg.probe_model.d_model})"
+                    ax.plot([e["step"] for e in ev], [e["loss_per_char"] for e in ev], c=f"C{j}",
+                            ls="--" if r["model"] == "probe" else "-", label=lab)
                 ax.axhline(src.unigram_entropy, c="gray", ls="--", label="character unigram")
                 ax.axhline(src.entropy_rate, c="k", lw=1, label="entropy rate")
                 ax.set_ylim(src.entropy_rate - 0.05, max(src.unigram_entropy + 0.15, src.entropy_rate + 0.5))
                 ax.set_xlabel("step")
                 ax.set_ylabel("eval loss (nats per character)")
-                ax.set_title(f"{src.cfg.label}: training")
+                ax.set_title(f"{src.cfg.label}: training ({cfg.model.n_layers} layer, d_model {cfg.model.d_model})")
                 ax.legend(fontsize=8)
                 ax.grid(alpha=0.3)
             names.append(save_figure(fig, out, "training.png"))
