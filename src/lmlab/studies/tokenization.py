@@ -29,7 +29,7 @@ What this study does, in order:
 The default config is our long setting (the paper's model sizes and step counts are not known to
 us): three sources, sequences of 512 characters, 4,000 steps, dictionaries 8-512 (about 1 h on
 2 CPU cores). ``--quick`` trains on two sources (k = 2 and k = 4), sequences of 256 characters,
-500 steps per model, dictionaries 32/128/512, one thread: about 3-5 minutes.
+500 steps per model (300 for the probe), dictionaries 32/128/512, one thread: about 5 minutes.
 """
 
 from __future__ import annotations
@@ -99,6 +99,7 @@ class TokenizationConfig(Config):
     # A larger model trained on characters only, with the same schedule (null: skip): does it leave the plateau?
     probe_model: TinyConfig | None = field(
         default_factory=lambda: TinyConfig(n_layers=2, d_model=64, n_heads=1, init="gpt2"))
+    probe_steps: int | None = None  # training steps of the probe (null: train.steps)
     # Makkuva et al.'s optimiser: AdamW 2e-3, betas (0.9, 0.95), weight decay 1e-3, cosine.
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
         steps=4000, lr=2e-3, betas=(0.9, 0.95), weight_decay=1e-3, warmup_steps=100, schedule="cosine",
@@ -124,6 +125,8 @@ class TokenizationConfig(Config):
             raise ConfigError(f"TokenizationConfig.transformer_dict_sizes {missing} must also be in dict_sizes")
         if list(self.transformer_dict_sizes) != sorted(set(self.transformer_dict_sizes)):
             raise ConfigError("TokenizationConfig.transformer_dict_sizes must be increasing")
+        if self.probe_steps is not None and self.probe_steps < 1:
+            raise ConfigError(f"TokenizationConfig.probe_steps must be >= 1 or null, got {self.probe_steps}")
         if self.num_threads < 0:
             raise ConfigError(f"TokenizationConfig.num_threads must be >= 0 (0: torch's default), got {self.num_threads}")
         for name in ("bpe_train_chars", "lz_train_chars", "unigram_train_chars", "test_chars", "seq_chars",
@@ -184,13 +187,17 @@ class TokenizationStudy(Study):
     config_cls = TokenizationConfig
 
     def quick_config(self) -> TokenizationConfig:
-        """Transformers on k=2 and k=4 only, sequences of 256 characters, 500 steps, BPE 32/128/512, one thread: 3-5 min."""
+        """Transformers on k=2 and k=4 only, sequences of 256 characters, 500 steps (probe 300), BPE 32/128/512, one thread.
+
+        About 4 minutes on 2 idle cores, 5-7 when another job holds one of them.
+        """
         base = TokenizationConfig()
         return base.replace(
             transformer_sources=(1, 2),
             transformer_dict_sizes=(32, 128, 512),
             seq_chars=256,
             num_threads=1,
+            probe_steps=300,  # the probe leaves the plateau by step ~200
             train=base.train.replace(steps=500, warmup_steps=50, eval_every=50, checkpoint_every=100),
         )
 
@@ -224,7 +231,8 @@ class TokenizationStudy(Study):
             if cfg.probe_model is not None:
                 name = f"{_slug(src.cfg)}-char-probe"
                 runs[name] = {"source": i, "tokenizer": "char", "dict_size": src.m, "model": "probe",
-                              **self._train_one(cfg, cfg.probe_model, src, char_tok, out / name, resume)}
+                              **self._train_one(cfg, cfg.probe_model, src, char_tok, out / name, resume,
+                                                steps=cfg.probe_steps)}
 
         figures = self._figures(cfg, out, sources, count_based, runs)
         claims = self._claims(cfg, sources, count_based, runs)
@@ -265,7 +273,7 @@ class TokenizationStudy(Study):
     # -- step 2: one transformer ------------------------------------------------------------------
     @staticmethod
     def _train_one(cfg: TokenizationConfig, model: TinyConfig, src: MarkovSource, tok: Tokenizer, run_dir: Path,
-                   resume: bool) -> dict[str, Any]:
+                   resume: bool, steps: int | None = None) -> dict[str, Any]:
         model_cfg = model.replace(d_vocab=tok.vocab_size + 1, n_ctx=cfg.seq_chars)  # + BOS; n tokens <= n chars
         torch.manual_seed(cfg.seed)
         model = TinyTransformer(model_cfg)
@@ -275,8 +283,9 @@ class TokenizationStudy(Study):
             # The same characters for every model of this source: a pure function of (seed, step).
             return token_batch(tok, src.sample_text(cfg.batch_size, cfg.seq_chars, src.rng(step)))[0]
 
+        train_cfg = cfg.train.replace(seed=cfg.seed, **({} if steps is None else {"steps": steps}))
         result = train(
-            model, cfg.train.replace(seed=cfg.seed), batch_fn, run_dir,
+            model, train_cfg, batch_fn, run_dir,
             eval_fn=lambda m, step: eval_per_char(m, ev_batch, ev_chars), resume=resume,
             meta={"source": src.cfg.to_dict(), "task_version": src.version, "model": model_cfg.to_dict(),
                   "tokenizer": {"name": tok.name, "vocab_size": tok.vocab_size, "fingerprint": tok.fingerprint()},
