@@ -27,8 +27,8 @@ What this study does, in order:
    carry the measured gaps to ``H_inf`` in nats per character.
 
 The default config is our long setting (the paper's model sizes and step counts are not known to
-us): three sources, sequences of 512 characters, 4,000 steps, dictionaries 8-512 (about 1 h on
-2 CPU cores). ``--quick`` trains on two sources (k = 2 and k = 4), sequences of 256 characters,
+us): three sources, sequences of 512 characters, 4,000 steps, dictionaries 8-512 (about 2 h on
+2 CPU cores, estimated). ``--quick`` trains on two sources (k = 2 and k = 4), sequences of 256 characters,
 500 steps per model (300 for the probe), dictionaries 32/128/512, one thread: about 5 minutes.
 """
 

@@ -6,7 +6,9 @@ from lmlab.tokenizers.base import Tokenizer
 
 
 class CharTokenizer(Tokenizer):
-    """>>> CharTokenizer.train("", 2, "01").encode("0110")
+    """One token per character of the alphabet.
+
+    >>> CharTokenizer.train("", 2, "01").encode("0110")
     [0, 1, 1, 0]
     """
 
