@@ -34,7 +34,6 @@ us): three sources, sequences of 512 characters, 4,000 steps, dictionaries 8-512
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -272,9 +271,10 @@ class TokenizationStudy(Study):
 
     # -- step 2: one transformer ------------------------------------------------------------------
     @staticmethod
-    def _train_one(cfg: TokenizationConfig, model: TinyConfig, src: MarkovSource, tok: Tokenizer, run_dir: Path,
+    def _train_one(cfg: TokenizationConfig, arch: TinyConfig, src: MarkovSource, tok: Tokenizer, run_dir: Path,
                    resume: bool, steps: int | None = None) -> dict[str, Any]:
-        model_cfg = model.replace(d_vocab=tok.vocab_size + 1, n_ctx=cfg.seq_chars)  # + BOS; n tokens <= n chars
+        """Train one model (``arch`` with the tokenizer's vocabulary + BOS) in ``run_dir``; resumable."""
+        model_cfg = arch.replace(d_vocab=tok.vocab_size + 1, n_ctx=cfg.seq_chars)  # + BOS; n tokens <= n chars
         torch.manual_seed(cfg.seed)
         model = TinyTransformer(model_cfg)
         ev_batch, ev_chars = token_batch(tok, src.sample_text(cfg.eval_size, cfg.seq_chars, src.rng(EVAL_STREAM + EVAL_ROWS)))
