@@ -24,6 +24,7 @@ run-all: $(STAMP)
 	$(BIN)/lmlab run two-hop --quick --seed 0 --out $(RUNS)/two-hop-quick
 	$(BIN)/lmlab run extreme-tokens --quick --seed 0 --out $(RUNS)/extreme-tokens-quick
 	$(BIN)/lmlab run reversal-curse --quick --out $(RUNS)/reversal-curse-quick
+	$(BIN)/lmlab run tokenization --quick --seed 0 --out $(RUNS)/tokenization-quick
 	$(BIN)/lmlab report --runs $(RUNS) --out $(RUNS)/report.html
 	@echo "Report: $(abspath $(RUNS))/report.html"
 

@@ -6,4 +6,5 @@ TASKS = Registry("task", {
     "two-hop": "lmlab.tasks.two_hop:TwoHopTask",
     "bigram-backcopy": "lmlab.tasks.bigram_backcopy:BigramBackcopyTask",
     "reversal": "lmlab.tasks.reversal:ReversalTask",
+    "markov": "lmlab.tasks.markov:MarkovSource",
 })
