@@ -14,7 +14,7 @@ def tiny_config():
         bilinear=cfg.bilinear.replace(n_pairs=10, d=32, steps=60, eval_every=20, d_sweep=(16, 32, 64)),
         task=cfg.task.replace(vocab_size=40, alphabet_size=10, n_x=10, n_y=10),
         model=cfg.model.replace(d_model=16, n_heads=2),
-        train=cfg.train.replace(steps=30, eval_every=10, progress=False),
+        train=cfg.train.replace(steps=30, warmup_steps=5, eval_every=10, progress=False),
         batch_size=16,
     )
 
