@@ -35,6 +35,8 @@ run-all: $(STAMP) $(MODELS)
 	$(BIN)/lmlab run extreme-tokens --quick --seed 0 --out $(RUNS)/extreme-tokens-quick
 	$(BIN)/lmlab run llm-two-hop --quick --seed 0 --out $(RUNS)/llm-two-hop-quick
 	$(BIN)/lmlab run llm-sinks --quick --seed 0 --out $(RUNS)/llm-sinks-quick
+	$(BIN)/lmlab run reversal-curse --quick --out $(RUNS)/reversal-curse-quick
+	$(BIN)/lmlab run tokenization --quick --seed 0 --out $(RUNS)/tokenization-quick
 	$(BIN)/lmlab report --runs $(RUNS) --out $(RUNS)/report.html
 	@echo "Report: $(abspath $(RUNS))/report.html"
 

@@ -48,6 +48,9 @@ def run(
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="show a progress bar")] = True,
     model: Annotated[Optional[str], typer.Option(help="pretrained LM for llm-* studies: default (embedded SmolLM2), "
                                                       "a .gguf file, or a local Hugging Face model directory")] = None,
+    threads: Annotated[int, typer.Option(help="PyTorch CPU threads (0: torch's default). Use 1 when other jobs "
+                                               "share the cores: tiny models gain little from a second thread and "
+                                               "lose several-fold when it has to wait for a busy core")] = 0,
 ) -> None:
     """Run a study: train, analyse, write figures and summary.json."""
     from lmlab.config import ConfigError, apply_overrides, load_config_file
@@ -55,6 +58,13 @@ def run(
     from lmlab.studies import STUDIES
     from lmlab.train import CheckpointError
 
+    if threads < 0:
+        _fail(f"--threads must be >= 0 (0: torch's default), got {threads}")
+        return
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     try:
         s = STUDIES.get(study)()
         cfg = load_config_file(s.config_cls, config) if config else (s.quick_config() if quick else s.default_config())

@@ -199,11 +199,25 @@ def apply_overrides(cfg: C, overrides: list[str] | dict[str, Any]) -> C:
             if i == len(parts) - 1:
                 node[part] = _parse_cli_value(value) if isinstance(value, str) else value
             else:
-                owner = typing.get_type_hints(owner)[part]
-                if not (isinstance(owner, type) and dataclasses.is_dataclass(owner)):
+                owner = _section_type(typing.get_type_hints(owner)[part])
+                if owner is None:
                     raise ConfigError(f"config key '{key}': '{part}' is not a section")
+                if node[part] is None:
+                    raise ConfigError(f"config key '{key}': section '{part}' is null; set it whole first, "
+                                      f"e.g. --set '{'.'.join(parts[:i + 1])}={{}}'")
                 node = node[part]
     return type(cfg).from_dict(data)
+
+
+def _section_type(hint: Any) -> type | None:
+    """The dataclass a dotted key descends into: ``Section`` or ``Section | None``; None if not a section."""
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return hint
+    if get_origin(hint) in (typing.Union, types.UnionType):
+        sections = [a for a in get_args(hint) if isinstance(a, type) and dataclasses.is_dataclass(a)]
+        if len(sections) == 1 and all(a is type(None) or a is sections[0] for a in get_args(hint)):
+            return sections[0]
+    return None
 
 
 def _split_override(item: str) -> tuple[str, str]:

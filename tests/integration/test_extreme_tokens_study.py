@@ -23,7 +23,7 @@ def test_tiny_run_writes_summary_and_figures(tmp_path):
     summary = ExtremeTokensStudy().run(tiny_config(), tmp_path, quick=True)
     data = json.loads((tmp_path / "summary.json").read_text())
     ids = [c["id"] for c in data["claims"]]
-    assert ids == ["attention_sink", "active_on_triggers", "value_drain", "task_solved", "mutual_reinforcement",
+    assert ids == ["attention_sink", "active_on_triggers", "value_drain", "attention_sink_3l", "task_solved", "mutual_reinforcement",
                    "relu_removes_sink", "residual_peak", "sgd_weakens_peak"]
     final = data["metrics"]["final"]
     assert set(final) == {"softmax_adam_1l", "relu_adam_1l", "softmax_adam_3l", "softmax_sgd_3l"}

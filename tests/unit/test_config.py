@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from lmlab.config import ConfigError, apply_overrides, load_config_file
+from lmlab.config import Config, ConfigError, apply_overrides, load_config_file
 from lmlab.nn import TinyConfig
 from lmlab.studies.two_hop import TwoHopStudyConfig
 from lmlab.train import TrainConfig
@@ -62,3 +62,21 @@ def test_config_file_errors(tmp_path):
 def test_frozen():
     with pytest.raises(Exception):
         TinyConfig().d_model = 3  # type: ignore[misc]
+
+
+def test_dotted_override_descends_into_an_optional_section():
+    import dataclasses as dc
+    from typing import Optional
+
+    from lmlab.nn import TinyConfig
+
+    @dc.dataclass(frozen=True)
+    class Outer(Config):
+        probe: Optional[TinyConfig] = None
+        main: TinyConfig = dc.field(default_factory=TinyConfig)
+
+    with_probe = apply_overrides(Outer(probe=TinyConfig()), ["probe.d_model=32"])
+    assert with_probe.probe.d_model == 32
+    with pytest.raises(ConfigError, match="section 'probe' is null"):
+        apply_overrides(Outer(), ["probe.d_model=32"])
+    assert apply_overrides(Outer(), ['probe={"d_model": 16}']).probe.d_model == 16

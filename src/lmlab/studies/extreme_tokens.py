@@ -227,6 +227,7 @@ class ExtremeTokensStudy(Study):
                   paper_value="~12x smaller (a small CPU run: 1.27 vs 15.0)", measured=s1["value_out_ratio"][0],
                   tolerance="||W_O v_BOS|| / median token's <= 0.2 (at least 5x smaller)",
                   status=check(s1["value_out_ratio"][0] <= 0.2), source="[abstract] + [secondary] CPU run"),
+            _sink_claim_3l(s3),
             Claim("task_solved", "The model solves BB: backcopy loss near 0, bigram loss at the oracle",
                   paper_value={"backcopy": 5.5e-6, "bigram_vs_oracle": "2.2299 (tiny-Shakespeare)"},
                   measured={"backcopy": s1["backcopy_loss"], "bigram": s1["bigram_loss"], "oracle": round(oracle, 4)},
@@ -324,3 +325,18 @@ class ExtremeTokensStudy(Study):
             ax.set_title(title)
         save_figure(fig, out, "mitigations.png")
         return ["attention_maps.png", "dynamics.png", "mitigations.png"]
+
+
+def _sink_claim_3l(final: dict[str, Any]) -> Claim:
+    """The same three measurements in the 3-layer softmax+Adam model, at its sink layer (the layer with the
+    largest non-trigger BOS share): the paper finds the phenomena in 1- to 3-layer models."""
+    layer = int(np.argmax(final["sink_nontrigger"]))
+    sink, trig, value = (final[k][layer] for k in ("sink_nontrigger", "sink_trigger", "value_out_ratio"))
+    return Claim(
+        "attention_sink_3l", "The 3-layer softmax+Adam model has the same active-dormant head: at its sink layer "
+        "non-trigger queries put almost all attention on BOS, trigger queries attend elsewhere, BOS's value is drained",
+        paper_value="sinks and drains in 1- to 3-layer models", source="[abstract]",
+        measured={"layer": layer, "sink_nontrigger": sink, "sink_trigger": trig, "value_out_ratio": value},
+        tolerance="at the layer with the largest non-trigger BOS share: share >= 0.9, trigger share <= 0.2, "
+                  "||W_O v_BOS|| / median <= 0.2",
+        status=check(sink >= 0.9 and trig <= 0.2 and value <= 0.2))

@@ -5,4 +5,6 @@ from lmlab.registry import Registry
 TASKS = Registry("task", {
     "two-hop": "lmlab.tasks.two_hop:TwoHopTask",
     "bigram-backcopy": "lmlab.tasks.bigram_backcopy:BigramBackcopyTask",
+    "reversal": "lmlab.tasks.reversal:ReversalTask",
+    "markov": "lmlab.tasks.markov:MarkovSource",
 })

