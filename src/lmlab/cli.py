@@ -46,12 +46,15 @@ def run(
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="override, e.g. --set model.d_model=128")] = None,
     resume: Annotated[bool, typer.Option("--resume/--fresh", help="continue from the run directory's checkpoint")] = True,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="show a progress bar")] = True,
+    model: Annotated[Optional[str], typer.Option(help="pretrained LM for llm-* studies: default (embedded SmolLM2), "
+                                                      "a .gguf file, or a local Hugging Face model directory")] = None,
     threads: Annotated[int, typer.Option(help="PyTorch CPU threads (0: torch's default). Use 1 when other jobs "
                                                "share the cores: tiny models gain little from a second thread and "
                                                "lose several-fold when it has to wait for a busy core")] = 0,
 ) -> None:
     """Run a study: train, analyse, write figures and summary.json."""
     from lmlab.config import ConfigError, apply_overrides, load_config_file
+    from lmlab.lm import LMError
     from lmlab.studies import STUDIES
     from lmlab.train import CheckpointError
 
@@ -73,6 +76,10 @@ def run(
         if device is not None:
             overrides.append(f"{section}device={device}")
         overrides.append(f"{section}progress={'true' if progress else 'false'}")
+        if model is not None:
+            if not isinstance(getattr(cfg, "model", None), str):
+                raise ConfigError(f"--model: study '{study}' trains its own model; --model is for the llm-* studies")
+            overrides.append(f"model={json.dumps(model)}")
         cfg = apply_overrides(cfg, overrides)
         run_device = getattr(getattr(cfg, "train", cfg), "device", "cpu")
         if str(run_device).startswith("cuda"):
@@ -82,7 +89,7 @@ def run(
                 raise ConfigError("train.device: CUDA was asked for but torch sees no GPU; use --device cpu")
         out = out or Path("runs") / f"{study}{'-quick' if quick else ''}-seed{cfg.seed}"
         summary = s.run(cfg, out, quick=quick, resume=resume)
-    except (ConfigError, CheckpointError, KeyError) as e:
+    except (ConfigError, CheckpointError, KeyError, LMError) as e:
         _fail(str(e).strip("'\""))
         return
     typer.echo(f"{study}: {summary.to_dict()['n_pass']}/{len(summary.claims)} claims pass "

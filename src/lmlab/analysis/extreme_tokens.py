@@ -57,3 +57,32 @@ def head_outputs(v: torch.Tensor, W_O: torch.Tensor) -> torch.Tensor:
     """
     B, T, H, D = v.shape
     return torch.einsum("bphd,hdm->bphm", v, W_O.reshape(H, D, -1))
+
+
+def classify_heads(share: torch.Tensor, dormant: float = 0.7, active: float = 0.3) -> list[list[str]]:
+    """Label each head from its sink share (layer, head): ``dormant`` (parks attention on the sink),
+    ``active`` (attends elsewhere) or ``mixed`` in between.
+
+    >>> classify_heads(torch.tensor([[0.95, 0.1, 0.5]]))
+    [['dormant', 'active', 'mixed']]
+    """
+    return [["dormant" if s >= dormant else "active" if s <= active else "mixed" for s in row.tolist()]
+            for row in share]
+
+
+def switching_heads(shares: dict[str, torch.Tensor], dormant: float = 0.7, active: float = 0.3) -> list[dict]:
+    """Heads that are dormant on one input domain and active on another, strongest switch first.
+
+    ``shares`` maps a domain name to a (layer, head) sink-share tensor. Each entry names the layer,
+    head, the domain where it is most dormant and most active, and both shares.
+    """
+    names = list(shares)
+    stacked = torch.stack([shares[n] for n in names])  # (domain, layer, head)
+    hi, hi_i = stacked.max(0)
+    lo, lo_i = stacked.min(0)
+    out = []
+    for layer, head in ((hi >= dormant) & (lo <= active)).nonzero().tolist():
+        out.append({"layer": layer, "head": head, "dormant_on": names[hi_i[layer, head]],
+                    "active_on": names[lo_i[layer, head]], "share_dormant": round(float(hi[layer, head]), 4),
+                    "share_active": round(float(lo[layer, head]), 4)})
+    return sorted(out, key=lambda d: d["share_active"] - d["share_dormant"])

@@ -5,6 +5,8 @@ from lmlab.registry import Registry
 STUDIES = Registry("study", {
     "two-hop": "lmlab.studies.two_hop:TwoHopStudy",
     "extreme-tokens": "lmlab.studies.extreme_tokens:ExtremeTokensStudy",
+    "llm-two-hop": "lmlab.studies.llm_two_hop:LLMTwoHopStudy",
+    "llm-sinks": "lmlab.studies.llm_sinks:LLMSinksStudy",
     "reversal-curse": "lmlab.studies.reversal_curse:ReversalCurseStudy",
     "tokenization": "lmlab.studies.tokenization:TokenizationStudy",
 })

