@@ -142,3 +142,15 @@ def test_positions_argument_is_exact(kw):
     with m.record("blocks.*.attn.hook_pattern") as cache:
         torch.testing.assert_close(m(x, positions=pos), part, rtol=1e-5, atol=1e-5)
     assert cache["blocks.1.attn.hook_pattern"].shape == (3, 2, 2, 8)
+
+
+def test_ln_bias_follows_bias_unless_set():
+    def ln_biases(cfg):
+        return [n for n, _ in TinyTransformer(cfg).named_parameters() if n.endswith("ln.bias")]
+
+    assert ln_biases(TinyConfig(bias=False)) == []
+    with_ln_bias = ln_biases(TinyConfig(bias=False, ln_bias=True, n_layers=2))
+    assert len(with_ln_bias) == 5  # two per block plus the final LN
+    lin = [n for n, _ in TinyTransformer(TinyConfig(bias=False, ln_bias=True)).named_parameters() if ".b_" in n]
+    assert lin == []  # the linear maps stay bias-free
+    assert len(ln_biases(TinyConfig(bias=True, ln_bias=False, n_layers=1))) == 0

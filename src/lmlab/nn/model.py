@@ -56,6 +56,9 @@ class TinyConfig(Config):
     layer_norm: bool = True  # pre-LN plus a final LN
     ln_eps: float = 1e-5
     bias: bool = False
+    # Layer-norm bias; None follows `bias`. nn.LayerNorm has one by default, as in the extreme-token
+    # paper's code, where it matters: without it the 1-layer Bigram-Backcopy sink grows much more slowly.
+    ln_bias: bool | None = None
     tie_embeddings: bool = False
     # "torch": what nn.Embedding / nn.Linear do by default (embeddings N(0, 1), matrices U(+-1/sqrt(fan_in))),
     # as in the papers' reference code; "gpt2": N(0, init_std), residual writers scaled by 1/sqrt(2 n_layers).
@@ -93,7 +96,7 @@ class TinyConfig(Config):
 class LayerNorm(nn.Module):
     def __init__(self, cfg: TinyConfig):
         super().__init__()
-        self.ln = nn.LayerNorm(cfg.d_model, eps=cfg.ln_eps, bias=cfg.bias)
+        self.ln = nn.LayerNorm(cfg.d_model, eps=cfg.ln_eps, bias=cfg.bias if cfg.ln_bias is None else cfg.ln_bias)
         self.hook_normalized = HookPoint()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
