@@ -34,6 +34,10 @@ from lmlab.rewardeval.metrics import WINNER_LABELS
 
 PREFERENCE_FIELDS = ("question_id", "prompt", "response_1", "response_2", "model_a", "model_b", "winner")
 BOK_FIELDS = ("question_id", "prompt", "model_name", "scores", "mean_score")
+ASSETS = Path(__file__).resolve().parent / "assets"
+#: 256 unmodified rows of Anthropic HH-RLHF harmless-base test (MIT; see BUNDLED_LICENSE)
+BUNDLED_HH = ASSETS / "hh-rlhf-harmless-base-test-sub256.jsonl.gz"
+BUNDLED_LICENSE = ASSETS / "LICENSE-hh-rlhf"
 SKIP_HINT = "fix the row, or skip malformed rows with on_error='skip' (CLI: --set on_bad_row=skip)"
 
 
@@ -165,6 +169,7 @@ def _read(path: str | Path, parse: Any, on_error: str, want: str) -> tuple[list[
     good: list[Any] = []
     skipped: list[tuple[int, str]] = []
     state: dict[str, Any] = {}
+    unit = "row" if str(path).lower().endswith(".parquet") else "line"
     for line, row in iter_rows(path):
         try:
             if isinstance(row, RowError):
@@ -177,10 +182,10 @@ def _read(path: str | Path, parse: Any, on_error: str, want: str) -> tuple[list[
             good.append((line, parse(row, schema, state)))
         except RowError as e:
             if on_error == "fail":
-                raise DataError(f"{path}:{line}: {e}; {SKIP_HINT}") from None
+                raise DataError(f"{path}, {unit} {line}: {e}; {SKIP_HINT}") from None
             skipped.append((line, str(e)))
     if not good:
-        detail = f" ({len(skipped)} malformed, first: line {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
+        detail = f" ({len(skipped)} malformed, first: {unit} {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
         raise DataError(f"{path}: no valid rows{detail}")
     return good, skipped
 
@@ -333,7 +338,9 @@ def write_rows(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        pq.write_table(pa.Table.from_pylist(list(rows)), p)
+        # parquet cannot store a struct without fields: an empty mapping (e.g. conv_metadata {}) becomes null
+        clean = [{k: (None if isinstance(v, dict) and not v else v) for k, v in r.items()} for r in rows]
+        pq.write_table(pa.Table.from_pylist(clean), p)
         return p
     opener = gzip.open if p.name.endswith(".gz") else open
     with opener(p, "wt", encoding="utf-8") as f:

@@ -42,8 +42,7 @@ import numpy as np
 from lmlab.config import Config, ConfigError
 from lmlab.studies.base import Claim, Study, Summary, check, pyplot, save_figure
 
-ASSETS = Path(__file__).resolve().parent.parent / "rewardeval" / "assets"
-BUNDLED_HH = ASSETS / "hh-rlhf-harmless-base-test-sub256.jsonl.gz"
+from lmlab.rewardeval.data import BUNDLED_HH  # noqa: E402  (light: numpy and lmlab.config only)
 
 
 @dataclass(frozen=True)
@@ -75,8 +74,17 @@ class RewardEvalConfig(Config):
     def validate(self) -> None:
         from lmlab.rewardeval.builder import LEVELS
 
+        from lmlab.rewardeval.models import REWARD_MODELS
+
         if not self.rms:
             raise ConfigError("RewardEvalConfig.rms: give at least one reward model, e.g. --rm length")
+        for spec in self.rms:
+            name = spec.partition(":")[0]
+            if name not in REWARD_MODELS.entries:
+                try:
+                    REWARD_MODELS.get(name)
+                except KeyError as e:
+                    raise ConfigError(f"RewardEvalConfig.rms: {str(e).strip(chr(39))}") from None
         for d in self.domains:
             if d not in LEVELS:
                 raise ConfigError(f"RewardEvalConfig.domains: unknown domain {d!r}; choose from {', '.join(LEVELS)}")
@@ -115,9 +123,9 @@ class RewardEvalStudy(Study):
     config_cls = RewardEvalConfig
 
     def quick_config(self) -> RewardEvalConfig:
-        """2 problems per level (10 problems) x K=8 responses, 24 HH pairs (prompts clipped to 400
-        characters), 3 reward signals (see docs/studies/reward-eval.md for the measured time)."""
-        return RewardEvalConfig(per_level=2, K=8, n_preference_pairs=24, max_prompt_chars=400, n_boot=1000)
+        """2 problems per level (10 problems) x K=8 responses of up to 32 tokens, 20 HH pairs (prompts
+        clipped to 400 characters), 3 reward signals (docs/studies/reward-eval.md has the measured time)."""
+        return RewardEvalConfig(per_level=2, K=8, max_new_tokens=32, n_preference_pairs=20, max_prompt_chars=400)
 
     # -- pipeline --------------------------------------------------------------------------------------
     def execute(self, cfg: RewardEvalConfig, out: Path, quick: bool, resume: bool) -> Summary:
@@ -339,7 +347,12 @@ class RewardEvalStudy(Study):
                     if "/" not in g and g != "all" and np.isfinite(r["pairwise_accuracy"]):
                         cells.append((spec, g, r["pairwise_accuracy"], r["improvement"]))
         significant = {k: v for k, v in falls.items() if v["ci95"][0] > 0 and ":all:" not in k}
-        if falls:
+        no_bok = "not tested: no best-of-K data in this run"
+        if not falls:
+            claims.append(Claim("bok_overoptimisation", "Some reward models over-optimise: their best-of-K accuracy "
+                                "falls as K grows", paper_value="qualitative", measured=None, tolerance=no_bok,
+                                status="not_comparable", source="[secondary]"))
+        else:
             claims.append(Claim(
                 "bok_overoptimisation", "Some reward models over-optimise: their best-of-K accuracy falls as K grows "
                 "(the paper sees it on MBPP-Plus)",
@@ -350,11 +363,21 @@ class RewardEvalStudy(Study):
                           "has a 95% bootstrap CI (over prompts) wholly above 0",
                 status=check(bool(significant)), source="[secondary]", evidence={"all_cells": falls}))
         # (2) correctness metrics agree: pairwise accuracy tracks the best-of-K improvement
-        if len(cells) >= 4:
+        agree_text = ("On verifiable-correctness sets, an RM's pairwise accuracy and its best-of-K improvement over "
+                      "the base rank (RM, domain) cells alike: the correctness metrics measure one ability")
+        if not falls:
+            claims.append(Claim("correctness_metrics_agree", agree_text, paper_value="qualitative", measured=None,
+                                tolerance=no_bok, status="not_comparable", source="[recollection]"))
+        elif len(cells) < 4:
+            claims.append(Claim(
+                "correctness_metrics_agree", agree_text, paper_value="qualitative",
+                measured={"n_cells_with_mixed_labels": len(cells)},
+                tolerance="Spearman rho >= 0.5 over >= 4 (RM, domain) cells; fewer cells have both correct and "
+                          "incorrect responses, so it cannot be measured", status=check(None), source="[recollection]"))
+        else:
             rho = float(spearmanr([c[2] for c in cells], [c[3] for c in cells]).statistic)
             claims.append(Claim(
-                "correctness_metrics_agree", "On verifiable-correctness sets, an RM's pairwise accuracy and its best-of-K "
-                "improvement over the base rank (RM, domain) cells alike: the correctness metrics measure one ability",
+                "correctness_metrics_agree", agree_text,
                 paper_value="correctness metrics correlate strongly with each other (qualitative)",
                 measured={"spearman_accuracy_vs_improvement": round(rho, 4), "n_cells": len(cells)},
                 tolerance="Spearman rho >= 0.5 over the (RM, domain) cells",

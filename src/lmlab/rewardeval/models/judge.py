@@ -41,4 +41,4 @@ class JudgeRM(RewardModel):
         if not len(prompts):
             return np.zeros(0)
         return log_odds(self.lm, [self.judge_prompt(p, r) for p, r in zip(prompts, responses)],
-                        ("Yes", " Yes"), ("No", " No"))
+                        ("Yes", " Yes", "yes"), ("No", " No", "no"))

@@ -50,7 +50,9 @@ class PairwiseJudgeRM(RewardModel):
             return np.zeros(0)
         texts = [self._prompt(p, a, b) for p, a, b in zip(prompts, responses_1, responses_2)]
         texts += [self._prompt(p, b, a) for p, a, b in zip(prompts, responses_1, responses_2)]
-        lo = log_odds(self.lm, texts, ("A", " A"), ("B", " B"))
+        # lower-case spellings too (a character vocabulary may lack capitals); a constant pull towards
+        # the article "a" cancels in the two-order difference below
+        lo = log_odds(self.lm, texts, ("A", " A", "a"), ("B", " B", "b"))
         return (lo[:n] - lo[n:]) / 2
 
     def score_batch(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
