@@ -13,14 +13,12 @@ from lmlab.rewardeval.data import read_best_of_k
 
 def _solve(p):
     """An independent solver that reads the numbers back out of the problem text."""
-    nums = [int(x) for x in re.findall(r"\d+", p.prompt.split(" End your reply")[0])]
+    nums = [int(x) for x in re.findall(r"\d+", p.prompt)]
     if p.domain == "compare":
         return max(nums) if "larger" in p.prompt else min(nums)
-    if p.difficulty == 1:
+    if p.difficulty in (1, 2):
         return nums[0] + nums[1] if "more" in p.prompt else nums[0] - nums[1]
-    if p.difficulty == 2:
-        return nums[0] + nums[1] - nums[2]
-    return nums[0] * nums[1] + nums[2]
+    return nums[0] + nums[1] - nums[2]
 
 
 def test_problems_are_deterministic_and_their_answers_right():

@@ -4,12 +4,15 @@ from any :class:`lmlab.lm.LM`, each labelled by a checker, written in the PPE be
 Domains (each with difficulty levels; a problem is generated from ``(seed, domain, level, index)``):
 
 - ``arithmetic`` -- word problems. Level 1: one addition or subtraction of one-digit numbers;
-  level 2: two steps with two-digit numbers; level 3: a multiplication and an addition.
+  level 2: the same with two-digit numbers; level 3: two steps (buy some, give some away).
 - ``compare`` -- number comparison. Level 1: the larger of two two-digit numbers; level 2: the
   smallest of three three-digit numbers.
 
-Every prompt asks the model to end with "The answer is N."; :func:`extract_answer` reads N (or, if
-the model did not say it, the last number in the response) and :func:`check` compares it exactly.
+Every prompt asks for the final answer as a number. :func:`extract_answer` reads the last "the
+answer is N" (or "#### N") if the response has one, else the response's last number (the GSM8K
+convention), and :func:`check` compares it exactly with the answer. The checker is strict about the
+format: "70 > 59" answers "59". (A stricter instruction, "End your reply with 'The answer is N.'",
+made SmolLM2-135M answer worse: it often wrote "The answer is" followed by a number from the prompt.)
 
 >>> p = make_problem("arithmetic", 1, 0, seed=0)
 >>> check(p, f"... so the answer is {p.answer}."), check(p, "The answer is -999.")
@@ -31,7 +34,7 @@ from lmlab.rewardeval.data import bok_row
 
 NAMES = ("Tom", "Anna", "Sam", "Lily", "Ben", "Mia", "Jack", "Emma", "Leo", "Zoe")
 ITEMS = ("apples", "pencils", "stickers", "marbles", "books", "cookies", "coins", "cards")
-SUFFIX = " End your reply with 'The answer is N.' where N is a number."
+SUFFIX = " Give the final answer as a number."
 LEVELS = {"arithmetic": (1, 2, 3), "compare": (1, 2)}
 
 
@@ -66,15 +69,18 @@ def make_problem(domain: str, level: int, index: int, seed: int = 0) -> Problem:
                 a, b = max(a, b), min(a, b)
                 q, ans = f"{name} has {a} {item} and gives {b} away. How many {item} are left?", a - b
         elif level == 2:
-            a, b, c = (int(x) for x in r.integers(10, 60, 3))
+            a, b = (int(x) for x in r.integers(10, 60, 2))
+            if r.integers(2):
+                q, ans = f"{name} has {a} {item} and gets {b} more. How many {item} does {name} have now?", a + b
+            else:
+                a, b = max(a, b), min(a, b)
+                q, ans = f"{name} has {a} {item} and gives {b} away. How many {item} are left?", a - b
+        else:
+            a, b = (int(x) for x in r.integers(2, 10, 2))
+            c = int(r.integers(1, a + b))
             q = (f"{name} has {a} {item}, buys {b} more and then gives {c} to a friend. "
                  f"How many {item} does {name} have now?")
             ans = a + b - c
-        else:
-            a, b, c = int(r.integers(2, 10)), int(r.integers(3, 13)), int(r.integers(1, 21))
-            q = (f"{name} buys {a} boxes with {b} {item} in each box and already had {c} {item}. "
-                 f"How many {item} does {name} have in total?")
-            ans = a * b + c
     else:
         if level == 1:
             x, y = (int(v) for v in r.choice(np.arange(10, 100), 2, replace=False))
@@ -148,7 +154,10 @@ def build_correctness_set(lm: Any, problems: Sequence[Problem], K: int = 8, out_
             done[row["question_id"]] = row
         # keep the rows of these problems only (in order), dropping any cut-short line, so that the file is
         # exactly this set and appended rows start on a line of their own
-        keep = [done[p.question_id] for p in problems if p.question_id in done]
+        # (a row is reused only if it answers the same prompt with the same K and model)
+        keep = [done[p.question_id] for p in problems if p.question_id in done
+                and done[p.question_id].get("prompt") == p.prompt and f"response_{K}" in done[p.question_id]
+                and f"response_{K + 1}" not in done[p.question_id] and done[p.question_id].get("model_name") == name]
         done = {r["question_id"]: r for r in keep}
         path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in keep), encoding="utf-8")
     elif path is not None and path.exists():

@@ -66,6 +66,7 @@ class RewardEvalConfig(Config):
     # metrics
     n_boot: int = 1000
     overopt_k: int = 2  # over-optimisation: BoK(overopt_k) vs BoK(K)
+    min_mixed_prompts: int = 4  # a domain enters the over-optimisation test with this many mixed-label prompts
     batch_size: int = 8
     score_chunk: int = 16
     device: str = "cpu"
@@ -177,7 +178,8 @@ class RewardEvalStudy(Study):
             responses = [r for rs in ds.responses for r in rs]
             for spec, rm in rms.items():
                 t = time.perf_counter()
-                flat = self._cached(out / "scores" / f"{tag}__{_safe(spec)}.json", len(prompts), cfg, resume,
+                flat = self._cached(out / "scores" / f"{tag}__{_safe(spec)}.json", list(zip(prompts, responses)),
+                                    cfg, resume,
                                     f"{spec} on {tag}", lambda sl: rm.score_batch(prompts[sl], responses[sl]))
                 bok_scores.setdefault(tag, {})[spec] = flat.reshape(len(ds), ds.K)
                 timings[f"score {tag} {spec}"] = round(time.perf_counter() - t, 2)
@@ -186,7 +188,8 @@ class RewardEvalStudy(Study):
             prompts = [clip_prompt(p, cfg.max_prompt_chars) for p in ds.prompt]
             for spec, rm in rms.items():
                 t = time.perf_counter()
-                m = self._cached(out / "scores" / f"{tag}__{_safe(spec)}.json", len(prompts), cfg, resume,
+                m = self._cached(out / "scores" / f"{tag}__{_safe(spec)}.json",
+                                 list(zip(prompts, ds.response_1, ds.response_2)), cfg, resume,
                                  f"{spec} on {tag}",
                                  lambda sl: rm.compare(prompts[sl], ds.response_1[sl], ds.response_2[sl]))
                 pref_margins.setdefault(tag, {})[spec] = m
@@ -209,12 +212,17 @@ class RewardEvalStudy(Study):
         return Summary(self.name, claims, cfg.to_dict(), cfg.seed, quick, "rewardeval/1", metrics, figures)
 
     @staticmethod
-    def _cached(path: Path, n: int, cfg: RewardEvalConfig, resume: bool, desc: str, fn: Any) -> np.ndarray:
-        """Score n items chunk by chunk, appending each chunk to a JSON cache; resume from it."""
+    def _cached(path: Path, items: list[Any], cfg: RewardEvalConfig, resume: bool, desc: str, fn: Any) -> np.ndarray:
+        """Score the items chunk by chunk, appending each chunk to a JSON cache; resume from it if the cache
+        was written for the same items (a fingerprint of their texts)."""
+        import hashlib
+
+        n = len(items)
+        key = hashlib.sha256(json.dumps(items, ensure_ascii=False).encode()).hexdigest()[:16]
         values: list[float] = []
         if resume and path.exists():
             data = json.loads(path.read_text())
-            if data.get("n") == n:
+            if data.get("n") == n and data.get("key") == key:
                 values = list(data["values"])
         path.parent.mkdir(parents=True, exist_ok=True)
         starts = range(len(values), n, cfg.score_chunk)
@@ -225,9 +233,9 @@ class RewardEvalStudy(Study):
             it = tqdm(starts, desc=desc, leave=False)
         for i in it:
             values += [float(v) for v in fn(slice(i, min(i + cfg.score_chunk, n)))]
-            path.write_text(json.dumps({"n": n, "values": values}))
+            path.write_text(json.dumps({"n": n, "key": key, "values": values}))
         if not path.exists():
-            path.write_text(json.dumps({"n": n, "values": values}))
+            path.write_text(json.dumps({"n": n, "key": key, "values": values}))
         return np.array(values[:n], dtype=float)
 
     # -- best-of-K metrics ------------------------------------------------------------------------------
@@ -340,13 +348,17 @@ class RewardEvalStudy(Study):
         cells = []  # (rm, group, pairwise accuracy, improvement) for claim 2
         for tag, t in bok.items():
             for g, row in t["groups"].items():
+                if "/" in g or g == "all":  # domains only: levels are too small, "all" mixes domains
+                    continue
                 for spec, r in row["rms"].items():
                     lo, hi = r["ci"][f"fall_k{k0}_to_K"]
                     falls[f"{tag}:{g}:{spec}"] = {"fall": round(r[f"fall_k{k0}_to_K"], 4),
-                                                  "ci95": [round(lo, 4), round(hi, 4)]}
-                    if "/" not in g and g != "all" and np.isfinite(r["pairwise_accuracy"]):
+                                                  "ci95": [round(lo, 4), round(hi, 4)],
+                                                  "n_mixed_prompts": row["prompts_with_mixed_labels"]}
+                    if np.isfinite(r["pairwise_accuracy"]):
                         cells.append((spec, g, r["pairwise_accuracy"], r["improvement"]))
-        significant = {k: v for k, v in falls.items() if v["ci95"][0] > 0 and ":all:" not in k}
+        significant = {k: v for k, v in falls.items()
+                       if v["ci95"][0] > 0 and v["n_mixed_prompts"] >= cfg.min_mixed_prompts}
         no_bok = "not tested: no best-of-K data in this run"
         if not falls:
             claims.append(Claim("bok_overoptimisation", "Some reward models over-optimise: their best-of-K accuracy "
@@ -359,8 +371,9 @@ class RewardEvalStudy(Study):
                 paper_value="qualitative: BoK falls with K for some RMs",
                 measured={"falls_with_ci_above_0": significant, "n_cells": len(falls),
                           "largest_fall": max(falls.items(), key=lambda kv: kv[1]["fall"])},
-                tolerance=f"pass if for at least one (RM, domain or level) the mean per-prompt fall BoK({k0}) - BoK(K) "
-                          "has a 95% bootstrap CI (over prompts) wholly above 0",
+                tolerance=f"pass if for at least one (RM, domain) with >= {cfg.min_mixed_prompts} prompts that have both "
+                          f"correct and incorrect responses, the mean per-prompt fall BoK({k0}) - BoK(K) has a 95% "
+                          "bootstrap CI (over prompts) wholly above 0",
                 status=check(bool(significant)), source="[secondary]", evidence={"all_cells": falls}))
         # (2) correctness metrics agree: pairwise accuracy tracks the best-of-K improvement
         agree_text = ("On verifiable-correctness sets, an RM's pairwise accuracy and its best-of-K improvement over "
