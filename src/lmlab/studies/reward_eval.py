@@ -40,9 +40,8 @@ from typing import Any, Literal
 import numpy as np
 
 from lmlab.config import Config, ConfigError
+from lmlab.rewardeval.data import BUNDLED_HH  # light: numpy and lmlab.config only
 from lmlab.studies.base import Claim, Study, Summary, check, pyplot, save_figure
-
-from lmlab.rewardeval.data import BUNDLED_HH  # noqa: E402  (light: numpy and lmlab.config only)
 
 
 @dataclass(frozen=True)
