@@ -101,3 +101,27 @@ def test_cli_rm_is_refused_by_other_studies_and_unknown_rms_named(tmp_path):
     bok, _ = _files(tmp_path)
     res = CliRunner().invoke(app, ["run", "reward-eval", "--rm", "lenght", "--data", str(bok), "--out", str(tmp_path)])
     assert res.exit_code == 2 and "did you mean 'length'" in res.output
+
+
+def test_scoring_resumes_from_a_partial_cache_and_ignores_a_stale_one(tmp_path):
+    cfg = RewardEvalConfig(model="dummy", score_chunk=3, progress=False)
+    items = [f"text {i}" for i in range(10)]
+    calls = []
+
+    def fn(sl):
+        calls.append(sl.start)
+        return [len(x) * 1.5 for x in items[sl]]
+
+    path = tmp_path / "scores.json"
+    full = RewardEvalStudy._cached(path, items, cfg, True, "x", fn)
+    assert calls == [0, 3, 6, 9] and full.tolist() == [len(x) * 1.5 for x in items]
+    data = json.loads(path.read_text())
+    data["values"] = data["values"][:6]  # interrupted after two chunks
+    path.write_text(json.dumps(data))
+    calls.clear()
+    assert RewardEvalStudy._cached(path, items, cfg, True, "x", fn).tolist() == full.tolist()
+    assert calls == [6, 9]
+    calls.clear()
+    other = items[:-1] + ["changed"]
+    RewardEvalStudy._cached(path, other, cfg, True, "x", fn)  # different texts: scored afresh
+    assert calls == [0, 3, 6, 9]

@@ -319,3 +319,77 @@ def test_identical_leaderboards_agree_fully(n_models, seed):
     assert M.rank_correlations(beta, beta) == {"spearman": pytest.approx(1.0), "kendall": pytest.approx(1.0)}
     assert M.rank_correlations(beta, rev)["kendall"] == pytest.approx(-1.0)
     assert M.brier_score({k: 10 * v for k, v in beta.items()}, beta) < 1e-6
+
+
+votes = st.integers(3, 60).flatmap(lambda n: st.tuples(
+    st.lists(st.integers(0, 3), min_size=n, max_size=n), st.lists(st.integers(1, 3), min_size=n, max_size=n),
+    st.lists(st.sampled_from([0.0, 0.5, 1.0]), min_size=n, max_size=n)))
+
+
+@settings(max_examples=25, deadline=None)
+@given(votes)
+def test_leaderboards_do_not_depend_on_which_side_a_model_sat(data):
+    ia = np.array(data[0])
+    ib = (ia + np.array(data[1])) % 4
+    y = np.array(data[2])
+    b1 = M.bradley_terry(ia, ib, y, models=range(4))
+    b2 = M.bradley_terry(ib, ia, 1 - y, models=range(4))
+    assert np.allclose([b1[i] for i in range(4)], [b2[i] for i in range(4)], atol=1e-8)
+    _, W = M.win_rate_matrix(ia, ib, y, models=range(4))
+    off = ~np.eye(4, dtype=bool) & np.isfinite(W)
+    assert np.allclose((W + W.T)[off], 1.0)
+    _, W2 = M.win_rate_matrix(ib, ia, 1 - y, models=range(4))
+    assert np.allclose(W[off], W2[off])
+    rp = M.rowwise_pearson(W, W)
+    assert math.isnan(rp) or rp == pytest.approx(1.0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(pairs, st.integers(1, 4))
+def test_domain_accuracies_average_to_the_overall_accuracy(data, n_domains):
+    m, y = np.array(data[0]), np.array(data[1])
+    dom = [f"d{i % n_domains}" for i in range(len(m))]
+    by = M.accuracy_by_domain(m, y, dom)
+    n = sum(v["n"] for v in by.values())
+    if n:
+        pooled = sum(v["accuracy"] * v["n"] for v in by.values() if v["n"]) / n
+        assert pooled == pytest.approx(M.pairwise_accuracy(m, y))
+
+
+@settings(max_examples=25, deadline=None)
+@given(bok_rows)
+def test_auc_and_rowwise_pearson_properties(shape):
+    s, c = _bok_data(*shape)
+    a = M.roc_auc(s, c)
+    if not math.isnan(a):
+        assert M.roc_auc(np.exp(s), c) == pytest.approx(a) and M.roc_auc(c + 0.0, c) == 1.0
+    r = M.rowwise_pearson_bok(s, c)
+    if not math.isnan(r):
+        scaled = s * (1 + np.arange(s.shape[0]))[:, None] + 5  # a positive affine map per prompt
+        assert M.rowwise_pearson_bok(scaled, c) == pytest.approx(r)
+        assert M.rowwise_pearson_bok(c + 0.0, c) == pytest.approx(1.0)
+        assert -1 - 1e-9 <= r <= 1 + 1e-9
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.floats(0, 1), min_size=1, max_size=12))
+def test_aggregates_are_ordered(values):
+    agg = M.aggregate_domains({f"d{i}": v for i, v in enumerate(values)})
+    assert agg["min"] <= agg["q10"] <= agg["q25"] <= agg["max"]
+    assert agg["min"] - 1e-9 <= agg["mean"] <= agg["max"] + 1e-9
+
+
+def test_fast_mean_bootstrap_matches_the_generic_one():
+    v = np.random.default_rng(2).choice([0.0, 0.5, 1.0], 400, p=[0.5, 0.1, 0.4])
+    fast = M.bootstrap_mean_ci(v, n_boot=4000)
+    slow = M.bootstrap_ci(np.mean, v, n_boot=4000)
+    assert np.allclose(fast, slow, atol=0.015)
+    assert M.bootstrap_mean_ci(np.r_[v, np.nan, np.nan], n_boot=4000) == fast  # NaNs (human ties) dropped first
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.floats(-3, 3), min_size=2, max_size=6), st.lists(st.floats(-3, 3), min_size=2, max_size=6))
+def test_brier_is_a_bounded_loss(xs, ys):
+    k = min(len(xs), len(ys))
+    b = M.brier_score(dict(enumerate(xs[:k])), dict(enumerate(ys[:k])))
+    assert 0.0 <= b <= 1.0

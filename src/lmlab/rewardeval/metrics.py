@@ -591,15 +591,15 @@ def aggregate_domains(values: Mapping[str, float], quantiles: Sequence[float] = 
     NaN values (a domain where the metric is undefined) are dropped. Quantiles use NumPy's linear
     interpolation.
 
-    >>> aggregate_domains({"a": 0.2, "b": 0.4, "c": 0.9}, quantiles=(0.5,))
+    >>> {k: round(v, 4) for k, v in aggregate_domains({"a": 0.2, "b": 0.4, "c": 0.9}, quantiles=(0.5,)).items()}
     {'mean': 0.5, 'max': 0.9, 'min': 0.2, 'q50': 0.4}
     """
     v = np.array([x for x in values.values() if x is not None and np.isfinite(x)], float)
     if not len(v):
         return {"mean": float("nan"), "max": float("nan"), "min": float("nan"),
                 **{f"q{round(q * 100)}": float("nan") for q in quantiles}}
-    out = {"mean": round(float(v.mean()), 12), "max": float(v.max()), "min": float(v.min())}
-    out.update({f"q{round(q * 100)}": round(float(np.quantile(v, q)), 12) for q in quantiles})
+    out = {"mean": float(v.mean()), "max": float(v.max()), "min": float(v.min())}
+    out.update({f"q{round(q * 100)}": float(np.quantile(v, q)) for q in quantiles})
     return out
 
 
