@@ -51,6 +51,10 @@ def run(
     threads: Annotated[int, typer.Option(help="PyTorch CPU threads (0: torch's default). Use 1 when other jobs "
                                                "share the cores: tiny models gain little from a second thread and "
                                                "lose several-fold when it has to wait for a busy core")] = 0,
+    rm: Annotated[Optional[list[str]], typer.Option("--rm", help="reward model(s) for reward-eval (repeat the "
+                                                    "option): length, judge, judge-pairwise, implicit, hf:PATH")] = None,
+    data: Annotated[Optional[list[str]], typer.Option("--data", help="data file(s) for reward-eval (repeat the "
+                                                      "option): best-of-K or human-preference JSONL/parquet")] = None,
 ) -> None:
     """Run a study: train, analyse, write figures and summary.json."""
     from lmlab.config import ConfigError, apply_overrides, load_config_file
@@ -80,6 +84,11 @@ def run(
             if not isinstance(getattr(cfg, "model", None), str):
                 raise ConfigError(f"--model: study '{study}' trains its own model; --model is for the llm-* studies")
             overrides.append(f"model={json.dumps(model)}")
+        for flag, key, values in (("--rm", "rms", rm), ("--data", "data", data)):
+            if values:
+                if not hasattr(cfg, key):
+                    raise ConfigError(f"{flag}: study '{study}' takes no {flag}; it is for reward-eval")
+                overrides.append(f"{key}={json.dumps(list(values))}")
         cfg = apply_overrides(cfg, overrides)
         run_device = getattr(getattr(cfg, "train", cfg), "device", "cpu")
         if str(run_device).startswith("cuda"):

@@ -1,0 +1,43 @@
+"""The reward-model interface every adapter implements."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+
+class RewardModel:
+    """A scalar reward for a response to a prompt: higher is better.
+
+    Subclasses implement :meth:`score_batch` (batched, for speed); :meth:`score` is one call of it.
+    Pairwise judges also implement :meth:`compare`; for the others it is the score difference.
+    """
+
+    name: ClassVar[str] = "rm"
+    #: True for adapters that score through an ``lmlab.lm.LM`` (the study loads one for them)
+    needs_lm: ClassVar[bool] = False
+
+    @classmethod
+    def from_spec(cls, arg: str = "", lm: Any = None, **kwargs: Any) -> RewardModel:
+        return cls(**kwargs) if not cls.needs_lm else cls(lm, **kwargs)
+
+    def score(self, prompt: str, response: str) -> float:
+        return float(self.score_batch([prompt], [response])[0])
+
+    def score_batch(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
+        raise NotImplementedError
+
+    def compare(self, prompts: Sequence[str], responses_1: Sequence[str], responses_2: Sequence[str]) -> np.ndarray:
+        """Preference margins for response_1 over response_2 (> 0: response_1 is preferred)."""
+        n = len(prompts)
+        s = self.score_batch(list(prompts) * 2, list(responses_1) + list(responses_2))
+        return s[:n] - s[n:]
+
+
+def check_batch(prompts: Sequence[str], responses: Sequence[str]) -> None:
+    if isinstance(prompts, str) or isinstance(responses, str):
+        raise TypeError("prompts and responses must be sequences of strings; use score() for one pair")
+    if len(prompts) != len(responses):
+        raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")

@@ -1,0 +1,467 @@
+"""PPE reward-model evaluation (Frick et al., How to Evaluate Reward Models for RLHF, arXiv 2410.14872).
+
+PPE scores a reward model (RM) on proxy tasks -- real human preference pairs and verifiable-correctness
+("best-of-K") sets -- with a dozen metrics, and asks which metric predicts the RM's value after RLHF.
+This study runs the same pipeline at laptop scale:
+
+1. **Correctness set.** :mod:`lmlab.rewardeval.builder` generates exactly checkable problems
+   (arithmetic word problems at three difficulty levels, number comparison at two), samples K
+   responses per problem from the LM (default: SmolLM2-135M-Instruct) and labels each by its checker.
+   Or ``data`` names best-of-K / preference files to evaluate instead (``--data``).
+2. **Human preference.** A fixed subsample of Anthropic HH-RLHF harmless-base test pairs (bundled,
+   MIT), in the PPE preference schema; prompts are clipped to their last turns for CPU cost.
+3. **Reward signals** (``rms``, ``--rm``): the LLM judge (log-odds of Yes), the implicit DPO reward
+   (the model with its chat template vs the same model on the plain prompt), and a length baseline;
+   any registered RM (``judge-pairwise``, ``hf:PATH``) can be added.
+4. **Metrics** (:mod:`lmlab.rewardeval.metrics`): per domain and level, best-of-K curves, pairwise
+   accuracy, improvement over the base, error to the oracle curve, area under the accuracy-vs-K curve,
+   ROC-AUC, row-wise Pearson, with bootstrap CIs over prompts; cross-domain aggregation (mean / min /
+   low quantiles); on the preference pairs, accuracy with a bootstrap CI (HH has no model identities,
+   so the leaderboard metrics -- Spearman/Kendall, separability, confidence agreement, Brier -- are
+   computed only for files that have them, e.g. PPE-Human-Preference).
+5. **Claims.** PPE's headline claims concern post-RLHF outcomes (DPO with 9 RMs, then Chatbot Arena
+   votes); those are ``not_comparable`` here. What is testable at this scale -- best-of-K
+   over-optimisation and the agreement between correctness metrics -- is tested.
+
+Every scoring pass is cached in the run directory (``scores/``), chunk by chunk, and the correctness
+set is appended problem by problem, so an interrupted run resumes to the same numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from lmlab.config import Config, ConfigError
+from lmlab.rewardeval.data import BUNDLED_HH  # light: numpy and lmlab.config only
+from lmlab.studies.base import Claim, Study, Summary, check, pyplot, save_figure
+
+
+@dataclass(frozen=True)
+class RewardEvalConfig(Config):
+    seed: int = 0
+    model: str = "default"  # lmlab.lm.load_lm spec: the policy that answers, and the LM behind judge/implicit
+    rms: tuple[str, ...] = ("length", "judge", "implicit")  # lmlab.rewardeval.models specs
+    data: tuple[str, ...] = ()  # best-of-K / preference files; empty: build the correctness set + bundled HH
+    on_bad_row: Literal["fail", "skip"] = "fail"
+    # correctness-set builder
+    domains: tuple[str, ...] = ("arithmetic", "compare")
+    per_level: int = 10  # problems per (domain, difficulty level)
+    K: int = 16
+    temperature: float = 0.8
+    top_p: float = 0.95
+    max_new_tokens: int = 40
+    # human preference (used when `data` is empty)
+    preference_data: str = "bundled"  # "bundled" (HH-RLHF harmless-base subsample), a file, or "" (none)
+    n_preference_pairs: int = 256
+    max_prompt_chars: int = 600  # preference prompts keep their last turns up to this length
+    # metrics
+    n_boot: int = 1000
+    overopt_k: int = 2  # over-optimisation: BoK(overopt_k) vs BoK(K)
+    min_mixed_prompts: int = 4  # a domain enters the over-optimisation test with this many mixed-label prompts
+    batch_size: int = 8
+    score_chunk: int = 16
+    device: str = "cpu"
+    progress: bool = True
+
+    def validate(self) -> None:
+        from lmlab.rewardeval.builder import LEVELS
+
+        from lmlab.rewardeval.models import REWARD_MODELS
+
+        if not self.rms:
+            raise ConfigError("RewardEvalConfig.rms: give at least one reward model, e.g. --rm length")
+        for spec in self.rms:
+            name = spec.partition(":")[0]
+            if name not in REWARD_MODELS.entries:
+                try:
+                    REWARD_MODELS.get(name)
+                except KeyError as e:
+                    raise ConfigError(f"RewardEvalConfig.rms: {str(e).strip(chr(39))}") from None
+        for d in self.domains:
+            if d not in LEVELS:
+                raise ConfigError(f"RewardEvalConfig.domains: unknown domain {d!r}; choose from {', '.join(LEVELS)}")
+        if self.K < 2:
+            raise ConfigError(f"RewardEvalConfig.K must be >= 2 (best-of-K needs a choice), got {self.K}")
+        if not 1 <= self.overopt_k < self.K:
+            raise ConfigError(f"RewardEvalConfig.overopt_k must be in [1, K), got {self.overopt_k}")
+        for name in ("per_level", "n_preference_pairs", "n_boot", "batch_size", "score_chunk", "max_new_tokens"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"RewardEvalConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.temperature <= 0:
+            raise ConfigError("RewardEvalConfig.temperature must be > 0: best-of-K needs K different samples")
+        for p in self.data:
+            if not Path(p).expanduser().exists():
+                raise ConfigError(f"RewardEvalConfig.data: file {p} does not exist")
+        if self.preference_data not in ("bundled", "") and not Path(self.preference_data).expanduser().exists():
+            raise ConfigError(f"RewardEvalConfig.preference_data: file {self.preference_data} does not exist; "
+                              "use 'bundled', '' or an existing file")
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:80]
+
+
+def _warn_skipped(ds: Any) -> None:
+    if ds.skipped:
+        first = "; ".join(f"line {ln}: {msg}" for ln, msg in ds.skipped[:3])
+        print(f"warning: skipped {len(ds.skipped)} malformed row(s) of {ds.path} ({first}"
+              f"{'; ...' if len(ds.skipped) > 3 else ''})", file=sys.stderr)
+
+
+class RewardEvalStudy(Study):
+    name = "reward-eval"
+    title = "PPE reward-model evaluation: best-of-K correctness sets and human preference pairs"
+    paper = "Frick et al., How to Evaluate Reward Models for RLHF (PPE), ICLR 2025, arXiv 2410.14872"
+    config_cls = RewardEvalConfig
+
+    def quick_config(self) -> RewardEvalConfig:
+        """2 problems per level (10 problems) x K=8 responses of up to 32 tokens, 20 HH pairs (prompts
+        clipped to 400 characters), 3 reward signals (docs/studies/reward-eval.md has the measured time)."""
+        return RewardEvalConfig(per_level=2, K=8, max_new_tokens=32, n_preference_pairs=20, max_prompt_chars=400)
+
+    # -- pipeline --------------------------------------------------------------------------------------
+    def execute(self, cfg: RewardEvalConfig, out: Path, quick: bool, resume: bool) -> Summary:
+        from lmlab.rewardeval.data import BestOfKSet, clip_prompt, read_any, read_best_of_k, read_preference
+        from lmlab.rewardeval.models import build_rm, needs_lm
+
+        timings: dict[str, float] = {}
+        lm = None
+        build = not cfg.data
+        if build or any(needs_lm(s) for s in cfg.rms):
+            from lmlab.lm import load_lm
+
+            t = time.perf_counter()
+            lm = load_lm(cfg.model, device=cfg.device, batch_size=cfg.batch_size)
+            timings["load_lm"] = round(time.perf_counter() - t, 2)
+
+        bok_sets: dict[str, Any] = {}
+        pref_sets: dict[str, Any] = {}
+        if build:
+            from lmlab.rewardeval.builder import LEVELS, build_correctness_set, make_problems
+
+            t = time.perf_counter()
+            problems = make_problems({d: LEVELS[d] for d in cfg.domains}, cfg.per_level, cfg.seed)
+            path = out / "correctness_set.jsonl"
+            build_correctness_set(lm, problems, cfg.K, path, cfg.temperature, cfg.top_p, cfg.max_new_tokens,
+                                  cfg.seed, model_name=getattr(lm, "name", cfg.model), resume=resume,
+                                  progress=cfg.progress)
+            timings["build_correctness_set"] = round(time.perf_counter() - t, 2)
+            bok_sets["correctness"] = read_best_of_k(path, on_error="fail")
+            if cfg.preference_data:
+                src = BUNDLED_HH if cfg.preference_data == "bundled" else Path(cfg.preference_data)
+                ds = read_preference(src, cfg.on_bad_row, seed=cfg.seed)
+                _warn_skipped(ds)
+                ds = ds.subset(range(min(cfg.n_preference_pairs, len(ds))))
+                pref_sets["hh-rlhf" if cfg.preference_data == "bundled" else _safe(Path(src).stem)] = ds
+        else:
+            for p in cfg.data:
+                ds = read_any(p, cfg.on_bad_row, seed=cfg.seed)
+                _warn_skipped(ds)
+                (bok_sets if isinstance(ds, BestOfKSet) else pref_sets)[_safe(Path(p).name)] = ds
+
+        rms = {spec: build_rm(spec, lm=lm, device=cfg.device, batch_size=cfg.batch_size) if spec.startswith("hf:")
+               else build_rm(spec, lm=lm) for spec in cfg.rms}
+
+        # -- scoring (cached per data set and RM) ------------------------------------------------------
+        bok_scores: dict[str, dict[str, np.ndarray]] = {}
+        for tag, ds in bok_sets.items():
+            prompts = [p for p, rs in zip(ds.prompt, ds.responses) for _ in rs]
+            responses = [r for rs in ds.responses for r in rs]
+            for spec, rm in rms.items():
+                t = time.perf_counter()
+                flat = self._cached(out / "scores" / f"{tag}__{_safe(spec)}.json", list(zip(prompts, responses)),
+                                    cfg, resume,
+                                    f"{spec} on {tag}", lambda sl: rm.score_batch(prompts[sl], responses[sl]))
+                bok_scores.setdefault(tag, {})[spec] = flat.reshape(len(ds), ds.K)
+                timings[f"score {tag} {spec}"] = round(time.perf_counter() - t, 2)
+        pref_margins: dict[str, dict[str, np.ndarray]] = {}
+        for tag, ds in pref_sets.items():
+            prompts = [clip_prompt(p, cfg.max_prompt_chars) for p in ds.prompt]
+            for spec, rm in rms.items():
+                t = time.perf_counter()
+                m = self._cached(out / "scores" / f"{tag}__{_safe(spec)}.json",
+                                 list(zip(prompts, ds.response_1, ds.response_2)), cfg, resume,
+                                 f"{spec} on {tag}",
+                                 lambda sl: rm.compare(prompts[sl], ds.response_1[sl], ds.response_2[sl]))
+                pref_margins.setdefault(tag, {})[spec] = m
+                timings[f"score {tag} {spec}"] = round(time.perf_counter() - t, 2)
+
+        # -- metrics, claims, figures -------------------------------------------------------------------
+        bok_tables = {tag: self._bok_metrics(ds, bok_scores[tag], cfg) for tag, ds in bok_sets.items()}
+        pref_tables = {tag: self._pref_metrics(ds, pref_margins[tag], cfg) for tag, ds in pref_sets.items()}
+        table_md = self._write_table(out, bok_tables, pref_tables)
+        claims = self._claims(bok_tables, pref_tables, cfg)
+        figures = self._figures(out, bok_tables, pref_tables)
+        metrics = {
+            "model": getattr(lm, "name", cfg.model) if lm is not None else None,
+            "reward_models": list(cfg.rms),
+            "best_of_k": bok_tables, "preference": pref_tables,
+            "data": {tag: {"path": ds.path, "rows": len(ds), "skipped_rows": ds.skipped}
+                     for tag, ds in {**bok_sets, **pref_sets}.items()},
+            "timings_s": timings, "metric_table": table_md,
+        }
+        return Summary(self.name, claims, cfg.to_dict(), cfg.seed, quick, "rewardeval/1", metrics, figures)
+
+    @staticmethod
+    def _cached(path: Path, items: list[Any], cfg: RewardEvalConfig, resume: bool, desc: str, fn: Any) -> np.ndarray:
+        """Score the items chunk by chunk, appending each chunk to a JSON cache; resume from it if the cache
+        was written for the same items (a fingerprint of their texts)."""
+        import hashlib
+
+        n = len(items)
+        key = hashlib.sha256(json.dumps(items, ensure_ascii=False).encode()).hexdigest()[:16]
+        values: list[float] = []
+        if resume and path.exists():
+            data = json.loads(path.read_text())
+            if data.get("n") == n and data.get("key") == key:
+                values = list(data["values"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        starts = range(len(values), n, cfg.score_chunk)
+        it: Any = starts
+        if cfg.progress and len(starts):
+            from tqdm import tqdm
+
+            it = tqdm(starts, desc=desc, leave=False)
+        for i in it:
+            values += [float(v) for v in fn(slice(i, min(i + cfg.score_chunk, n)))]
+            path.write_text(json.dumps({"n": n, "key": key, "values": values}))
+        if not path.exists():
+            path.write_text(json.dumps({"n": n, "key": key, "values": values}))
+        return np.array(values[:n], dtype=float)
+
+    # -- best-of-K metrics ------------------------------------------------------------------------------
+    @staticmethod
+    def _bok_metrics(ds: Any, scores: dict[str, np.ndarray], cfg: RewardEvalConfig) -> dict[str, Any]:
+        from lmlab.rewardeval.metrics import (aggregate_domains, best_of_k_curve, bok_pairwise_accuracy,
+                                              bok_summary, bootstrap_mean_ci)
+
+        groups: dict[str, np.ndarray] = {}
+        dom = np.array(ds.domain)
+        diff = np.array([str(e.get("difficulty", "")) for e in ds.extra])
+        for d in sorted(set(ds.domain)):
+            groups[d] = np.flatnonzero(dom == d)
+            for lvl in sorted(set(diff[dom == d]) - {""}):
+                groups[f"{d}/L{lvl}"] = np.flatnonzero((dom == d) & (diff == lvl))
+        if len(set(ds.domain)) > 1:
+            groups["all"] = np.arange(len(ds))
+        labels = ds.labels
+        k0 = cfg.overopt_k
+        out: dict[str, Any] = {"K": ds.K, "groups": {}, "aggregate": {}}
+        for g, idx in groups.items():
+            c = labels[idx]
+            row: dict[str, Any] = {"n_prompts": int(len(idx)), "base_accuracy": float(c.mean()),
+                                   "prompts_with_mixed_labels": int(((c.sum(1) > 0) & (c.sum(1) < ds.K)).sum()),
+                                   "rms": {}}
+            for spec, s_all in scores.items():
+                s = s_all[idx]
+                summ = bok_summary(s, c)
+                curves = best_of_k_curve(s, c)
+                per_row_acc = bok_pairwise_accuracy(s, c, per_row=True)
+                improvement = curves[:, -1] - curves[:, 0]
+                fall = curves[:, k0 - 1] - curves[:, -1]
+                boot = dict(n_boot=cfg.n_boot, seed=cfg.seed)
+                # every quantity is a mean over prompts of a per-prompt value: resample prompts
+                summ["ci"] = {
+                    "pairwise_accuracy": bootstrap_mean_ci(per_row_acc, **boot),  # prompts with a pair
+                    "improvement": bootstrap_mean_ci(improvement, **boot),
+                    "end_bok": bootstrap_mean_ci(curves[:, -1], **boot),
+                    f"fall_k{k0}_to_K": bootstrap_mean_ci(fall, **boot),
+                }
+                summ[f"fall_k{k0}_to_K"] = float(fall.mean())
+                row["rms"][spec] = summ
+            out["groups"][g] = row
+        domains = [g for g in groups if "/" not in g and g != "all"]
+        for spec in scores:
+            out["aggregate"][spec] = {
+                m: aggregate_domains({d: out["groups"][d]["rms"][spec][m] for d in domains})
+                for m in ("pairwise_accuracy", "improvement", "end_bok", "max_bok", "auc_k", "gt_mse", "roc_auc")
+            }
+        return out
+
+    # -- preference metrics -----------------------------------------------------------------------------
+    @staticmethod
+    def _pref_metrics(ds: Any, margins: dict[str, np.ndarray], cfg: RewardEvalConfig) -> dict[str, Any]:
+        from lmlab.rewardeval.metrics import bootstrap_mean_ci, pair_correctness, preference_metrics
+
+        out: dict[str, Any] = {"n_pairs": len(ds), "n_untied": int((ds.label != 0).sum()),
+                               "n_models": len(set(ds.model_a) | set(ds.model_b)), "rms": {}}
+        for spec, m in margins.items():
+            res = preference_metrics(m, ds.label, ds.model_a, ds.model_b, ds.domain, n_boot=min(cfg.n_boot, 200),
+                                     seed=cfg.seed)
+            credit = pair_correctness(m, ds.label)
+            res["accuracy_ci"] = bootstrap_mean_ci(credit, n_boot=cfg.n_boot, seed=cfg.seed)  # untied pairs
+            res["rm_ties"] = int((m == 0).sum())
+            out["rms"][spec] = res
+        return out
+
+    # -- the metric table -------------------------------------------------------------------------------
+    @staticmethod
+    def _write_table(out: Path, bok: dict[str, Any], pref: dict[str, Any]) -> str:
+        f3 = (lambda v: "n/a" if v is None or not np.isfinite(v) else f"{v:.3f}")
+        lines = []
+        for tag, t in bok.items():
+            lines += [f"### best-of-K: {tag} (K = {t['K']})", "",
+                      "| group | n | base | RM | pairwise acc [95% CI] | BoK(K) | max BoK | improvement [95% CI] | "
+                      "AUC_K | GT MSE | ROC-AUC | row Pearson |",
+                      "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+            for g, row in t["groups"].items():
+                for spec, r in row["rms"].items():
+                    ci_a, ci_i = r["ci"]["pairwise_accuracy"], r["ci"]["improvement"]
+                    lines.append(
+                        f"| {g} | {row['n_prompts']} | {f3(row['base_accuracy'])} | {spec} | {f3(r['pairwise_accuracy'])} "
+                        f"[{f3(ci_a[0])}, {f3(ci_a[1])}] | {f3(r['end_bok'])} | {f3(r['max_bok'])} | "
+                        f"{f3(r['improvement'])} [{f3(ci_i[0])}, {f3(ci_i[1])}] | {f3(r['auc_k'])} | "
+                        f"{f3(r['gt_mse'])} | {f3(r['roc_auc'])} | {f3(r['rowwise_pearson'])} |")
+            lines.append("")
+        for tag, t in pref.items():
+            lines += [f"### human preference: {tag} ({t['n_pairs']} pairs, {t['n_models']} model name(s))", "",
+                      "| RM | accuracy [95% CI] | RM ties | Spearman | Kendall | separability | conf. agreement | Brier |",
+                      "|---|---|---|---|---|---|---|---|"]
+            for spec, r in t["rms"].items():
+                ci = r["accuracy_ci"]
+                lines.append(f"| {spec} | {f3(r['accuracy'])} [{f3(ci[0])}, {f3(ci[1])}] | {r['rm_ties']} | "
+                             f"{f3(r['spearman'])} | {f3(r['kendall'])} | {f3(r['separability'])} | "
+                             f"{f3(r['confidence_agreement'])} | {f3(r['brier'])} |")
+            lines.append("")
+        text = "\n".join(lines)
+        (out / "metrics_table.md").write_text(text + "\n")
+        return text
+
+    # -- claims -----------------------------------------------------------------------------------------
+    @staticmethod
+    def _claims(bok: dict[str, Any], pref: dict[str, Any], cfg: RewardEvalConfig) -> list[Claim]:
+        from scipy.stats import spearmanr
+
+        claims = []
+        k0 = cfg.overopt_k
+        # (1) over-optimisation: some RM's BoK falls as K grows (paper: on MBPP-Plus)
+        falls: dict[str, Any] = {}
+        cells = []  # (rm, group, pairwise accuracy, improvement) for claim 2
+        for tag, t in bok.items():
+            for g, row in t["groups"].items():
+                if "/" in g or g == "all":  # domains only: levels are too small, "all" mixes domains
+                    continue
+                for spec, r in row["rms"].items():
+                    lo, hi = r["ci"][f"fall_k{k0}_to_K"]
+                    falls[f"{tag}:{g}:{spec}"] = {"fall": round(r[f"fall_k{k0}_to_K"], 4),
+                                                  "ci95": [round(lo, 4), round(hi, 4)],
+                                                  "n_mixed_prompts": row["prompts_with_mixed_labels"]}
+                    if np.isfinite(r["pairwise_accuracy"]):
+                        cells.append((spec, g, r["pairwise_accuracy"], r["improvement"]))
+        significant = {k: v for k, v in falls.items()
+                       if v["ci95"][0] > 0 and v["n_mixed_prompts"] >= cfg.min_mixed_prompts}
+        no_bok = "not tested: no best-of-K data in this run"
+        if not falls:
+            claims.append(Claim("bok_overoptimisation", "Some reward models over-optimise: their best-of-K accuracy "
+                                "falls as K grows", paper_value="qualitative", measured=None, tolerance=no_bok,
+                                status="not_comparable", source="[secondary]"))
+        else:
+            claims.append(Claim(
+                "bok_overoptimisation", "Some reward models over-optimise: their best-of-K accuracy falls as K grows "
+                "(the paper sees it on MBPP-Plus)",
+                paper_value="qualitative: BoK falls with K for some RMs",
+                measured={"falls_with_ci_above_0": significant, "n_cells": len(falls),
+                          "largest_fall": max(falls.items(), key=lambda kv: kv[1]["fall"])},
+                tolerance=f"pass if for at least one (RM, domain) with >= {cfg.min_mixed_prompts} prompts that have both "
+                          f"correct and incorrect responses, the mean per-prompt fall BoK({k0}) - BoK(K) has a 95% "
+                          "bootstrap CI (over prompts) wholly above 0",
+                status=check(bool(significant)), source="[secondary]", evidence={"all_cells": falls}))
+        # (2) correctness metrics agree: pairwise accuracy tracks the best-of-K improvement
+        agree_text = ("On verifiable-correctness sets, an RM's pairwise accuracy and its best-of-K improvement over "
+                      "the base rank (RM, domain) cells alike: the correctness metrics measure one ability")
+        if not falls:
+            claims.append(Claim("correctness_metrics_agree", agree_text, paper_value="qualitative", measured=None,
+                                tolerance=no_bok, status="not_comparable", source="[recollection]"))
+        elif len(cells) < 4:
+            claims.append(Claim(
+                "correctness_metrics_agree", agree_text, paper_value="qualitative",
+                measured={"n_cells_with_mixed_labels": len(cells)},
+                tolerance="Spearman rho >= 0.5 over >= 4 (RM, domain) cells; fewer cells have both correct and "
+                          "incorrect responses, so it cannot be measured", status=check(None), source="[recollection]"))
+        else:
+            rho = float(spearmanr([c[2] for c in cells], [c[3] for c in cells]).statistic)
+            claims.append(Claim(
+                "correctness_metrics_agree", agree_text,
+                paper_value="correctness metrics correlate strongly with each other (qualitative)",
+                measured={"spearman_accuracy_vs_improvement": round(rho, 4), "n_cells": len(cells)},
+                tolerance="Spearman rho >= 0.5 over the (RM, domain) cells",
+                status=check(np.isfinite(rho) and rho >= 0.5), source="[recollection]",
+                evidence={"cells": [{"rm": c[0], "domain": c[1], "pairwise_accuracy": round(c[2], 4),
+                                     "improvement": round(c[3], 4)} for c in cells]}))
+        hh_acc = {f"{tag}:{spec}": round(r["accuracy"], 4) for tag, t in pref.items() for spec, r in t["rms"].items()}
+        agg = {f"{tag}:{spec}": {m: {k: round(v, 4) for k, v in a.items()} for m, a in aggs.items()
+                                 if m in ("pairwise_accuracy", "improvement")}
+               for tag, t in bok.items() for spec, aggs in t["aggregate"].items()}
+        why = ("PPE validates metrics against the post-RLHF Chatbot Arena scores of 9 RMs (DPO on Llama-3.1-8B, "
+               "12,190 votes); we train no policy and collect no votes, so there is no downstream outcome to "
+               "correlate with")
+        claims.append(Claim(
+            "preference_accuracy_best_predictor", "Human-preference accuracy is the strongest single predictor of "
+            "post-RLHF Arena score", paper_value="qualitative (Pearson with Arena score, N = 9 RMs)",
+            measured={"human_preference_accuracy": hh_acc}, tolerance=f"not tested: {why}",
+            status="not_comparable", source="[secondary]"))
+        claims.append(Claim(
+            "low_quantile_aggregation", "Aggregating correctness metrics across domains by a low quantile or the "
+            "minimum predicts downstream performance better than the mean or the max",
+            paper_value={"peak_pearson": "0.77-0.80"}, measured={"aggregates": agg},
+            tolerance=f"not tested: {why}; the aggregates are reported", status="not_comparable", source="[secondary]"))
+        claims.append(Claim(
+            "rewardbench_negative", "RewardBench scores of the top RMs correlate negatively with downstream performance",
+            paper_value="qualitative", measured=None,
+            tolerance=f"not tested: no RewardBench data and {why}", status="not_comparable", source="[secondary]"))
+        return claims
+
+    # -- figures ----------------------------------------------------------------------------------------
+    @staticmethod
+    def _figures(out: Path, bok: dict[str, Any], pref: dict[str, Any]) -> list[str]:
+        plt = pyplot()
+        figures = []
+        for tag, t in bok.items():
+            groups = [g for g in t["groups"] if g != "all"]
+            cols = min(3, len(groups))
+            rows = int(np.ceil(len(groups) / cols))
+            fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.3 * rows), squeeze=False)
+            ks = np.arange(1, t["K"] + 1)
+            for ax, g in zip(axes.ravel(), groups):
+                row = t["groups"][g]
+                first = next(iter(row["rms"].values()))
+                ax.plot(ks, first["oracle"], "k--", label="oracle (any correct)")
+                ax.axhline(row["base_accuracy"], color="gray", lw=0.8, ls=":", label="base (random pick)")
+                for spec, r in row["rms"].items():
+                    ax.plot(ks, r["curve"], "o-", ms=3, label=spec)
+                ax.set_title(f"{g} (n={row['n_prompts']})", fontsize=9)
+                ax.set_xlabel("K")
+                ax.set_ylabel("best-of-K accuracy")
+                ax.set_ylim(-0.02, 1.02)
+            for ax in axes.ravel()[len(groups):]:
+                ax.axis("off")
+            axes.ravel()[0].legend(fontsize=7)
+            figures.append(save_figure(fig, out, f"reward-eval-bok-{_safe(tag)}.png"))
+        if pref:
+            fig, ax = plt.subplots(figsize=(5.5, 3.4))
+            labels, vals, errs = [], [], []
+            for tag, t in pref.items():
+                for spec, r in t["rms"].items():
+                    labels.append(f"{spec}\n{tag}")
+                    vals.append(r["accuracy"])
+                    lo, hi = r["accuracy_ci"]
+                    errs.append([r["accuracy"] - lo, hi - r["accuracy"]])
+            x = np.arange(len(vals))
+            ax.bar(x, vals, yerr=np.array(errs).T if errs else None, capsize=4, color="#4c72b0")
+            ax.axhline(0.5, color="k", ls="--", lw=0.8, label="chance")
+            ax.set_xticks(x)
+            ax.set_xticklabels(labels, fontsize=7)
+            ax.set_ylabel("pairwise accuracy (95% CI)")
+            ax.set_ylim(0, 1)
+            ax.set_title("human preference accuracy", fontsize=10)
+            ax.legend(fontsize=7)
+            figures.append(save_figure(fig, out, "reward-eval-preference.png"))
+        return figures

@@ -1,0 +1,127 @@
+"""reward-eval end to end with DummyLM (no weights), and `lmlab run reward-eval --rm ... --data ...`."""
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from lmlab.cli import app
+from lmlab.rewardeval.data import bok_row, write_rows
+from lmlab.studies.reward_eval import RewardEvalConfig, RewardEvalStudy
+
+CLAIMS = ["bok_overoptimisation", "correctness_metrics_agree", "preference_accuracy_best_predictor",
+          "low_quantile_aggregation", "rewardbench_negative"]
+
+
+@pytest.mark.slow
+def test_tiny_run_with_dummy_lm_and_resume(tmp_path):
+    cfg = RewardEvalConfig(model="dummy", per_level=2, K=4, n_preference_pairs=6, max_new_tokens=6, n_boot=50,
+                           progress=False)
+    summary = RewardEvalStudy().run(cfg, tmp_path)
+    data = json.loads((tmp_path / "summary.json").read_text())
+    assert [c["id"] for c in data["claims"]] == CLAIMS
+    assert {c["status"] for c in data["claims"][2:]} == {"not_comparable"}
+    bok = data["metrics"]["best_of_k"]["correctness"]
+    assert {"arithmetic", "compare", "arithmetic/L1", "compare/L2", "all"} <= set(bok["groups"])
+    for row in bok["groups"].values():
+        for r in row["rms"].values():
+            assert all(b <= o + 1e-9 for b, o in zip(r["curve"], r["oracle"]))
+    pref = data["metrics"]["preference"]["hh-rlhf"]
+    assert pref["n_pairs"] == 6 and set(pref["rms"]) == {"length", "judge", "implicit"}
+    assert (tmp_path / "metrics_table.md").read_text().startswith("### best-of-K")
+    for fig in summary.figures:
+        assert (tmp_path / fig).stat().st_size > 1000
+    # resuming from the run directory (cached samples and scores) reproduces the numbers
+    again = RewardEvalStudy().run(cfg, tmp_path)
+    assert again.to_dict()["metrics"]["best_of_k"] == summary.to_dict()["metrics"]["best_of_k"]
+    assert again.to_dict()["metrics"]["preference"] == summary.to_dict()["metrics"]["preference"]
+
+
+def _files(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(12):
+        labels = rng.random(6) < 0.5
+        responses = ["x" * (30 if c else 5) + str(j) for j, c in enumerate(labels)]  # correct answers are long
+        rows.append(bok_row(f"q{i}", "p", "m", responses, labels, domain="math" if i % 2 else "code"))
+    bok = write_rows(rows, tmp_path / "bok.jsonl")
+    models = ["m1", "m2", "m3", "m4"]
+    prefs = []
+    for i in range(60):
+        a, b = rng.choice(4, 2, replace=False)
+        prefs.append({"question_id": str(i), "prompt": "q", "response_1": "y" * (10 + 10 * a),
+                      "response_2": "y" * (10 + 10 * b), "model_a": models[a], "model_b": models[b],
+                      "winner": "model_a" if a > b else "model_b", "language": "English"})
+    pref = write_rows(prefs, tmp_path / "pref.jsonl")
+    return bok, pref
+
+
+@pytest.mark.slow
+def test_cli_with_rm_and_data_files(tmp_path):
+    bok, pref = _files(tmp_path)
+    out = tmp_path / "run"
+    res = CliRunner().invoke(app, ["run", "reward-eval", "--rm", "length", "--data", str(bok), "--data", str(pref),
+                                   "--out", str(out), "--no-progress", "--set", "n_boot=50"])
+    assert res.exit_code == 0, res.output
+    data = json.loads((out / "summary.json").read_text())
+    assert data["config"]["rms"] == ["length"] and data["metrics"]["model"] is None  # no LM was loaded
+    groups = data["metrics"]["best_of_k"]["bok.jsonl"]["groups"]
+    assert groups["math"]["rms"]["length"]["pairwise_accuracy"] == 1.0  # length is the label here
+    assert groups["all"]["rms"]["length"]["curve"] == pytest.approx(groups["all"]["rms"]["length"]["oracle"])
+    p = data["metrics"]["preference"]["pref.jsonl"]["rms"]["length"]
+    assert p["accuracy"] == 1.0 and p["spearman"] == pytest.approx(1.0) and p["kendall"] == pytest.approx(1.0)
+
+
+def test_cli_reports_a_bad_row_in_one_line_or_skips_it(tmp_path):
+    bok, _ = _files(tmp_path)
+    lines = bok.read_text().splitlines()
+    bad = json.loads(lines[1])
+    bad["scores"] = bad["scores"][:-1]
+    bok.write_text("\n".join([lines[0], json.dumps(bad)] + lines[2:]) + "\n")
+    args = ["run", "reward-eval", "--rm", "length", "--data", str(bok), "--no-progress", "--set", "n_boot=20"]
+    res = CliRunner().invoke(app, args + ["--out", str(tmp_path / "a")])
+    assert res.exit_code == 2
+    assert res.output.startswith("error: ") and "line 2: field 'scores' has 5 entries" in res.output
+    assert len(res.output.strip().splitlines()) == 1
+    res = CliRunner().invoke(app, args + ["--out", str(tmp_path / "b"), "--set", "on_bad_row=skip"])
+    assert res.exit_code == 0, res.output
+    assert "warning: skipped 1 malformed row(s)" in res.output
+    data = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert data["metrics"]["data"]["bok.jsonl"]["rows"] == 11
+    assert data["metrics"]["data"]["bok.jsonl"]["skipped_rows"][0][0] == 2
+
+
+def test_cli_rm_is_refused_by_other_studies_and_unknown_rms_named(tmp_path):
+    res = CliRunner().invoke(app, ["run", "reversal-curse", "--quick", "--rm", "length", "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "--rm: study 'reversal-curse' takes no --rm" in res.output
+    res = CliRunner().invoke(app, ["run", "reward-eval", "--rm", "length", "--data", str(tmp_path / "none.jsonl"),
+                                   "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "data: file" in res.output and "does not exist" in res.output
+    bok, _ = _files(tmp_path)
+    res = CliRunner().invoke(app, ["run", "reward-eval", "--rm", "lenght", "--data", str(bok), "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "did you mean 'length'" in res.output
+
+
+def test_scoring_resumes_from_a_partial_cache_and_ignores_a_stale_one(tmp_path):
+    cfg = RewardEvalConfig(model="dummy", score_chunk=3, progress=False)
+    items = [f"text {i}" for i in range(10)]
+    calls = []
+
+    def fn(sl):
+        calls.append(sl.start)
+        return [len(x) * 1.5 for x in items[sl]]
+
+    path = tmp_path / "scores.json"
+    full = RewardEvalStudy._cached(path, items, cfg, True, "x", fn)
+    assert calls == [0, 3, 6, 9] and full.tolist() == [len(x) * 1.5 for x in items]
+    data = json.loads(path.read_text())
+    data["values"] = data["values"][:6]  # interrupted after two chunks
+    path.write_text(json.dumps(data))
+    calls.clear()
+    assert RewardEvalStudy._cached(path, items, cfg, True, "x", fn).tolist() == full.tolist()
+    assert calls == [6, 9]
+    calls.clear()
+    other = items[:-1] + ["changed"]
+    RewardEvalStudy._cached(path, other, cfg, True, "x", fn)  # different texts: scored afresh
+    assert calls == [0, 3, 6, 9]
