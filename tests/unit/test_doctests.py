@@ -6,7 +6,7 @@ import importlib
 import pytest
 
 MODULES = ["lmlab.config", "lmlab.nn.hooks", "lmlab.nn.model", "lmlab.tasks.two_hop", "lmlab.tasks.bigram_backcopy",
-           "lmlab.tasks.markov", "lmlab.tokenizers", "lmlab.tokenizers.char", "lmlab.tokenizers.lz78",
+           "lmlab.tasks.maze", "lmlab.nn.vqvae", "lmlab.tasks.markov", "lmlab.tokenizers", "lmlab.tokenizers.char", "lmlab.tokenizers.lz78",
            "lmlab.analysis.extreme_tokens", "lmlab.tasks.reversal", "lmlab.lm.dummy"]
 
 
