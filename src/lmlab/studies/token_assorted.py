@@ -176,11 +176,11 @@ def greedy_generate(model: TinyTransformer, prompts: torch.Tensor, max_len: int)
 
 
 def evaluate_arm(model: TinyTransformer, task: MazeTask, data: MazeData, max_len: int, batch_size: int,
-                 latent0: int) -> dict[str, Any]:
+                 latent0: int, progress: bool = True) -> dict[str, Any]:
     """Generate on every held-out maze and check the plan with the validator."""
     model.eval()
     rows = []
-    for s in tqdm(range(0, len(data.mazes), batch_size), desc="generate", leave=False):
+    for s in tqdm(range(0, len(data.mazes), batch_size), desc="generate", leave=False, disable=not progress):
         out = greedy_generate(model, torch.from_numpy(data.prompts[s:s + batch_size]), max_len)
         for r in range(out.shape[0]):
             gen = out[r, task.prompt_len:].tolist()
@@ -239,7 +239,9 @@ class TokenAssortedStudy(Study):
 
     def execute(self, cfg: TokenAssortedConfig, out: Path, quick: bool, resume: bool) -> Summary:
         task = MazeTask(cfg.task, seed=cfg.seed)
-        train_data = build_data(task, [task.maze(i) for i in tqdm(range(cfg.n_train), desc="mazes", leave=False)])
+        bar = not cfg.train.progress
+        train_data = build_data(task, [task.maze(i) for i in tqdm(range(cfg.n_train), desc="mazes", leave=False,
+                                                                   disable=bar)])
         eval_data = build_data(task, task.eval_mazes(cfg.n_eval))
         V = len(task.vocab)
         L = cfg.vqvae.chunk_len
@@ -292,7 +294,7 @@ class TokenAssortedStudy(Study):
                                                 "max_latent_chunks": cfg.max_latent_chunks})
             histories[arm] = result.evals
             seconds[arm] = round(result.seconds, 1)
-            results[arm] = evaluate_arm(model, task, eval_data, n_ctx, cfg.eval_batch_size, latent0)
+            results[arm] = evaluate_arm(model, task, eval_data, n_ctx, cfg.eval_batch_size, latent0, progress=not bar)
             (out / arm / "generations.json").write_text(json.dumps(results[arm]["rows"][:50]) + "\n")
 
         solver_trace = float(np.mean([1 + len(t) for t in eval_data.traces]))
@@ -346,7 +348,7 @@ class TokenAssortedStudy(Study):
 
         torch.manual_seed(cfg.seed)
         vq = VQVAE(vq_cfg)
-        result = train(vq, cfg.vq_train.replace(seed=cfg.seed), batch_fn, run_dir,
+        result = train(vq, cfg.vq_train.replace(seed=cfg.seed, progress=cfg.vq_train.progress and cfg.train.progress), batch_fn, run_dir,
                        eval_fn=lambda m, step: {f"val_{k}": v for k, v in recon(m, e_seqs[:512]).items()},
                        resume=resume, meta={"task": cfg.task.to_dict(), "task_version": task.version,
                                             "vqvae": vq_cfg.to_dict(), "n_train": cfg.n_train,
