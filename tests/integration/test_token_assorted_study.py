@@ -8,7 +8,7 @@ import pytest
 from lmlab.studies import STUDIES
 from lmlab.studies.token_assorted import (MazeData, TokenAssortedStudy, build_data, chunk_table, pad_batch,
                                           sequence)
-from lmlab.tasks.maze import BOL, EOL, PAD, TRACE, MazeTask, MazeTaskConfig
+from lmlab.tasks.maze import BOL, EOL, PAD, PLAN, TRACE, MazeTask, MazeTaskConfig
 
 
 def micro_config():
@@ -68,3 +68,34 @@ def test_micro_run_writes_summary_figures_and_resumes(tmp_path):
         assert (tmp_path / fig).stat().st_size > 1000
     again = TokenAssortedStudy().run(micro_config(), tmp_path, quick=True, resume=True)
     assert [c.measured for c in again.claims] == [c.measured for c in summary.claims]
+
+
+def test_teacher_forced_plan_metrics_cover_only_the_plan():
+    import torch
+
+    from lmlab.nn import TinyConfig, TinyTransformer
+    from lmlab.studies.token_assorted import teacher_forced_metrics
+
+    task = MazeTask(MazeTaskConfig(size=5, n_keys=1), seed=0)
+    data = build_data(task, task.mazes(0, 4))
+    seqs = [sequence(data, i, "trace", 0, 8, len(task.vocab)) for i in range(4)]
+    b = pad_batch(seqs, task.prompt_len)
+    model = TinyTransformer(TinyConfig(d_vocab=len(task.vocab), n_ctx=b.tokens.shape[1], n_layers=1, d_model=16))
+    plan_len = [len(data.plans[i]) - 1 for i in range(4)]
+    with torch.no_grad():
+        out = teacher_forced_metrics(model, b)
+    assert 0 < out["val_plan_loss"] and out["val_plan_exact"] in (0.0, 0.25, 0.5, 0.75, 1.0)
+
+    class Oracle(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, tokens):
+            return torch.nn.functional.one_hot(b.targets, len(task.vocab)).float() * 50
+
+    with torch.no_grad():
+        perfect = teacher_forced_metrics(Oracle(), b)
+    assert perfect["val_plan_exact"] == 1.0 and perfect["val_plan_loss"] < 1e-6 and perfect["val_loss"] < 1e-6
+    assert sum(plan_len) == int(((b.mask) & (torch.arange(b.tokens.shape[1])[None] >=
+                                              (b.tokens == PLAN).float().argmax(1, keepdim=True))).sum())

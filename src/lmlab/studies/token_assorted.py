@@ -158,6 +158,20 @@ def draw_m(rng: np.random.Generator, n_full: int, cap: int) -> int:
     return int(rng.integers(0, hi + 1))
 
 
+def teacher_forced_metrics(model: TinyTransformer, b: Batch) -> dict[str, float]:
+    """Loss per token after the prompt, and on the plan alone (path and EOS) given the true trace before it;
+    ``val_plan_exact``: share of rows whose whole plan is the argmax at every position (teacher forced)."""
+    device = next(model.parameters()).device
+    tokens, targets, mask = b.tokens.to(device), b.targets.to(device), b.mask.to(device)
+    logits = model(tokens)
+    ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
+    plan_at = (tokens == PLAN).float().argmax(1, keepdim=True)
+    plan = mask & (torch.arange(tokens.shape[1], device=device)[None] >= plan_at)
+    right = (logits.argmax(-1) == targets) | ~plan
+    return {"val_loss": float(ce[mask].mean()), "val_plan_loss": float(ce[plan].mean()),
+            "val_plan_exact": float(right.all(1).float().mean())}
+
+
 # ----------------------------------------------------------------------------------------------
 # Generation and evaluation
 # ----------------------------------------------------------------------------------------------
@@ -281,11 +295,7 @@ class TokenAssortedStudy(Study):
                 rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 99]))
                 seqs = [sequence(eval_data, i, arm, draw_m(rng, len(eval_data.codes[i]), cfg.max_latent_chunks)
                                  if arm == "mixed" else 0, L, latent0) for i in eval_idx]
-                b = pad_batch(seqs, task.prompt_len)
-                device = next(m.parameters()).device
-                logits = m(b.tokens.to(device))
-                loss = torch.nn.functional.cross_entropy(logits[b.mask.to(device)], b.targets.to(device)[b.mask.to(device)])
-                return {"val_loss": float(loss)}
+                return teacher_forced_metrics(m, pad_batch(seqs, task.prompt_len))
 
             result = train(model, cfg.train.replace(seed=cfg.seed), batch_fn, out / arm, eval_fn=val_loss,
                            resume=resume, meta={"task": cfg.task.to_dict(), "task_version": task.version,
@@ -306,6 +316,9 @@ class TokenAssortedStudy(Study):
             "n_ctx": n_ctx,
             "d_vocab_text": V,
             "final_val_loss": {a: h[-1]["val_loss"] for a, h in histories.items() if h},
+            # the plan given the solver's own trace (teacher forced): planning itself vs generating the trace
+            "final_val_plan_loss": {a: h[-1]["val_plan_loss"] for a, h in histories.items() if h},
+            "final_val_plan_exact_teacher_forced": {a: h[-1]["val_plan_exact"] for a, h in histories.items() if h},
             "train_seconds": seconds,
         }
         claims = self._claims(results)
