@@ -4,11 +4,21 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from lmlab.studies import STUDIES
 from lmlab.studies.token_assorted import (MazeData, TokenAssortedStudy, build_data, chunk_table, pad_batch,
                                           sequence)
 from lmlab.tasks.maze import BOL, EOL, PAD, PLAN, TRACE, MazeTask, MazeTaskConfig
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models: a second thread only waits for a busy core on a shared machine (10x slower seen)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def micro_config():
@@ -45,7 +55,7 @@ def test_mixed_sequence_replaces_the_first_chunks():
 
 
 @pytest.mark.slow
-def test_micro_run_writes_summary_figures_and_resumes(tmp_path):
+def test_micro_run_writes_summary_figures_and_resumes(tmp_path, one_thread):
     assert STUDIES.get("token-assorted") is TokenAssortedStudy
     summary = TokenAssortedStudy().run(micro_config(), tmp_path, quick=True)
     data = json.loads((tmp_path / "summary.json").read_text())
@@ -71,8 +81,6 @@ def test_micro_run_writes_summary_figures_and_resumes(tmp_path):
 
 
 def test_teacher_forced_plan_metrics_cover_only_the_plan():
-    import torch
-
     from lmlab.nn import TinyConfig, TinyTransformer
     from lmlab.studies.token_assorted import teacher_forced_metrics
 

@@ -7,6 +7,15 @@ from lmlab.config import ConfigError
 from lmlab.nn.vqvae import VQVAE, VQVAEConfig, codebook_usage
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny models: a second thread only waits for a busy core on a shared machine (10x slower seen)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def make(**kw):
     torch.manual_seed(0)
     cfg = VQVAEConfig(**{**dict(d_vocab=20, chunk_len=8, compression=4, codebook_size=16, d_model=16, n_heads=2,
@@ -70,7 +79,7 @@ def test_usage_tracking_and_dead_code_reset():
 
 
 @pytest.mark.slow
-def test_learns_to_reconstruct():
+def test_learns_to_reconstruct(one_thread):
     """A few hundred steps on 4 distinct chunks: exact reconstruction (the codes carry the information)."""
     torch.manual_seed(0)
     vq = make(prompt_len=0, compression=8, codebook_size=8, reset_dead_every=20)
