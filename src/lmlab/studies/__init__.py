@@ -10,4 +10,5 @@ STUDIES = Registry("study", {
     "reversal-curse": "lmlab.studies.reversal_curse:ReversalCurseStudy",
     "tokenization": "lmlab.studies.tokenization:TokenizationStudy",
     "reward-eval": "lmlab.studies.reward_eval:RewardEvalStudy",
+    "token-assorted": "lmlab.studies.token_assorted:TokenAssortedStudy",
 })

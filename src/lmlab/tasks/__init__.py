@@ -7,4 +7,5 @@ TASKS = Registry("task", {
     "bigram-backcopy": "lmlab.tasks.bigram_backcopy:BigramBackcopyTask",
     "reversal": "lmlab.tasks.reversal:ReversalTask",
     "markov": "lmlab.tasks.markov:MarkovSource",
+    "maze": "lmlab.tasks.maze:MazeTask",
 })

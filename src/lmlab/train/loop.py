@@ -164,6 +164,8 @@ def train(
 ) -> TrainResult:
     """Train ``model`` for ``cfg.steps`` steps; returns the eval history.
 
+    ``model(tokens)`` returns logits, or ``(logits, aux)`` with a scalar ``aux`` added to the loss.
+
     ``eval_fn(model, step)`` runs every ``cfg.eval_every`` steps and at the end (in eval mode, no grad);
     ``stop_fn(evals)`` may end training early after an eval (it sees every eval row so far);
     ``meta`` (configs of the task and model) is stored in each checkpoint and must match on resume.
@@ -255,7 +257,12 @@ def train(
             else:  # logits only where the loss counts
                 logits = model(tokens, positions=positions)
                 targets, mask = targets[:, positions], (None if mask is None else mask[:, positions])
+            aux = None
+            if isinstance(logits, tuple):  # (logits, auxiliary loss): e.g. a VQ-VAE's codebook + commitment terms
+                logits, aux = logits
             loss = masked_cross_entropy(logits, targets, mask)
+            if aux is not None:
+                loss = loss + aux
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip is not None:

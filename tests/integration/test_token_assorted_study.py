@@ -1,0 +1,109 @@
+"""The token-assorted pipeline on a micro config: data, VQ-VAE, three models, validator-checked evaluation."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from lmlab.studies import STUDIES
+from lmlab.studies.token_assorted import (MazeData, TokenAssortedStudy, build_data, chunk_table, pad_batch,
+                                          sequence)
+from lmlab.tasks.maze import BOL, EOL, PAD, PLAN, TRACE, MazeTask, MazeTaskConfig
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models: a second thread only waits for a busy core on a shared machine (10x slower seen)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def micro_config():
+    cfg = TokenAssortedStudy().quick_config()
+    return cfg.replace(
+        n_train=120, n_eval=12,
+        vqvae=cfg.vqvae.replace(d_model=16, n_heads=2, codebook_size=16),
+        vq_train=cfg.vq_train.replace(steps=12, eval_every=6, checkpoint_every=6, progress=False),
+        model=cfg.model.replace(n_layers=1, d_model=16, n_heads=2),
+        train=cfg.train.replace(steps=12, warmup_steps=2, eval_every=6, checkpoint_every=6, progress=False),
+        batch_size=8,
+    )
+
+
+def test_mixed_sequence_replaces_the_first_chunks():
+    task = MazeTask(MazeTaskConfig(size=5, n_keys=1), seed=0)
+    data: MazeData = build_data(task, task.mazes(0, 5))
+    L, V = 8, len(task.vocab)
+    chunks, owner, index = chunk_table(data, L)
+    assert index.max() == max(len(t) for t in data.traces) // L - 1
+    data.codes = [np.arange(len(chunks))[owner == i][:, None] for i in range(5)]
+    i = int(np.argmax([len(t) for t in data.traces]))
+    trace_seq = sequence(data, i, "trace", 0, L, V)
+    assert sequence(data, i, "mixed", 0, L, V) == trace_seq  # m = 0: the text trace
+    mixed = sequence(data, i, "mixed", 2, L, V)
+    P = task.prompt_len
+    assert mixed[P:P + 5] == [TRACE, BOL, V + int(data.codes[i][0, 0]), V + int(data.codes[i][1, 0]), EOL]
+    assert mixed[P + 5:] == trace_seq[P + 1 + 2 * L:]  # the rest of the trace and the plan stay text
+    assert len(trace_seq) - len(mixed) == 2 * L - 4
+    b = pad_batch([trace_seq, mixed], P)
+    assert b.tokens.shape[1] == len(trace_seq) - 1
+    assert not b.mask[:, : P - 1].any() and b.mask[0].sum() == len(trace_seq) - P
+    assert (b.targets[1, len(mixed) - 1:] == PAD).all() and not b.mask[1, len(mixed) - 1:].any()  # padding: no loss
+
+
+@pytest.mark.slow
+def test_micro_run_writes_summary_figures_and_resumes(tmp_path, one_thread):
+    assert STUDIES.get("token-assorted") is TokenAssortedStudy
+    summary = TokenAssortedStudy().run(micro_config(), tmp_path, quick=True)
+    data = json.loads((tmp_path / "summary.json").read_text())
+    assert [c["id"] for c in data["claims"]] == ["mixed_shorter_at_equal_or_better_solve",
+                                                 "mixed_solves_more_than_trace", "trace_beats_answer_only"]
+    models = data["metrics"]["models"]
+    assert set(models) == {"answer", "trace", "mixed"}
+    for m in models.values():
+        assert 0 <= m["solve_rate"] <= 1 and m["n"] == 12 and m["mean_trace_len"] >= 0
+    # the status follows the measured numbers
+    c = {c["id"]: c for c in data["claims"]}["mixed_shorter_at_equal_or_better_solve"]
+    se = (models["mixed"]["solve_se"] ** 2 + models["trace"]["solve_se"] ** 2) ** 0.5
+    expect = (c["measured"]["length_ratio"] <= 0.8
+              and models["mixed"]["solve_rate"] - models["trace"]["solve_rate"] >= -2 * se
+              and models["trace"]["solve_rate"] >= 0.1)
+    assert c["status"] == ("pass" if expect else "fail")
+    vq = data["metrics"]["vqvae"]["eval"]
+    assert 0 <= vq["token_acc"] <= 1 and 1 <= vq["used"] <= 16
+    for fig in summary.figures:
+        assert (tmp_path / fig).stat().st_size > 1000
+    again = TokenAssortedStudy().run(micro_config(), tmp_path, quick=True, resume=True)
+    assert [c.measured for c in again.claims] == [c.measured for c in summary.claims]
+
+
+def test_teacher_forced_plan_metrics_cover_only_the_plan():
+    from lmlab.nn import TinyConfig, TinyTransformer
+    from lmlab.studies.token_assorted import teacher_forced_metrics
+
+    task = MazeTask(MazeTaskConfig(size=5, n_keys=1), seed=0)
+    data = build_data(task, task.mazes(0, 4))
+    seqs = [sequence(data, i, "trace", 0, 8, len(task.vocab)) for i in range(4)]
+    b = pad_batch(seqs, task.prompt_len)
+    model = TinyTransformer(TinyConfig(d_vocab=len(task.vocab), n_ctx=b.tokens.shape[1], n_layers=1, d_model=16))
+    plan_len = [len(data.plans[i]) - 1 for i in range(4)]
+    with torch.no_grad():
+        out = teacher_forced_metrics(model, b)
+    assert 0 < out["val_plan_loss"] and out["val_plan_exact"] in (0.0, 0.25, 0.5, 0.75, 1.0)
+
+    class Oracle(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, tokens):
+            return torch.nn.functional.one_hot(b.targets, len(task.vocab)).float() * 50
+
+    with torch.no_grad():
+        perfect = teacher_forced_metrics(Oracle(), b)
+    assert perfect["val_plan_exact"] == 1.0 and perfect["val_plan_loss"] < 1e-6 and perfect["val_loss"] < 1e-6
+    assert sum(plan_len) == int(((b.mask) & (torch.arange(b.tokens.shape[1])[None] >=
+                                              (b.tokens == PLAN).float().argmax(1, keepdim=True))).sum())

@@ -1,0 +1,127 @@
+"""Keys-finding mazes: always solvable, the solver's path is legal and shortest, the validator rejects illegal paths."""
+
+from collections import deque
+
+import numpy as np
+import pytest
+
+from lmlab.config import ConfigError
+from lmlab.tasks import TASKS
+from lmlab.tasks.maze import (BOS, CLOSE, EOS, PLAN, TRACE, WALL, Maze, MazeTask, MazeTaskConfig, solve,
+                              validate_path)
+
+
+def bfs_distance(m: Maze) -> int | None:
+    """Independent check: breadth-first search over (cell, keys), written without the solver's helpers."""
+    n = m.size
+    start = (m.start, 0)
+    seen, queue = {start: 0}, deque([start])
+    while queue:
+        (r, c), keys = state = queue.popleft()
+        if (r, c) == m.goal:
+            return seen[state]
+        for nr, nc in ((r - 1, c), (r + 1, c), (r, c - 1), (r, c + 1)):
+            if not (0 <= nr < n and 0 <= nc < n) or m.grid[nr, nc] == WALL:
+                continue
+            v = int(m.grid[nr, nc])
+            if v >= 4 + m.n_keys and not keys >> (v - 4 - m.n_keys) & 1:
+                continue
+            nkeys = keys | (1 << (v - 4)) if 4 <= v < 4 + m.n_keys else keys
+            if ((nr, nc), nkeys) not in seen:
+                seen[((nr, nc), nkeys)] = seen[state] + 1
+                queue.append(((nr, nc), nkeys))
+    return None
+
+
+@pytest.mark.parametrize("size,n_keys,wall_density,n", [(5, 1, 0.2, 30), (7, 2, 0.3, 8), (4, 0, 0.4, 30), (6, 2, 0.4, 8)])
+def test_always_solvable_and_paths_legal_and_shortest(size, n_keys, wall_density, n):
+    for seed in range(10):
+        task = MazeTask(MazeTaskConfig(size=size, n_keys=n_keys, wall_density=wall_density), seed=seed)
+        for i in range(n):
+            _check_maze(task.maze(i), n_keys)
+
+
+def _check_maze(m, n_keys):
+    assert validate_path(m, m.path) == (True, "ok")
+    assert len(m.path) - 1 == bfs_distance(m)  # A* with an admissible heuristic: shortest
+    # the keys are needed: every key on the path, each before its door
+    for k in range(n_keys):
+        kpos = tuple(int(v) for v in np.argwhere(m.grid == 4 + k)[0])
+        dpos = tuple(int(v) for v in np.argwhere(m.grid == 4 + n_keys + k)[0])
+        assert m.path.index(kpos) < m.path.index(dpos)
+
+
+@pytest.mark.slow
+def test_many_seeds_always_solvable():
+    """2,000 quick-config mazes over 100 seeds: each is returned solved, and the solution is legal."""
+    for seed in range(100):
+        task = MazeTask(MazeTaskConfig(size=5, n_keys=1), seed=seed)
+        for i in range(20):
+            _check_maze(task.maze(i), 1)
+
+
+def test_seeded_and_versioned():
+    a, b = MazeTask(MazeTaskConfig(), seed=1), MazeTask(MazeTaskConfig(), seed=1)
+    assert all((a.maze(i).grid == b.maze(i).grid).all() and a.maze(i).path == b.maze(i).path for i in range(20))
+    assert any((a.maze(i).grid != MazeTask(MazeTaskConfig(), seed=2).maze(i).grid).any() for i in range(5))
+    assert MazeTask.version == "maze/1" and TASKS.get("maze") is MazeTask
+
+
+@pytest.fixture
+def corridor():
+    """S . k . / # # A # / . . . G: the key is right of the start, the door below it."""
+    grid = np.array([[2, 0, 4, 0], [1, 1, 5, 1], [0, 0, 0, 3], [0, 1, 0, 0]])
+    return Maze(grid, 1, (0, 0), (2, 3))
+
+
+def test_validator_rejects_illegal_paths(corridor):
+    m = corridor
+    good = [(0, 0), (0, 1), (0, 2), (1, 2), (2, 2), (2, 3)]
+    assert validate_path(m, good) == (True, "ok")
+    assert solve(m)[1] == good
+    bad = {
+        "wall": [(0, 0), (1, 0)],
+        "teleport": [(0, 0), (2, 3)],
+        "diagonal": [(0, 0), (0, 1), (1, 2), (2, 2), (2, 3)],
+        "not reaching the goal": [(0, 0), (0, 1), (0, 2), (1, 2), (2, 2)],
+        "wrong start": [(0, 1), (0, 2), (1, 2), (2, 2), (2, 3)],
+        "leaves the grid": [(0, 0), (-1, 0)],
+        "empty": [],
+    }
+    for name, path in bad.items():
+        ok, why = validate_path(m, path)
+        assert not ok, name
+    assert "wall" in validate_path(m, bad["wall"])[1]
+    assert "jumps" in validate_path(m, bad["teleport"])[1]
+    assert "goal" in validate_path(m, bad["not reaching the goal"])[1]
+
+
+def test_locked_door_needs_the_key():
+    # S . A . G with the key behind the start: walking straight through the door is illegal
+    grid = np.array([[2, 0, 5, 0, 3], [4, 1, 1, 1, 1]])
+    m = Maze(np.vstack([grid, np.ones((3, 5), dtype=int)]), 1, (0, 0), (0, 4))
+    ok, why = validate_path(m, [(0, 0), (0, 1), (0, 2), (0, 3), (0, 4)])
+    assert not ok and "without key 0" in why
+    assert validate_path(m, [(0, 0), (1, 0), (0, 0), (0, 1), (0, 2), (0, 3), (0, 4)]) == (True, "ok")
+    assert solve(m)[1] == [(0, 0), (1, 0), (0, 0), (0, 1), (0, 2), (0, 3), (0, 4)]
+
+
+def test_tokens_and_plan_parsing():
+    task = MazeTask(MazeTaskConfig(size=5, n_keys=1), seed=0)
+    m = task.maze(7)
+    seq = task.tokens(m, "trace")
+    assert seq[0] == BOS and seq[task.prompt_len] == TRACE and seq[-1] == EOS
+    assert seq.count(CLOSE) == sum(e[0] == "close" for e in m.trace)
+    plan = seq[seq.index(PLAN):]
+    assert task.parse_plan(plan) == m.path
+    assert task.tokens(m, "answer") == task.prompt(m) + plan
+    assert task.parse_plan(plan[:-1]) is None  # no EOS
+    assert task.parse_plan([PLAN, TRACE, EOS]) is None  # not a cell
+    assert max(seq) < len(task.vocab)
+
+
+def test_config_errors_name_the_field():
+    with pytest.raises(ConfigError, match="size"):
+        MazeTaskConfig(size=4, n_keys=2)
+    with pytest.raises(ConfigError, match="wall_density"):
+        MazeTaskConfig(wall_density=0.9)
