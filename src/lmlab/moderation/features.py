@@ -113,8 +113,9 @@ class FirstTokenFeatures:
     """
 
     def __init__(self, lm: Any, template: PromptTemplate | None = None, cache_dir: str | Path | None = "default",
-                 batch_size: int = 8, progress: bool = False):
+                 batch_size: int = 8, progress: bool = False, share_prefix: bool = True):
         self.lm = lm
+        self.share_prefix = share_prefix
         self.template = template or PromptTemplate()
         self.batch_size = batch_size
         self.progress = progress
@@ -167,7 +168,12 @@ class FirstTokenFeatures:
         return len(self.lm.tokenizer)
 
     def _compute(self, texts: list[str], ids: list[int]) -> Any:
-        """Yield (index, logits) in batches of similar length (sorted by token count: less padding)."""
+        """Yield (index, logits) in batches of similar length (sorted by token count: less padding).
+
+        Chat prompts share a long prefix (system prompt, user-turn header: about 30 of SmolLM2's tokens).
+        With ``share_prefix`` its key/value cache is computed once and every batch runs only the rest, the
+        same causal computation (a test checks the logits against the plain forward pass).
+        """
         import torch
 
         prompts = [self.template.format(self.lm, t) for t in texts]
@@ -175,13 +181,21 @@ class FirstTokenFeatures:
         seqs = [self.lm.encode(p) for p in prompts] if has_ids else None
         order = np.argsort([len(s) for s in seqs], kind="stable") if seqs is not None else np.arange(len(prompts))
         batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        prefix: list[int] = []
+        if seqs is not None and self.share_prefix and len(seqs) > 1 and hasattr(self.lm, "model"):
+            prefix = common_prefix(seqs)
+            if len(prefix) < 4:
+                prefix = []
+        past = self._prefix_cache(prefix) if prefix else None
         if self.progress:
             from tqdm import tqdm
 
             batches = tqdm(batches, desc="first-token logits", unit="batch", leave=False)
         for b in batches:
             with torch.no_grad():
-                if seqs is not None:
+                if past is not None:
+                    rows = self._forward_after_prefix(past, len(prefix), [seqs[j][len(prefix):] for j in b])  # type: ignore[index]
+                elif seqs is not None:
                     logits, _ = self.lm.forward_ids([seqs[j] for j in b], last_only=True)
                     rows = logits[:, -1]
                 else:
@@ -189,6 +203,45 @@ class FirstTokenFeatures:
             rows = rows.float().cpu().numpy()
             for k, j in enumerate(b):
                 yield ids[j], rows[k]
+
+    def _prefix_cache(self, prefix: list[int]) -> Any:
+        import torch
+
+        with torch.no_grad():
+            out = self.lm.model(input_ids=torch.tensor([prefix], device=self.lm.device), use_cache=True)
+        # transformers >= 5.2x names it `cache` (older: `past_key_values`)
+        return getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+
+    def _forward_after_prefix(self, past: Any, p: int, rest: list[list[int]]) -> Any:
+        """Logits at the last position of prefix + rest[i], reusing the prefix's key/value cache."""
+        import copy
+
+        import torch
+
+        ids, mask, _ = self.lm.pad_left(rest)
+        B = ids.shape[0]
+        cache = copy.deepcopy(past)
+        cache.batch_repeat_interleave(B)
+        full = torch.cat([torch.ones((B, p), dtype=mask.dtype, device=mask.device), mask], dim=1)
+        pos = p + (mask.cumsum(-1) - 1).clamp_min(0)
+        import inspect
+
+        key = "cache" if "cache" in inspect.signature(self.lm.model.forward).parameters else "past_key_values"
+        kwargs: dict[str, Any] = dict(input_ids=ids, attention_mask=full, position_ids=pos, use_cache=True)
+        kwargs[key] = cache
+        if self.lm._keeps_logits:
+            kwargs["logits_to_keep"] = 1
+        return self.lm.model(**kwargs).logits[:, -1].float()
+
+
+def common_prefix(seqs: Sequence[Sequence[int]]) -> list[int]:
+    """The longest common token prefix, shortened so every sequence keeps at least one token after it."""
+    first = list(seqs[0])
+    n = min(len(s) for s in seqs) - 1
+    k = 0
+    while k < n and all(s[k] == first[k] for s in seqs):
+        k += 1
+    return first[:k]
 
 
 def _save_atomic(path: Path, arr: np.ndarray) -> None:

@@ -11,7 +11,8 @@ Label 1 = toxic; a higher score = more toxic. Curves come from scikit-learn's ``
 ``auprc``           trapezoidal area under the precision-recall curve (``auc(recall, precision)``), as the paper
 ``average_prec``    average precision (``average_precision_score``), also reported by the paper
 ``auroc``           ``roc_auc_score``
-``acc_opt``         max over ROC thresholds of plain accuracy of ``score > threshold`` (strict, as the code)
+``acc_opt``         max over thresholds of plain (unweighted) accuracy of ``score >= threshold``; the paper's
+                    literal version (ROC thresholds, strict ``>``, can be one example lower): ``paper_strict=True``
 ``f1_best``         max F1 over precision-recall thresholds (``score >= threshold``), with that threshold
 ``fpr_at_tpr``      FPR at TPR 80/85/90/95%, linearly interpolated as the code does
 ``bootstrap``       percentile intervals from resampling positives and negatives separately (class counts
@@ -84,13 +85,28 @@ def auroc(y: Any, s: Any) -> float:
     return float(roc_auc_score(y, s))
 
 
-def acc_opt(y: Any, s: Any) -> tuple[float, float]:
-    """(best accuracy, its threshold) over the ROC thresholds, flagging ``s > threshold`` as in the paper's code."""
+def acc_opt(y: Any, s: Any, paper_strict: bool = False) -> tuple[float, float]:
+    """(best plain accuracy, its threshold t), flagging ``s >= t``, maximised over every distinct score (and +inf).
+
+    ``paper_strict=True`` reproduces the paper's code literally: thresholds from ``roc_curve`` and ``s > t``
+    (strict). Those thresholds are scores, so the strict test never flags the point at the threshold and can
+    miss the best cut by one example (e.g. a perfectly separated list gets less than 100%).
+    """
     from sklearn.metrics import roc_curve
 
     y, s = _check(y, s)
-    _, _, thr = roc_curve(y, s)
-    acc = ((s[:, None] > thr[None, :]) == y[:, None].astype(bool)).mean(0)
+    if paper_strict:
+        _, _, thr = roc_curve(y, s)
+        acc = ((s[:, None] > thr[None, :]) == y[:, None].astype(bool)).mean(0)
+    else:
+        thr = np.concatenate([np.unique(s)[::-1], [np.inf]])
+        order = np.argsort(-s, kind="stable")
+        ys, ss = y[order], s[order]
+        # flagging s >= thr[k] flags the first m_k sorted items; accuracy = (TP + TN) / n
+        m = np.searchsorted(-ss, -thr, side="right")
+        tp = np.concatenate([[0], np.cumsum(ys)])[m]
+        fp = m - tp
+        acc = (tp + (len(y) - y.sum() - fp)) / len(y)
     i = int(np.argmax(acc))
     return float(acc[i]), float(thr[i])
 
