@@ -116,7 +116,8 @@ def fit_linear_cv(X: Any, y: Any, Cs: Sequence[float] = C_GRID, folds: int = 5, 
     y = np.asarray(y).astype(np.int64)
     folds = max(2, min(folds, int(y.sum()), int((1 - y).sum())))
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    make = lambda C: LogisticRegression(C=C, class_weight="balanced", solver="liblinear", max_iter=1000)  # noqa: E731
+    make = lambda C: LogisticRegression(C=C, class_weight="balanced", solver="liblinear", max_iter=1000,
+                                             random_state=seed)  # noqa: E731
     table = {str(C): float(np.mean(cross_val_score(make(C), X, y, cv=cv, scoring="average_precision"))) for C in Cs}
     best = max(Cs, key=lambda C: table[str(C)])
     clf = make(best).fit(X, y)

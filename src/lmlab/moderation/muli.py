@@ -32,7 +32,7 @@ class MULIDetector(ToxicityScorer):
     kind = "muli"
 
     def __init__(self, features: FirstTokenFeatures | None = None, lam: float = 1e-3, max_iter: int = 1000,
-                 tol: float = 1e-4, model_spec: str = "default"):
+                 tol: float = 1e-4, model_spec: str = "default", seed: int = 0):
         if lam <= 0:
             raise DetectorError(f"MULIDetector.lam must be > 0, got {lam}")
         self.features = features
@@ -40,6 +40,7 @@ class MULIDetector(ToxicityScorer):
         self.max_iter = max_iter
         self.tol = tol
         self.model_spec = model_spec
+        self.seed = seed  # liblinear shuffles its coordinates with it: fixed seed, identical detector
         self.idx = np.zeros(0, dtype=np.int64)
         self.w = np.zeros(0)
         self.mean = np.zeros(0)
@@ -63,7 +64,8 @@ class MULIDetector(ToxicityScorer):
         z = np.where(keep, (f - mean) / std, 0.0)
         n = len(y)
         clf = LogisticRegression(C=1.0 / (n * self.lam), l1_ratio=1.0, solver="liblinear", intercept_scaling=1.0,
-                                 class_weight={0: 1.0, 1: n_neg / n_pos}, max_iter=self.max_iter, tol=self.tol)
+                                 class_weight={0: 1.0, 1: n_neg / n_pos}, max_iter=self.max_iter, tol=self.tol,
+                                 random_state=self.seed)
         clf.fit(z, y)
         w = clf.coef_[0]
         nz = np.flatnonzero(w)
