@@ -35,6 +35,7 @@ run-all: $(STAMP) models
 	$(BIN)/lmlab run llm-sinks --quick --seed 0 --out $(RUNS)/llm-sinks-quick
 	$(BIN)/lmlab run reversal-curse --quick --out $(RUNS)/reversal-curse-quick
 	$(BIN)/lmlab run tokenization --quick --seed 0 --out $(RUNS)/tokenization-quick
+	$(BIN)/lmlab run muli --quick --seed 0 --threads 1 --out $(RUNS)/muli-quick
 	$(BIN)/lmlab report --runs $(RUNS) --out $(RUNS)/report.html
 	@echo "Report: $(abspath $(RUNS))/report.html"
 

@@ -43,7 +43,8 @@ def test_study_writes_summary_figures_and_detectors(run):
     for c in d["claims"]:
         assert c["status"] in ("pass", "fail", "not_comparable") and c["tolerance"]
     test = d["metrics"]["test"]
-    assert set(test) == {"MULI (first-token logits)", "toy: logit('s')", "toy: logit('i')", "TF-IDF + LR"}
+    assert set(test) == {"MULI (first-token logits)", "MULI, exact L1 optimum (liblinear)", "toy: logit('s')", "toy: logit('i')",
+                         "TF-IDF + LR"}
     assert d["metrics"]["split"]["n_test"] == 30 and d["metrics"]["feature_cache"]["computed"] == 60
     for f in ("muli-roc.png", "muli-pr.png", "muli-top-tokens.png", "muli-train-size.png", "detector-muli.npz",
               "detector-tfidf.npz", "detector-refusal-s.npz"):

@@ -34,6 +34,7 @@ def test_registry_names():
     assert set(DETECTORS.names()) == {"muli", "refusal-token", "tfidf-lr", "embed-lr"}
 
 
+@pytest.mark.slow
 def test_muli_fits_and_round_trips(feats, lm, tmp_path):
     from lmlab.moderation.muli import MULIDetector
 
@@ -89,6 +90,7 @@ def test_refuses_other_model_and_template(feats, tmp_path):
         RefusalTokenDetector.load(path, feats)
 
 
+@pytest.mark.slow
 def test_refusal_token_detector(feats, lm, tmp_path):
     from lmlab.moderation.refusal_token import RefusalTokenDetector
 
@@ -139,3 +141,31 @@ def test_bad_files(tmp_path):
         load_detector(tmp_path / "y.npz")
     with pytest.raises(DetectorError, match="does not exist"):
         load_detector(tmp_path / "z.npz")
+
+
+def test_sgd_matches_a_torch_implementation_of_the_papers_loop():
+    import torch
+    import torch.nn.functional as F
+
+    from lmlab.moderation.muli import MULIDetector
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(40, 12))
+    y = (rng.random(40) < 0.3).astype(int)
+    det = MULIDetector(lam=1e-2, lr=0.05, epochs=30, batch_size=16)
+    w, b, _ = det._fit_sgd(z, y, (1 - y).sum() / y.sum())
+    r = np.random.default_rng(0)  # the same init, then the paper's torch loop
+    bound = 1 / np.sqrt(12)
+    tw = torch.tensor(r.uniform(-bound, bound, 12), dtype=torch.float32, requires_grad=True)
+    tb = torch.tensor([r.uniform(-bound, bound)], dtype=torch.float32, requires_grad=True)
+    opt = torch.optim.SGD([tw, tb], lr=0.05)
+    X, Y = torch.tensor(z, dtype=torch.float32), torch.tensor(y, dtype=torch.float32)
+    pw = torch.tensor((1 - y).sum() / y.sum(), dtype=torch.float32)
+    for _ in range(30):
+        for i in range(0, 40, 16):
+            opt.zero_grad()
+            loss = F.binary_cross_entropy_with_logits(X[i:i + 16] @ tw + tb, Y[i:i + 16], pos_weight=pw)
+            (loss + 1e-2 * (tw.abs().sum() + tb.abs().sum())).backward()
+            opt.step()
+    np.testing.assert_allclose(w, tw.detach().numpy(), rtol=1e-4, atol=1e-5)
+    assert b == pytest.approx(float(tb), abs=1e-5)

@@ -17,6 +17,7 @@ def lm():
     return tiny_hf_lm(seed=0, batch_size=4)
 
 
+@pytest.mark.slow
 def test_batched_equals_one_by_one(lm):
     tmpl = PromptTemplate(max_tokens=None)
     batched = FirstTokenFeatures(lm, tmpl, cache_dir=None, batch_size=3).logits(PROMPTS)
@@ -86,6 +87,7 @@ def test_template_validation():
         PromptTemplate(max_tokens=0)
 
 
+@pytest.mark.slow
 def test_shared_prefix_cache_equals_plain_forward(lm):
     tmpl = PromptTemplate(max_tokens=None)
     fast = FirstTokenFeatures(lm, tmpl, cache_dir=None, batch_size=3, share_prefix=True)

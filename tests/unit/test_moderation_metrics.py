@@ -85,6 +85,7 @@ def test_evaluate_keys_and_resolution():
     assert r["fpr_resolution"] == pytest.approx(1 / 50) and r["n_neg"] == 50
 
 
+@pytest.mark.slow
 def test_bootstrap_intervals_and_paired_difference():
     rng = np.random.default_rng(1)
     y = (rng.random(200) < 0.3).astype(int)

