@@ -121,7 +121,7 @@ class MULIStudy(Study):
     config_cls = MULIConfig
 
     def quick_config(self) -> MULIConfig:
-        """All 1,680 prompts, user text cut to 64 tokens, 300 bootstrap resamples (about 10 min on 1 CPU thread)."""
+        """All 1,680 prompts, user text cut to 64 tokens, 300 bootstrap resamples (about 7 min of CPU on 1 thread)."""
         return MULIConfig(max_prompt_tokens=64, n_boot=300)
 
     def execute(self, cfg: MULIConfig, out: Path, quick: bool, resume: bool) -> Summary:
