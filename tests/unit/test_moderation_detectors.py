@@ -168,4 +168,4 @@ def test_sgd_matches_a_torch_implementation_of_the_papers_loop():
             (loss + 1e-2 * (tw.abs().sum() + tb.abs().sum())).backward()
             opt.step()
     np.testing.assert_allclose(w, tw.detach().numpy(), rtol=1e-4, atol=1e-5)
-    assert b == pytest.approx(float(tb), abs=1e-5)
+    assert b == pytest.approx(float(tb.detach()), abs=1e-5)
