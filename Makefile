@@ -37,6 +37,7 @@ run-all: $(STAMP) models
 	$(BIN)/lmlab run tokenization --quick --seed 0 --out $(RUNS)/tokenization-quick
 	$(BIN)/lmlab run reward-eval --quick --seed 0 --threads 1 --out $(RUNS)/reward-eval-quick
 	$(BIN)/lmlab run token-assorted --quick --seed 0 --out $(RUNS)/token-assorted-quick
+	$(BIN)/lmlab run muli --quick --seed 0 --threads 1 --out $(RUNS)/muli-quick
 	$(BIN)/lmlab report --runs $(RUNS) --out $(RUNS)/report.html
 	@echo "Report: $(abspath $(RUNS))/report.html"
 

@@ -1,4 +1,4 @@
-"""Command line: ``lmlab list | run STUDY | report``.
+"""Command line: ``lmlab list | run STUDY | moderate TEXT... | report``.
 
 Errors in configs, data files and checkpoints print one line (``error: ...``) and exit with code 2.
 """
@@ -105,6 +105,56 @@ def run(
                f"({summary.seconds:.0f} s); summary: {Path(out) / 'summary.json'}")
     for c in summary.claims:
         typer.echo(f"  [{c.status:>14s}] {c.id}: paper {json.dumps(c.paper_value)} | ours {json.dumps(c.measured)}")
+
+
+@app.command()
+def moderate(
+    texts: Annotated[Optional[list[str]], typer.Argument(help="prompts to score (or use --file)")] = None,
+    detector: Annotated[Optional[Path], typer.Option(help="saved detector (.npz), e.g. runs/muli-quick/detector-muli.npz "
+                                                          "from `lmlab run muli --quick`")] = None,
+    file: Annotated[Optional[Path], typer.Option(help="text file, one prompt per line")] = None,
+    model: Annotated[Optional[str], typer.Option(help="LM for first-token detectors (default: the one the detector "
+                                                      "was saved with); a different model is refused")] = None,
+    threshold: Annotated[Optional[float], typer.Option(help="flag when P(toxic) >= this (default: the detector's, 0.5)")] = None,
+    show_text: Annotated[bool, typer.Option("--show-text", help="echo each prompt next to its score (off: texts can "
+                                                                 "be offensive)")] = False,
+    threads: Annotated[int, typer.Option(help="PyTorch CPU threads (0: torch's default)")] = 0,
+) -> None:
+    """Score prompts with a saved toxicity detector: one JSON line per prompt (index, p_toxic, flagged)."""
+    from lmlab.lm import LMError
+    from lmlab.moderation import DetectorError, load_detector
+
+    if detector is None:
+        _fail("--detector is required: a .npz saved by `lmlab run muli` (e.g. runs/muli-quick/detector-muli.npz)")
+        return
+    prompts = list(texts or [])
+    if file is not None:
+        if not file.exists():
+            _fail(f"--file {file} does not exist")
+            return
+        prompts += [line for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not prompts:
+        _fail("no prompts: pass them as arguments or with --file")
+        return
+    if threshold is not None and not 0 <= threshold <= 1:
+        _fail(f"--threshold must be in [0, 1], got {threshold}")
+        return
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    try:
+        det = load_detector(detector, model=model)
+        probs = det.score(prompts)
+    except (DetectorError, LMError) as e:
+        _fail(str(e).strip("'\""))
+        return
+    thr = det.threshold if threshold is None else threshold
+    for i, (text, p) in enumerate(zip(prompts, probs)):
+        row = {"index": i, "p_toxic": round(float(p), 6), "flagged": bool(p >= thr)}
+        if show_text:
+            row["text"] = text
+        typer.echo(json.dumps(row))
 
 
 @app.command()

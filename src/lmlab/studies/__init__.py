@@ -11,4 +11,5 @@ STUDIES = Registry("study", {
     "tokenization": "lmlab.studies.tokenization:TokenizationStudy",
     "reward-eval": "lmlab.studies.reward_eval:RewardEvalStudy",
     "token-assorted": "lmlab.studies.token_assorted:TokenAssortedStudy",
+    "muli": "lmlab.studies.muli:MULIStudy",
 })

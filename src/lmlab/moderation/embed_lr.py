@@ -1,0 +1,78 @@
+"""Baseline: sentence embeddings (all-MiniLM-L6-v2 by default, ``lmlab.lm.embed``) + class-balanced
+logistic regression (C chosen by CV on the training set). This is an external detector: a second
+model run next to the LLM, which MULI claims to beat using the LLM's own first-token logits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lmlab.moderation.base import C_GRID, DetectorError, ToxicityScorer, fit_linear_cv, read_detector_file
+
+
+class EmbeddingDetector(ToxicityScorer):
+    kind = "embed-lr"
+
+    def __init__(self, embedder: Any = None, embedder_path: str | None = None, Cs: Sequence[float] = C_GRID,
+                 seed: int = 0):
+        self.embedder = embedder
+        self.embedder_path = embedder_path  # None: the default MiniLM wheel
+        self.Cs = tuple(Cs)
+        self.seed = seed
+        self.coef = np.zeros(0)
+        self.intercept = 0.0
+        self.fit_info: dict[str, Any] = {}
+
+    def _emb(self) -> Any:
+        if self.embedder is None:
+            from lmlab.lm.embed import load_embedder
+
+            self.embedder = load_embedder(self.embedder_path)
+        return self.embedder
+
+    def embed(self, prompts: Sequence[str]) -> np.ndarray:
+        if isinstance(prompts, str):
+            raise TypeError("prompts must be a sequence of strings; wrap a single prompt in a list")
+        return self._emb().encode(list(prompts))
+
+    def fit_embeddings(self, X: np.ndarray, y: Any) -> EmbeddingDetector:
+        r = fit_linear_cv(X, y, self.Cs, seed=self.seed)
+        self.coef, self.intercept = r["coef"], r["intercept"]
+        self.fit_info = {"C": r["C"], "cv_average_precision": r["cv_average_precision"], "dim": int(X.shape[1])}
+        return self
+
+    def fit(self, prompts: Sequence[str], y: Any) -> EmbeddingDetector:
+        return self.fit_embeddings(self.embed(prompts), y)
+
+    def decision_embeddings(self, X: np.ndarray) -> np.ndarray:
+        if X.shape[1] != len(self.coef):
+            raise DetectorError(f"EmbeddingDetector: embeddings of dim {X.shape[1]}, detector expects {len(self.coef)}")
+        return np.asarray(X, dtype=np.float64) @ self.coef + self.intercept
+
+    def decision_function(self, prompts: Sequence[str]) -> np.ndarray:
+        return self.decision_embeddings(self.embed(prompts))
+
+    def meta(self) -> dict[str, Any]:
+        return {"embedder": getattr(self.embedder, "name", None), "embedder_path": self.embedder_path,
+                "intercept": self.intercept, "fit_info": self.fit_info}
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {"coef": self.coef}
+
+    @classmethod
+    def load(cls, path: str | Path, embedder: Any = None) -> EmbeddingDetector:
+        meta, arr = read_detector_file(path)
+        if meta.get("kind") != cls.kind:
+            raise DetectorError(f"{path} holds a {meta.get('kind')!r} detector, not {cls.kind!r}")
+        if embedder is not None and meta.get("embedder") and getattr(embedder, "name", None) != meta["embedder"]:
+            raise DetectorError(f"detector {path} was trained on embeddings of {meta['embedder']!r}, "
+                                f"not {getattr(embedder, 'name', None)!r}")
+        det = cls(embedder, embedder_path=meta.get("embedder_path"))
+        det.coef, det.intercept = arr["coef"], float(meta["intercept"])
+        det.threshold = float(meta.get("threshold", 0.5))
+        det.fit_info = meta.get("fit_info", {})
+        return det

