@@ -9,4 +9,5 @@ STUDIES = Registry("study", {
     "llm-sinks": "lmlab.studies.llm_sinks:LLMSinksStudy",
     "reversal-curse": "lmlab.studies.reversal_curse:ReversalCurseStudy",
     "tokenization": "lmlab.studies.tokenization:TokenizationStudy",
+    "embedllm": "lmlab.studies.embedllm:EmbedLLMStudy",
 })
