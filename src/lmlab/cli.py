@@ -116,3 +116,7 @@ def report(
 
 def main() -> None:  # pragma: no cover
     sys.exit(app())
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m lmlab.cli ...`
+    main()

@@ -101,7 +101,7 @@ def test_save_load_same_predictions(tmp_path, low_rank, embedllm):
 def test_fit_new_model_from_answers(low_rank, embedllm):
     m, x, tr, te = low_rank
     i = 4
-    u = embedllm.fit_new_model(tr, m.labels[i, tr], l2=0.1)
+    u = embedllm.fit_new_model(tr, m.labels[i, tr])
     p = embedllm.proba_for_embedding(u, te)
     # A model rebuilt from its answers predicts its own test answers better than the average model does.
     u0 = embedllm.fit_new_model(tr[:0], m.labels[i, tr[:0]])

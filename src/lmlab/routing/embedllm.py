@@ -48,11 +48,14 @@ class EmbedLLMConfig(Config):
     epochs: int = 50
     seed: int = 42
     progress: bool = True
+    max_steps: int | None = None  # stop after this many Adam steps (benchmarks); None: all epochs
 
     def validate(self) -> None:
         for name in ("dim", "batch_size", "epochs"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"EmbedLLMConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ConfigError("EmbedLLMConfig.max_steps must be >= 1 or null")
         if self.lr <= 0 or self.alpha < 0 or self.weight_decay < 0:
             raise ConfigError("EmbedLLMConfig: lr must be > 0, alpha and weight_decay >= 0")
 
@@ -104,11 +107,15 @@ class EmbedLLMRouter(Router):
         loss_fn = nn.CrossEntropyLoss()
         n = len(labels)
         net.train()
+        self.steps = 0
         bar = tqdm(range(cfg.epochs), desc="embedllm", disable=not cfg.progress, dynamic_ncols=True, leave=False)
         for epoch in bar:
             order = torch.randperm(n, generator=gen)
             total, batches = 0.0, 0
             for start in range(0, n, cfg.batch_size):
+                if cfg.max_steps is not None and self.steps >= cfg.max_steps:
+                    break
+                self.steps += 1
                 b = order[start:start + cfg.batch_size]
                 loss = loss_fn(net(models[b], questions[b], noise=True), labels[b])
                 opt.zero_grad(set_to_none=True)
@@ -116,7 +123,9 @@ class EmbedLLMRouter(Router):
                 opt.step()
                 total += loss.item()
                 batches += 1
-            self.history.append({"epoch": epoch + 1, "train_loss": total / batches})
+            if batches == 0:
+                break
+            self.history.append({"epoch": epoch + 1, "train_loss": total / batches, "steps": batches})
             bar.set_postfix(loss=f"{total / batches:.4f}", refresh=False)
         bar.close()
         self.net = net.eval()
@@ -155,27 +164,33 @@ class EmbedLLMRouter(Router):
         return self.model_names[int(idx[int(np.argmax(self.logit_margin(x, idx)[0]))])]
 
     # -- a new model from a few answers (benchmark forecasting) -------------------------------------
-    def fit_new_model(self, questions: np.ndarray, labels: np.ndarray, l2: float = 1.0, steps: int = 100) -> np.ndarray:
+    def fit_new_model(self, questions: np.ndarray, labels: np.ndarray, steps: int = 100) -> np.ndarray:
         """Embedding u of a model not in the matrix from its 0/1 answers to a few ``questions`` (indices).
 
-        Logistic regression on the frozen decoder: z = (u * w) . v_q + b, u = mean(P) + delta with an L2
-        penalty ``l2`` on delta (so with no answers the new model is the average model). L-BFGS in torch.
+        MAP under a Gaussian prior fitted to the known models' embeddings: u = mean(P) + (P - mean)^T a with
+        a ~ N(0, I / M), so u ~ N(mean, empirical covariance) (a new model looks like a mix of known ones;
+        with no answers it is the average model). The decoder is frozen, so the logit z = (u * w) . v_q + b
+        is linear in a: a ridge-penalised logistic regression, solved with L-BFGS in torch.
         """
-        v = torch.from_numpy(self.project(self.features[np.asarray(questions)]) * self._w_diff)
+        v = torch.from_numpy(self.project(self.features[np.asarray(questions)]) * self._w_diff)  # (n, d)
         y = torch.as_tensor(np.asarray(labels), dtype=torch.float64)
-        u0 = torch.from_numpy(self.model_embeddings.mean(0))
-        delta = torch.zeros_like(u0, requires_grad=True)
-        opt = torch.optim.LBFGS([delta], max_iter=steps, line_search_fn="strong_wolfe")
+        P = torch.from_numpy(self.model_embeddings)
+        mean = P.mean(0)
+        basis = P - mean  # (M, d)
+        a = torch.zeros(len(P), dtype=torch.float64, requires_grad=True)
+        opt = torch.optim.LBFGS([a], max_iter=steps, line_search_fn="strong_wolfe")
+        base, proj = v @ mean + self._b, v @ basis.T  # (n,), (n, M)
 
         def closure() -> torch.Tensor:
             opt.zero_grad()
-            z = v @ (u0 + delta) + self._b
-            loss = nn.functional.binary_cross_entropy_with_logits(z, y, reduction="sum") + l2 * (delta ** 2).sum()
+            z = base + proj @ a
+            loss = nn.functional.binary_cross_entropy_with_logits(z, y, reduction="sum") + 0.5 * len(P) * (a ** 2).sum()
             loss.backward()
             return loss
 
-        opt.step(closure)
-        return (u0 + delta).detach().numpy()
+        if len(y):
+            opt.step(closure)
+        return (mean + basis.T @ a.detach()).numpy()
 
     def proba_for_embedding(self, u: np.ndarray, questions: np.ndarray) -> np.ndarray:
         """P(correct) of a model with embedding ``u`` on question indices."""
