@@ -71,7 +71,10 @@ class Router:
     def _candidate_index(self, candidates: Sequence[str] | None) -> np.ndarray:
         if candidates is None:
             return np.arange(len(self.model_names))
-        pos = {n: i for i, n in enumerate(self.model_names)}
+        if getattr(self, "_pos_names", None) is not self.model_names:  # name -> index, built once per fit
+            self._pos = {n: i for i, n in enumerate(self.model_names)}
+            self._pos_names = self.model_names
+        pos = self._pos
         missing = [c for c in candidates if c not in pos]
         if missing:
             raise KeyError(f"{self.name}: unknown candidate model {missing[0]!r}; the router knows {len(pos)} models")

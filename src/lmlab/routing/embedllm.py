@@ -137,16 +137,17 @@ class EmbedLLMRouter(Router):
         with torch.no_grad():
             w = (net.classifier.weight[1] - net.classifier.weight[0]).double()
             self.model_embeddings = net.P.weight.detach().double().numpy().copy()
-            self._p_eff = (net.P.weight.double() * w).numpy()  # (M, d)
+            # float32 for inference (what the features are): half the time of float64 for the same decisions
+            self._p_eff = (net.P.weight.double() * w).float().numpy()  # (M, d)
             self._b = float(net.classifier.bias[1] - net.classifier.bias[0])
-            self._w_diff = w.numpy()
-            self._wq = net.text_proj.weight.detach().double().numpy().T.copy()  # (D, d)
-            self._bq = net.text_proj.bias.detach().double().numpy().copy()
+            self._w_diff = w.float().numpy()
+            self._wq = np.ascontiguousarray(net.text_proj.weight.detach().float().numpy().T)  # (D, d)
+            self._bq = net.text_proj.bias.detach().float().numpy().copy()
 
     # -- prediction --------------------------------------------------------------------------------
     def project(self, x: np.ndarray) -> np.ndarray:
         """v_q for feature rows x (n, D) -> (n, d)."""
-        return np.asarray(x, dtype=np.float64) @ self._wq + self._bq
+        return np.asarray(x, dtype=np.float32) @ self._wq + self._bq
 
     def logit_margin(self, x: np.ndarray, models: np.ndarray | None = None) -> np.ndarray:
         """z_1 - z_0, (n, M) (or (n, len(models)))."""
@@ -172,7 +173,7 @@ class EmbedLLMRouter(Router):
         with no answers it is the average model). The decoder is frozen, so the logit z = (u * w) . v_q + b
         is linear in a: a ridge-penalised logistic regression, solved with L-BFGS in torch.
         """
-        v = torch.from_numpy(self.project(self.features[np.asarray(questions)]) * self._w_diff)  # (n, d)
+        v = torch.from_numpy((self.project(self.features[np.asarray(questions)]) * self._w_diff).astype(np.float64))
         y = torch.as_tensor(np.asarray(labels), dtype=torch.float64)
         P = torch.from_numpy(self.model_embeddings)
         mean = P.mean(0)
@@ -194,7 +195,8 @@ class EmbedLLMRouter(Router):
 
     def proba_for_embedding(self, u: np.ndarray, questions: np.ndarray) -> np.ndarray:
         """P(correct) of a model with embedding ``u`` on question indices."""
-        return _sigmoid(self.project(self.features[np.asarray(questions)]) @ (np.asarray(u) * self._w_diff) + self._b)
+        return _sigmoid(self.project(self.features[np.asarray(questions)]).astype(np.float64)
+                        @ (np.asarray(u) * self._w_diff) + self._b)
 
     # -- persistence -------------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
