@@ -35,6 +35,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(args.threads)  # numpy's BLAS too: its default thread per core thrashes on a shared machine
 
     from lmlab.routing.data import split_questions
     from lmlab.routing.embedllm import EmbedLLMConfig, EmbedLLMRouter

@@ -54,8 +54,8 @@ class ZooConfig(Config):
     families: tuple[str, ...] = ("two-hop", "reversal", "markov", "bigram-backcopy")
     questions_per_family: int = 400
     mixes: tuple[str, ...] = ("two-hop", "reversal", "markov", "bigram-backcopy", "all")
-    sizes: tuple[str, ...] = ("1x16", "1x32", "2x32", "2x64")
-    budgets: tuple[int, ...] = (150, 400)
+    sizes: tuple[str, ...] = ("1x16", "1x32", "2x32", "2x48")
+    budgets: tuple[int, ...] = (150, 450)
     batch_size: int = 32
     lr: float = 3e-3
     data_seed: int = 0  # the tasks' data (facts, chains, question bank): the same for every model

@@ -44,7 +44,7 @@ from lmlab.studies.base import Claim, Study, Summary, check, pyplot, save_figure
 class EmbedLLMStudyConfig(Config):
     seed: int = 42  # the split and the routers (the reference code's seed)
     zoo: ZooConfig = field(default_factory=lambda: ZooConfig(
-        questions_per_family=1250, budgets=(300, 1000, 3000),
+        questions_per_family=1250, sizes=("1x16", "1x32", "2x32", "2x64"), budgets=(300, 1000, 3000),
         mixes=("two-hop", "reversal", "markov", "bigram-backcopy", "two-hop+reversal", "markov+bigram-backcopy",
                "all")))
     cache_dir: str | None = None  # default $LMLAB_CACHE/zoo (~/.cache/lmlab/zoo)
@@ -99,10 +99,18 @@ class EmbedLLMStudy(Study):
     def quick_config(self) -> EmbedLLMStudyConfig:
         """40 models (5 mixes x 4 sizes up to 2x48 x 2 budgets of 150 / 450 steps) x 1,600 questions, about
         3 minutes of training on a quiet 2-core machine; no probe ablation (it retrains EmbedLLM once per task)."""
-        return EmbedLLMStudyConfig(zoo=ZooConfig(sizes=("1x16", "1x32", "2x32", "2x48"), budgets=(150, 450)),
-                                   ablate_probe=False)
+        return EmbedLLMStudyConfig(zoo=ZooConfig(), ablate_probe=False)
 
     def execute(self, cfg: EmbedLLMStudyConfig, out: Path, quick: bool, resume: bool) -> Summary:
+        import torch
+        from threadpoolctl import threadpool_limits
+
+        # numpy's OpenBLAS starts one thread per core; on a shared machine a (200 x 768) @ (768 x 232) product
+        # then takes 40x longer than on one thread. Use as many as torch was given (--threads).
+        with threadpool_limits(torch.get_num_threads()):
+            return self._execute(cfg, out, quick, resume)
+
+    def _execute(self, cfg: EmbedLLMStudyConfig, out: Path, quick: bool, resume: bool) -> Summary:
         from lmlab.routing import ROUTERS
         from lmlab.routing.data import save_matrix, split_questions
         from lmlab.routing.metrics import correctness_accuracy, route_accuracy
