@@ -215,6 +215,11 @@ def bag_of_tokens(tokens: np.ndarray, d_vocab: int) -> np.ndarray:
     return out / np.linalg.norm(out, axis=1, keepdims=True).clip(1e-9)
 
 
+def zoo_features(m: CorrectnessMatrix) -> np.ndarray:
+    """The bag-of-tokens features of a zoo matrix's questions (from the tokens stored in its meta)."""
+    return bag_of_tokens(np.asarray(m.meta["tokens"], dtype=np.int64), int(m.meta["build"]["d_vocab"]))
+
+
 @torch.no_grad()
 def answer_correct(model: torch.nn.Module, bank: dict[str, Any], batch: int = 256) -> np.ndarray:
     """0/1 per question: the greedy next token at the answer position equals the answer."""

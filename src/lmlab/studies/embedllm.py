@@ -80,10 +80,9 @@ class EmbedLLMStudyConfig(Config):
 def question_features(cfg: EmbedLLMStudyConfig, m: Any) -> tuple[np.ndarray, str]:
     """(Q, D) features of the zoo's questions and a description."""
     if cfg.question_features == "tokens":
-        from lmlab.routing.zoo import bag_of_tokens
+        from lmlab.routing.zoo import zoo_features
 
-        tokens = np.asarray(m.meta["tokens"], dtype=np.int64)
-        return bag_of_tokens(tokens, int(m.meta["build"]["d_vocab"])), "bag of tokens (learned token table)"
+        return zoo_features(m), "bag of tokens (learned token table)"
     from lmlab.lm import embed
 
     emb = embed.load_embedder(cfg.embedder)
