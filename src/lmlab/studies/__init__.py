@@ -12,4 +12,5 @@ STUDIES = Registry("study", {
     "reward-eval": "lmlab.studies.reward_eval:RewardEvalStudy",
     "token-assorted": "lmlab.studies.token_assorted:TokenAssortedStudy",
     "muli": "lmlab.studies.muli:MULIStudy",
+    "embedllm": "lmlab.studies.embedllm:EmbedLLMStudy",
 })

@@ -1,0 +1,95 @@
+import json
+
+import numpy as np
+import pytest
+
+from lmlab.routing.embedllm import EmbedLLMConfig
+from lmlab.routing.zoo import ZooConfig, build_zoo
+from lmlab.studies import STUDIES
+from lmlab.studies.embedllm import EmbedLLMStudyConfig
+
+MICRO_ZOO = ZooConfig(families=("markov", "reversal"), questions_per_family=20, mixes=("markov", "reversal"),
+                      sizes=("1x8", "1x16"), budgets=(3,))
+
+
+@pytest.fixture(scope="module")
+def zoo_cache(tmp_path_factory):
+    root = tmp_path_factory.mktemp("zoo")
+    m, info = build_zoo(MICRO_ZOO, root, progress=False)
+    assert info["trained_now"] == 4 and not info["reused_matrix"]
+    return root, m
+
+
+def micro(cache, **kw):
+    return EmbedLLMStudyConfig(zoo=MICRO_ZOO, cache_dir=str(cache), progress=False,
+                               router=EmbedLLMConfig(dim=8, epochs=2, batch_size=32),
+                               embedding_router=EmbedLLMConfig(dim=8, epochs=2, batch_size=32, lr=1e-3),
+                               knn_k_grid=(1, 3), forecast_few=(2, 4), **kw)
+
+
+@pytest.mark.slow
+def test_zoo_build_resumes_to_the_same_matrix(tmp_path, zoo_cache):
+    with pytest.raises(RuntimeError, match="stopped after 1 new models"):
+        build_zoo(MICRO_ZOO, tmp_path, progress=False, max_models=1)
+    resumed, info = build_zoo(MICRO_ZOO, tmp_path, progress=False)
+    assert info["trained_now"] == 3 and not info["reused_matrix"]
+    assert resumed.labels.tolist() == zoo_cache[1].labels.tolist()  # same as the uninterrupted build
+    again, info = build_zoo(MICRO_ZOO, tmp_path, progress=False)
+    assert info["reused_matrix"] and again.labels.tolist() == resumed.labels.tolist()
+    assert resumed.model_attributes["mix"] == ["markov", "markov", "reversal", "reversal"]
+
+
+@pytest.mark.slow
+def test_micro_study_end_to_end(tmp_path, zoo_cache):
+    out = tmp_path / "run"
+    s = STUDIES.get("embedllm")().run(micro(zoo_cache[0]), out)
+    d = json.loads((out / "summary.json").read_text())
+    ids = [c["id"] for c in d["claims"]]
+    assert ids == ["correctness_forecast", "mf_beats_knn", "router_beats_single_best", "router_beats_weighted",
+                   "routing_throughput", "benchmark_forecast", "probe_training_task", "probe_ablation"]
+    assert all(c["status"] in ("pass", "fail") for c in d["claims"])
+    for f in s.figures:
+        assert (out / f).stat().st_size > 1000
+    assert d["metrics"]["zoo"]["n_models"] == 4 and d["metrics"]["zoo"]["n_questions"] == 40
+    assert d["metrics"]["zoo"]["reused_matrix"]  # the fixture's cache
+    r = d["metrics"]["route_accuracy_test"]
+    assert r["oracle"] >= max(r.values()) - 1e-9
+    assert (out / "embedllm_router.pt").exists() and (out / "matrix.npz").exists()
+
+
+class FakeEmbedder:
+    """Deterministic stand-in for MiniLM: a hashed bag of characters, unit norm."""
+
+    name = "fake"
+
+    def encode(self, texts):
+        out = np.zeros((len(texts), 16), dtype=np.float32)
+        for i, t in enumerate(texts):
+            for j, ch in enumerate(t):
+                out[i, (ord(ch) * 7 + j) % 16] += 1
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+@pytest.mark.slow
+def test_sentence_embedder_features(monkeypatch):
+    """question_features='embedder' embeds the question text with lmlab.lm.embed.load_embedder (faked here)."""
+    from lmlab.lm import embed
+    from lmlab.routing import ROUTERS
+    from lmlab.routing.data import CorrectnessMatrix
+    from lmlab.studies.embedllm import question_features
+
+    calls = []
+
+    def fake_load(path=None, device="cpu"):
+        calls.append(path)
+        return FakeEmbedder()
+
+    monkeypatch.setattr(embed, "load_embedder", fake_load)
+    texts = [f"[{'ab'[j % 2]}] question {j}" for j in range(30)]
+    m = CorrectnessMatrix(np.array([[j % 2 for j in range(30)], [1 - j % 2 for j in range(30)]]), ["a", "b"],
+                          question_text=texts, benchmarks=["ab"[j % 2] for j in range(30)])
+    cfg = EmbedLLMStudyConfig(zoo=MICRO_ZOO, question_features="embedder", embedder="/some/dir")
+    x, desc = question_features(cfg, m)
+    assert calls == ["/some/dir"] and x.shape == (30, 16) and desc == "sentence embeddings (fake)"
+    r = ROUTERS.get("knn")(k=3).fit(m, np.arange(20), x)
+    assert r.choose(25) in ("a", "b")
