@@ -30,7 +30,7 @@ run: $(STAMP)
 
 run-all: $(STAMP) models
 	$(BIN)/lmlab run two-hop --quick --seed 0 --out $(RUNS)/two-hop-quick
-	$(BIN)/lmlab run extreme-tokens --quick --seed 0 --out $(RUNS)/extreme-tokens-quick
+	$(BIN)/lmlab run extreme-tokens --quick --out $(RUNS)/extreme-tokens-quick
 	$(BIN)/lmlab run llm-two-hop --quick --seed 0 --out $(RUNS)/llm-two-hop-quick
 	$(BIN)/lmlab run llm-sinks --quick --seed 0 --out $(RUNS)/llm-sinks-quick
 	$(BIN)/lmlab run reversal-curse --quick --out $(RUNS)/reversal-curse-quick
