@@ -8,6 +8,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny models: a second thread only waits for a busy core on a shared machine (10x slower seen)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def pytest_collection_modifyitems(config, items):
     if os.environ.get("LMLAB_MODEL_TESTS") != "1":
         skip_model = pytest.mark.skip(reason="loads the real model wheels; run `make test-model`")

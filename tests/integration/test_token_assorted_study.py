@@ -12,14 +12,6 @@ from lmlab.studies.token_assorted import (MazeData, TokenAssortedStudy, build_da
 from lmlab.tasks.maze import BOL, EOL, PAD, PLAN, TRACE, MazeTask, MazeTaskConfig
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models: a second thread only waits for a busy core on a shared machine (10x slower seen)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def micro_config():
     cfg = TokenAssortedStudy().quick_config()

@@ -7,14 +7,6 @@ from lmlab.config import ConfigError
 from lmlab.nn.vqvae import VQVAE, VQVAEConfig, codebook_usage
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models: a second thread only waits for a busy core on a shared machine (10x slower seen)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def make(**kw):
     torch.manual_seed(0)

@@ -69,6 +69,14 @@ class ToxicityScorer:
         np.savez(path, meta=np.array(json.dumps(meta)), **arrays)
         return path
 
+    @classmethod
+    def _read(cls, path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """(meta, arrays) of a saved detector, refused unless it is one of this class's kind."""
+        meta, arrays = read_detector_file(path)
+        if meta.get("kind") != cls.kind:
+            raise DetectorError(f"{path} holds a {meta.get('kind')!r} detector, not {cls.kind!r}")
+        return meta, arrays
+
 
 def read_detector_file(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     path = Path(path)

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from lmlab.moderation.base import C_GRID, DetectorError, ToxicityScorer, fit_linear_cv, read_detector_file
+from lmlab.moderation.base import C_GRID, DetectorError, ToxicityScorer, fit_linear_cv
 
 
 class EmbeddingDetector(ToxicityScorer):
@@ -65,9 +65,7 @@ class EmbeddingDetector(ToxicityScorer):
 
     @classmethod
     def load(cls, path: str | Path, embedder: Any = None) -> EmbeddingDetector:
-        meta, arr = read_detector_file(path)
-        if meta.get("kind") != cls.kind:
-            raise DetectorError(f"{path} holds a {meta.get('kind')!r} detector, not {cls.kind!r}")
+        meta, arr = cls._read(path)
         if embedder is not None and meta.get("embedder") and getattr(embedder, "name", None) != meta["embedder"]:
             raise DetectorError(f"detector {path} was trained on embeddings of {meta['embedder']!r}, "
                                 f"not {getattr(embedder, 'name', None)!r}")

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from lmlab.moderation.base import DetectorError, ToxicityScorer, check_same_lm, read_detector_file, sigmoid
+from lmlab.moderation.base import DetectorError, ToxicityScorer, check_same_lm, sigmoid
 from lmlab.moderation.features import FirstTokenFeatures, log_odds
 
 MIN_STD = 1e-10
@@ -171,9 +171,7 @@ class MULIDetector(ToxicityScorer):
 
     @classmethod
     def load(cls, path: str | Path, features: FirstTokenFeatures | None = None) -> MULIDetector:
-        meta, arr = read_detector_file(path)
-        if meta.get("kind") != cls.kind:
-            raise DetectorError(f"{path} holds a {meta.get('kind')!r} detector, not {cls.kind!r}")
+        meta, arr = cls._read(path)
         if features is not None:
             check_same_lm(meta, features, path)
         det = cls(features, lam=float(meta["lam"]), solver=meta.get("solver", "sgd"), model_spec=meta.get("model_spec", "default"))

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from lmlab.moderation.base import DetectorError, ToxicityScorer, check_same_lm, read_detector_file
+from lmlab.moderation.base import DetectorError, ToxicityScorer, check_same_lm
 from lmlab.moderation.features import FirstTokenFeatures
 
 
@@ -75,9 +75,7 @@ class RefusalTokenDetector(ToxicityScorer):
 
     @classmethod
     def load(cls, path: str | Path, features: FirstTokenFeatures | None = None) -> RefusalTokenDetector:
-        meta, arr = read_detector_file(path)
-        if meta.get("kind") != cls.kind:
-            raise DetectorError(f"{path} holds a {meta.get('kind')!r} detector, not {cls.kind!r}")
+        meta, arr = cls._read(path)
         if features is not None:
             check_same_lm(meta, features, path)
         det = cls(features, tokens=meta["tokens"], token_ids=arr["token_ids"].tolist(),

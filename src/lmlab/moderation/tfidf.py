@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from lmlab.moderation.base import C_GRID, DetectorError, ToxicityScorer, fit_linear_cv, read_detector_file
+from lmlab.moderation.base import C_GRID, DetectorError, ToxicityScorer, fit_linear_cv
 
 VECTORIZER = {"ngram_range": [1, 2], "min_df": 2, "sublinear_tf": True, "lowercase": True, "max_features": 50000}
 
@@ -63,9 +63,7 @@ class TfidfDetector(ToxicityScorer):
 
     @classmethod
     def load(cls, path: str | Path) -> TfidfDetector:
-        meta, arr = read_detector_file(path)
-        if meta.get("kind") != cls.kind:
-            raise DetectorError(f"{path} holds a {meta.get('kind')!r} detector, not {cls.kind!r}")
+        meta, arr = cls._read(path)
         det = cls(vectorizer=meta["vectorizer"])
         det.vec = det._make(vocabulary=meta["vocabulary"])
         det.vec.idf_ = arr["idf"]
