@@ -61,15 +61,9 @@ def make_problem(domain: str, level: int, index: int, seed: int = 0) -> Problem:
     qid = f"{domain}-{level}-{seed}-{index}"
     name, item = NAMES[r.integers(len(NAMES))], ITEMS[r.integers(len(ITEMS))]
     if domain == "arithmetic":
-        if level == 1:
-            a, b = (int(x) for x in r.integers(1, 10, 2))
-            if r.integers(2):
-                q, ans = f"{name} has {a} {item} and gets {b} more. How many {item} does {name} have now?", a + b
-            else:
-                a, b = max(a, b), min(a, b)
-                q, ans = f"{name} has {a} {item} and gives {b} away. How many {item} are left?", a - b
-        elif level == 2:
-            a, b = (int(x) for x in r.integers(10, 60, 2))
+        if level in (1, 2):  # one addition or subtraction; one-digit numbers, then two-digit ones
+            lo, hi = (1, 10) if level == 1 else (10, 60)
+            a, b = (int(x) for x in r.integers(lo, hi, 2))
             if r.integers(2):
                 q, ans = f"{name} has {a} {item} and gets {b} more. How many {item} does {name} have now?", a + b
             else:
