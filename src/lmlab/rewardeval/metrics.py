@@ -55,7 +55,9 @@ def preference_labels(winner: Sequence[str]) -> np.ndarray:
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * x))  # stable for large |x|
+    from scipy.special import expit
+
+    return expit(x)
 
 
 def _as_1d(x: Any, name: str) -> np.ndarray:

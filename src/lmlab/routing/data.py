@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from lmlab.config import ConfigError
+from lmlab.io import atomic_path, atomic_write_text
 
 FORMAT = "lmlab-correctness/1"
 MISSING = -1
@@ -165,16 +165,12 @@ def split_questions(n_questions: int, fractions: Sequence[float] = (0.8, 0.1, 0.
 def save_matrix(m: CorrectnessMatrix, path: str | Path) -> Path:
     """Write ``path`` (.npz, labels) and ``path.json`` (everything else); both atomically."""
     path = Path(path).with_suffix(".npz")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, labels=m.labels)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        np.savez_compressed(tmp, labels=m.labels)
     side = {"format": FORMAT, "model_names": m.model_names, "question_ids": m.question_ids,
             "question_text": m.question_text, "benchmarks": m.benchmarks, "model_attributes": m.model_attributes,
             "meta": m.meta, "shape": list(m.labels.shape)}
-    jtmp = path.with_suffix(".json.tmp")
-    jtmp.write_text(json.dumps(side))
-    os.replace(jtmp, path.with_suffix(".json"))
+    atomic_write_text(path.with_suffix(".json"), json.dumps(side))
     return path
 
 

@@ -218,7 +218,9 @@ class EmbedLLMRouter(Router):
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * z))  # overflow-free logistic
+    from scipy.special import expit
+
+    return expit(z)
 
 
 def n_parameters(n_models: int, text_dim: int, dim: int = 232) -> int:

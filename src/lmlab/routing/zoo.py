@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ import numpy as np
 import torch
 
 from lmlab.config import Config, ConfigError
+from lmlab.io import atomic_write_text, cache_root
 from lmlab.routing.data import CorrectnessMatrix, load_matrix, save_matrix
 from lmlab.routing.families import FAMILIES
 from lmlab.routing.families.base import QuestionSet, ZooFamily
@@ -130,7 +130,7 @@ def config_hash(cfg: ZooConfig) -> str:
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("LMLAB_CACHE") or Path.home() / ".cache" / "lmlab").expanduser() / "zoo"
+    return cache_root() / "zoo"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -295,9 +295,7 @@ def build_zoo(cfg: ZooConfig, cache_dir: str | Path | None = None, progress: boo
         row = {"spec": spec.__dict__, "name": spec.name, "correct": correct.tolist(),
                "train_seconds": round(time.perf_counter() - t0, 2), "n_params": model.n_params,
                "final_step": result.final_step}
-        tmp = row_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(row))
-        os.replace(tmp, row_path)  # a finished model's row is on disk before the next one starts
+        atomic_write_text(row_path, json.dumps(row))  # a finished model's row is on disk before the next one starts
         rows[spec.name] = row
         new += 1
     bar.close()

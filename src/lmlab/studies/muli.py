@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from lmlab.config import Config, ConfigError
+from lmlab.io import atomic_path
 from lmlab.studies.base import Claim, Study, Summary, check, pyplot, save_figure
 
 PAPER_MODEL = "Llama-2-7b/13b-chat (7-13B parameters)"
@@ -109,8 +110,8 @@ def _cached_embeddings(det: Any, texts: list[str], cache_dir: str) -> np.ndarray
         except (ValueError, OSError):
             pass
     X = det.embed(texts)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path, X)
+    with atomic_path(path) as tmp:
+        np.save(tmp, X)
     return X
 
 

@@ -40,6 +40,7 @@ from typing import Any, Literal
 import numpy as np
 
 from lmlab.config import Config, ConfigError
+from lmlab.io import atomic_write_text
 from lmlab.rewardeval.data import BUNDLED_HH  # light: numpy and lmlab.config only
 from lmlab.studies.base import Claim, Study, Summary, check, pyplot, save_figure
 
@@ -232,9 +233,9 @@ class RewardEvalStudy(Study):
             it = tqdm(starts, desc=desc, leave=False)
         for i in it:
             values += [float(v) for v in fn(slice(i, min(i + cfg.score_chunk, n)))]
-            path.write_text(json.dumps({"n": n, "key": key, "values": values}))
+            atomic_write_text(path, json.dumps({"n": n, "key": key, "values": values}))
         if not path.exists():
-            path.write_text(json.dumps({"n": n, "key": key, "values": values}))
+            atomic_write_text(path, json.dumps({"n": n, "key": key, "values": values}))
         return np.array(values[:n], dtype=float)
 
     # -- best-of-K metrics ------------------------------------------------------------------------------

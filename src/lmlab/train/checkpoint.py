@@ -7,13 +7,14 @@ says what to do, never a bare unpickling trace.
 
 from __future__ import annotations
 
-import os
 import pickle
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from lmlab.io import atomic_path
 
 FORMAT_VERSION = 1
 
@@ -24,10 +25,8 @@ class CheckpointError(RuntimeError):
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"format_version": FORMAT_VERSION, **state}, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save({"format_version": FORMAT_VERSION, **state}, tmp)
     return path
 
 

@@ -1,0 +1,44 @@
+"""Atomic file writes, shared by checkpoints, caches and data files.
+
+A run killed mid-write must leave either the old file or the new one, never a truncated file that a
+resumed run would read back: write to a temporary name beside the target, then ``os.replace`` it.
+
+>>> import tempfile, pathlib
+>>> p = pathlib.Path(tempfile.mkdtemp()) / "x.json"
+>>> atomic_write_text(p, '{"a": 1}') == p and p.read_text()
+'{"a": 1}'
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; it replaces ``path`` when the block ends without error and is
+    removed otherwise. The temporary name keeps the suffix, so ``np.save``/``np.savez`` add nothing to it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def cache_root() -> Path:
+    """Where lmlab keeps caches it can rebuild (model conversions, features, the zoo): ``$LMLAB_CACHE``,
+    default ``~/.cache/lmlab``."""
+    return Path(os.environ.get("LMLAB_CACHE") or Path.home() / ".cache" / "lmlab").expanduser()
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
