@@ -227,6 +227,35 @@ def _int(path: Path, line: int, col: str, value: str | None) -> int:
         raise RoutingDataError(f"{path}, line {line}: column {col} = {value!r} is not an integer") from None
 
 
+def _note_benchmark(bench: dict[int, str], q: int, row: dict[str, str]) -> None:
+    """Record question q's benchmark from the first non-empty benchmark column of ``row`` (first seen wins)."""
+    for col in BENCHMARK_COLUMNS:
+        if row.get(col):
+            bench.setdefault(q, row[col])
+            break
+
+
+def _apply_order(path: Path, id_col: str, text_col: str, texts: dict[int, str], ids: list[int], what: str,
+                 on_row: Any = None) -> list[int]:
+    """The ids in the order of an order file (``model_order.csv`` / ``question_order.csv``), filling ``texts``;
+    refuses a text that contradicts the data files and data ids the order file does not list."""
+    ordered = []
+    for line, row in _rows(path, (id_col, text_col)):
+        i = _int(path, line, id_col, row[id_col])
+        if i in texts and texts[i] != row[text_col]:
+            raise RoutingDataError(f"{path}, line {line}: {id_col} {i} is {row[text_col][:80]!r} here but "
+                                   f"{texts[i][:80]!r} in the data files")
+        texts[i] = row[text_col]
+        if on_row is not None:
+            on_row(i, row)
+        ordered.append(i)
+    unknown = sorted(set(ids) - set(ordered))
+    if unknown:
+        raise RoutingDataError(f"{path}: {id_col} {unknown[0]} (in the data files) is not listed; "
+                               f"list every {what} or leave {what}_order out")
+    return ordered
+
+
 def read_embedllm_csv(paths: str | Path | Sequence[str | Path], model_order: str | Path | None = None,
                       question_order: str | Path | None = None) -> CorrectnessMatrix:
     """Read one or more EmbedLLM CSV files (e.g. train, val and test) into one matrix.
@@ -258,10 +287,7 @@ def read_embedllm_csv(paths: str | Path | Sequence[str | Path], model_order: str
             text = row["prompt"]
             if prompt.setdefault(q, text) != text:
                 raise RoutingDataError(f"{path}, line {line}: prompt_id {q} has a different prompt text than earlier")
-            for col in BENCHMARK_COLUMNS:
-                if row.get(col):
-                    bench.setdefault(q, row[col])
-                    break
+            _note_benchmark(bench, q, row)
             if split.setdefault(q, path.stem) != path.stem:
                 raise RoutingDataError(f"{path}, line {line}: prompt_id {q} is also in {split[q]}.csv; "
                                        "the splits must not share questions")
@@ -270,39 +296,11 @@ def read_embedllm_csv(paths: str | Path | Sequence[str | Path], model_order: str
 
     model_ids = sorted(model_name)
     if model_order is not None:
-        order_path = Path(model_order)
-        ordered = []
-        for line, row in _rows(order_path, ("model_id", "model_name")):
-            m = _int(order_path, line, "model_id", row["model_id"])
-            if m in model_name and model_name[m] != row["model_name"]:
-                raise RoutingDataError(f"{order_path}, line {line}: model_id {m} is {row['model_name']!r} here but "
-                                       f"{model_name[m]!r} in the data files")
-            model_name[m] = row["model_name"]
-            ordered.append(m)
-        unknown = sorted(set(model_ids) - set(ordered))
-        if unknown:
-            raise RoutingDataError(f"{order_path}: model_id {unknown[0]} (in the data files) is not listed; "
-                                   "list every model or leave model_order out")
-        model_ids = ordered
+        model_ids = _apply_order(Path(model_order), "model_id", "model_name", model_name, model_ids, "model")
     prompt_ids = sorted(prompt)
     if question_order is not None:
-        order_path = Path(question_order)
-        ordered = []
-        for line, row in _rows(order_path, ("prompt_id", "prompt")):
-            q = _int(order_path, line, "prompt_id", row["prompt_id"])
-            if q in prompt and prompt[q] != row["prompt"]:
-                raise RoutingDataError(f"{order_path}, line {line}: prompt_id {q} has a different text than in the data files")
-            prompt[q] = row["prompt"]
-            for col in BENCHMARK_COLUMNS:
-                if row.get(col):
-                    bench.setdefault(q, row[col])
-                    break
-            ordered.append(q)
-        unknown = sorted(set(prompt_ids) - set(ordered))
-        if unknown:
-            raise RoutingDataError(f"{order_path}: prompt_id {unknown[0]} (in the data files) is not listed; "
-                                   "list every question or leave question_order out")
-        prompt_ids = ordered
+        prompt_ids = _apply_order(Path(question_order), "prompt_id", "prompt", prompt, prompt_ids, "question",
+                                  on_row=lambda q, row: _note_benchmark(bench, q, row))
     if not model_ids or not prompt_ids:
         raise RoutingDataError(f"{files[0]}: no data rows")
     mrow = {m: i for i, m in enumerate(model_ids)}
