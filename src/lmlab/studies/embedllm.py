@@ -101,15 +101,6 @@ class EmbedLLMStudy(Study):
         return EmbedLLMStudyConfig(zoo=ZooConfig(), ablate_probe=False)
 
     def execute(self, cfg: EmbedLLMStudyConfig, out: Path, quick: bool, resume: bool) -> Summary:
-        import torch
-        from threadpoolctl import threadpool_limits
-
-        # numpy's OpenBLAS starts one thread per core; on a shared machine a (200 x 768) @ (768 x 232) product
-        # then takes 40x longer than on one thread. Use as many as torch was given (--threads).
-        with threadpool_limits(torch.get_num_threads()):
-            return self._execute(cfg, out, quick, resume)
-
-    def _execute(self, cfg: EmbedLLMStudyConfig, out: Path, quick: bool, resume: bool) -> Summary:
         from lmlab.routing import ROUTERS
         from lmlab.routing.data import save_matrix, split_questions
         from lmlab.routing.metrics import correctness_accuracy, route_accuracy
