@@ -50,6 +50,8 @@ def list_studies() -> None:
 def run(
     study: Annotated[str, typer.Argument(help="study name, see `lmlab list`")],
     quick: Annotated[bool, typer.Option("--quick", help="documented smaller variant that runs in minutes on a CPU")] = False,
+    control: Annotated[bool, typer.Option("--control", help="negative control: the same pipeline with learning "
+                                                            "switched off; its claims should fail")] = False,
     seed: Annotated[Optional[int], typer.Option(help="seed for data and initialisation")] = None,
     out: Annotated[Optional[Path], typer.Option(help="run directory (default runs/STUDY[-quick]-seedN)")] = None,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:N")] = None,
@@ -104,8 +106,11 @@ def run(
 
             if not torch.cuda.is_available():
                 raise ConfigError("train.device: CUDA was asked for but torch sees no GPU; use --device cpu")
-        out = out or Path("runs") / f"{study}{'-quick' if quick else ''}-seed{cfg.seed}"
-        summary = s.run(cfg, out, quick=quick, resume=resume)
+        out = out or Path("runs") / f"{study}{'-quick' if quick else ''}{'-control' if control else ''}-seed{cfg.seed}"
+        summary = s.run(cfg, out, quick=quick, resume=resume, control=control)
+    except NotImplementedError as e:
+        _fail(str(e))
+        return
     except (ConfigError, CheckpointError, KeyError, LMError) as e:
         _fail(str(e).strip("'\""))
         return

@@ -10,77 +10,18 @@ A claim we did not test at this config says so (status ``not_comparable``) rathe
 from __future__ import annotations
 
 import json
-import math
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
+from lmlab.claims import (Claim, Result, Rule, Status, Summary, all_of, at_least, at_most, between, check,
+                          ci_excludes, finite, greater, is_true, not_comparable, within)
 from lmlab.config import Config, provenance
 
-Status = Literal["pass", "fail", "not_comparable"]
+__all__ = ["Claim", "Result", "Rule", "Status", "Study", "Summary", "all_of", "at_least", "at_most", "between",
+           "check", "ci_excludes", "greater", "is_true", "not_comparable", "within", "pyplot", "save_figure"]
 
-
-@dataclass
-class Claim:
-    """One headline claim: what the paper says, what we measured, and the rule that decides."""
-
-    id: str
-    claim: str
-    paper_value: Any
-    measured: Any
-    tolerance: str  # the rule, in words, mirroring the code that computes `status`
-    status: Status
-    source: str = ""  # where the paper's number comes from: [abstract], [code], [secondary]...
-    evidence: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def passed(self) -> bool:
-        return self.status == "pass"
-
-
-def check(ok: bool | None) -> Status:
-    """Map a tolerance test to a status; None (not measurable, e.g. no transition) is a failure."""
-    return "pass" if ok else "fail"
-
-
-@dataclass
-class Summary:
-    study: str
-    claims: list[Claim]
-    config: dict[str, Any]
-    seed: int
-    quick: bool
-    task_version: str
-    metrics: dict[str, Any] = field(default_factory=dict)
-    figures: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-    provenance: dict[str, Any] = field(default_factory=provenance)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["n_pass"] = sum(c.status == "pass" for c in self.claims)
-        d["n_fail"] = sum(c.status == "fail" for c in self.claims)
-        d["n_not_comparable"] = sum(c.status == "not_comparable" for c in self.claims)
-        for c, cd in zip(self.claims, d["claims"]):
-            cd["passed"] = c.passed
-        return _finite(d)
-
-    def write(self, out_dir: Path) -> Path:
-        path = Path(out_dir) / "summary.json"
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        return path
-
-
-def _finite(obj: Any) -> Any:
-    """JSON has no NaN/inf: write them as null."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
+_finite = finite  # older name
 
 
 def pyplot() -> Any:
@@ -102,12 +43,20 @@ def save_figure(fig: Any, out: Path, name: str) -> str:
 
 
 class Study:
-    """Base class: subclasses set ``name``, ``config_cls`` and implement ``quick_config`` and ``execute``."""
+    """Base class: subclasses set ``name``, ``title``, ``paper``, ``config_cls`` and implement ``execute``.
+
+    ``execute(cfg, out, quick, resume)`` returns a :class:`~lmlab.claims.Result` (claims, metrics, figures,
+    task version); :meth:`run` writes ``config.json``, times the run and fills name, config, seed, quick,
+    control and provenance into ``summary.json``. ``control=True`` runs :meth:`control_config` instead: the
+    same pipeline with the study's learning switched off, whose claims should fail.
+    """
 
     name: ClassVar[str]
     title: ClassVar[str]
-    paper: ClassVar[str]
+    paper: ClassVar[str] = ""
     config_cls: ClassVar[type[Config]]
+    #: the study loads a pretrained LM (its config has an ``lm`` section or a ``model`` spec)
+    needs_lm: ClassVar[bool] = False
 
     def default_config(self) -> Config:
         return self.config_cls()
@@ -115,16 +64,32 @@ class Study:
     def quick_config(self) -> Config:
         return self.default_config()
 
-    def run(self, cfg: Config, out_dir: str | Path, quick: bool = False, resume: bool = True) -> Summary:
+    def control_config(self, cfg: Config) -> Config:
+        """``cfg`` with learning switched off (untrained model, shuffled labels, random embedder...)."""
+        raise NotImplementedError(f"study '{self.name}' has no --control variant yet")
+
+    def run(self, cfg: Config, out_dir: str | Path, quick: bool = False, resume: bool = True,
+            control: bool = False) -> Summary:
+        from lmlab.io import atomic_write_text
+
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
+        if control:
+            cfg = self.control_config(cfg)
         # The full config, loadable again with `lmlab run STUDY --config out/config.json`.
-        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        atomic_write_text(out / "config.json", json.dumps(cfg.to_dict(), indent=2))
         started = time.perf_counter()
-        summary = self.execute(cfg, out, quick=quick, resume=resume)
+        result = self.execute(cfg, out, quick=quick, resume=resume)
+        if isinstance(result, Summary):  # older studies build the summary themselves
+            summary = result
+        else:
+            summary = Summary(self.name, result.claims, cfg.to_dict(), int(getattr(cfg, "seed", 0)), quick,
+                              result.task_version or f"{self.name}/1", result.metrics, result.figures,
+                              stages=result.stages)
+        summary.control = control
         summary.seconds = round(time.perf_counter() - started, 2)
         summary.write(out)
         return summary
 
-    def execute(self, cfg: Any, out: Path, quick: bool, resume: bool) -> Summary:
+    def execute(self, cfg: Any, out: Path, quick: bool, resume: bool) -> Result | Summary:
         raise NotImplementedError
