@@ -31,6 +31,23 @@ def _set_threads(threads: int) -> None:
         threadpool_limits(threads)  # stays in force for the rest of the process
 
 
+def _field_values(cfg: object, key: str) -> list[object]:
+    """Every value of field ``key`` anywhere in a config tree."""
+    import dataclasses
+
+    out: list[object] = []
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        for f in dataclasses.fields(cfg):
+            v = getattr(cfg, f.name)
+            if f.name == key:
+                out.append(v)
+            out += _field_values(v, key)
+    elif isinstance(cfg, (list, tuple)):
+        for v in cfg:
+            out += _field_values(v, key)
+    return out
+
+
 @app.command("list")
 def list_studies() -> None:
     """List the studies that `lmlab run` knows, and the synthetic tasks they use."""
@@ -70,7 +87,7 @@ def run(
                                                       "option): best-of-K or human-preference JSONL/parquet")] = None,
 ) -> None:
     """Run a study: train, analyse, write figures and summary.json."""
-    from lmlab.config import ConfigError, apply_overrides, load_config_file
+    from lmlab.config import ConfigError, LMConfig, apply_overrides, load_config_file, set_everywhere
     from lmlab.lm import LMError
     from lmlab.studies import STUDIES
     from lmlab.train import CheckpointError
@@ -82,36 +99,38 @@ def run(
     try:
         s = STUDIES.get(study)()
         cfg = load_config_file(s.config_cls, config) if config else (s.quick_config() if quick else s.default_config())
-        # device and progress live in `train` for single-model studies, at the top for multi-model ones
-        section = "train." if hasattr(cfg, "train") else ""
-        overrides = list(set_ or [])
+        cfg = apply_overrides(cfg, list(set_ or []))
+        # One home per setting: --seed is the top-level seed; --device and --progress reach every section
+        # that has the field (each trained component's train section, the lm section); --model is lm.model.
         if seed is not None:
-            overrides.append(f"seed={seed}")
+            cfg = apply_overrides(cfg, {"seed": seed})
         if device is not None:
-            overrides.append(f"{section}device={device}")
-        overrides.append(f"{section}progress={'true' if progress else 'false'}")
+            cfg, where = set_everywhere(cfg, "device", device)
+            if not where:
+                raise ConfigError(f"--device: study '{study}' runs no model on a device")
+        cfg, _ = set_everywhere(cfg, "progress", progress)
         if model is not None:
-            if not isinstance(getattr(cfg, "model", None), str):
-                raise ConfigError(f"--model: study '{study}' trains its own model; --model is for the llm-* studies")
-            overrides.append(f"model={json.dumps(model)}")
+            if isinstance(getattr(cfg, "lm", None), LMConfig):
+                cfg = apply_overrides(cfg, {"lm.model": model})
+            elif isinstance(getattr(cfg, "model", None), str):
+                cfg = apply_overrides(cfg, {"model": model})
+            else:
+                raise ConfigError(f"--model: study '{study}' trains its own model; --model is for studies with an "
+                                  "lm section (see `lmlab list`)")
         for flag, key, values in (("--rm", "rms", rm), ("--data", "data", data)):
             if values:
                 if not hasattr(cfg, key):
                     raise ConfigError(f"{flag}: study '{study}' takes no {flag}; it is for reward-eval")
-                overrides.append(f"{key}={json.dumps(list(values))}")
-        cfg = apply_overrides(cfg, overrides)
-        run_device = getattr(getattr(cfg, "train", cfg), "device", "cpu")
-        if str(run_device).startswith("cuda"):
+                cfg = apply_overrides(cfg, {key: list(values)})
+        devices = [str(d) for d in _field_values(cfg, "device")]
+        if any(d.startswith("cuda") for d in devices):
             import torch
 
             if not torch.cuda.is_available():
-                raise ConfigError("train.device: CUDA was asked for but torch sees no GPU; use --device cpu")
+                raise ConfigError("device: CUDA was asked for but torch sees no GPU; use --device cpu")
         out = out or Path("runs") / f"{study}{'-quick' if quick else ''}{'-control' if control else ''}-seed{cfg.seed}"
         summary = s.run(cfg, out, quick=quick, resume=resume, control=control)
-    except NotImplementedError as e:
-        _fail(str(e))
-        return
-    except (ConfigError, CheckpointError, KeyError, LMError) as e:
+    except (ConfigError, CheckpointError, LMError) as e:
         _fail(str(e).strip("'\""))
         return
     typer.echo(f"{study}: {summary.to_dict()['n_pass']}/{len(summary.claims)} claims pass "

@@ -227,6 +227,60 @@ def _split_override(item: str) -> tuple[str, str]:
     return key.strip(), value.strip()
 
 
+@dataclasses.dataclass(frozen=True)
+class LMConfig(Config):
+    """The ``lm`` section of every study or tool that uses a pretrained model (``--model``, ``--device``)."""
+
+    model: str = "default"  # lmlab.lm.load_lm spec: default (SmolLM2 GGUF), a .gguf, an HF directory, a URL
+    device: str = "cpu"
+    batch_size: int = 8
+
+    def validate(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"lm.batch_size ({self.batch_size}) must be >= 1")
+        if not self.model:
+            raise ConfigError("lm.model is empty; use 'default' (the embedded SmolLM2) or a path")
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant(Config):
+    """A named variant of a study's base config: dotted overrides applied with :func:`apply_overrides`,
+    e.g. ``Variant("relu_1l", ("model.attn_act=relu", "train.lr=3e-3"))``."""
+
+    name: str = "base"
+    overrides: tuple[str, ...] = ()
+
+    def validate(self) -> None:
+        if not self.name:
+            raise ConfigError("Variant.name is empty; give each variant a name")
+        for o in self.overrides:
+            _split_override(o)
+
+    def apply(self, cfg: C) -> C:
+        """``cfg`` with this variant's overrides; errors name the variant."""
+        try:
+            return apply_overrides(cfg, list(self.overrides))
+        except ConfigError as e:
+            raise ConfigError(f"variant '{self.name}': {e}") from None
+
+
+def set_everywhere(cfg: C, key: str, value: Any) -> tuple[C, list[str]]:
+    """Set field ``key`` in every section of ``cfg`` that has it (``--device`` reaches every trained
+    component and every ``lm`` section); returns the new config and the dotted paths that were set."""
+    paths: list[str] = []
+
+    def walk(obj: Any, prefix: str) -> None:
+        if not (dataclasses.is_dataclass(obj) and isinstance(obj, Config)):
+            return
+        for f in dataclasses.fields(obj):
+            if f.name == key:
+                paths.append(prefix + f.name)
+            walk(getattr(obj, f.name), f"{prefix}{f.name}.")
+
+    walk(cfg, "")
+    return (apply_overrides(cfg, {p: value for p in paths}) if paths else cfg), paths
+
+
 def load_config_file(cls: type[C], path: str | Path) -> C:
     """Load a JSON config file into ``cls``; errors name the file and the field."""
     path = Path(path)

@@ -6,6 +6,15 @@ import difflib
 import importlib
 from typing import Any
 
+from lmlab.config import ConfigError
+
+
+class UnknownName(ConfigError, KeyError):
+    """A name that no registry entry has. A ConfigError (the CLI prints it as one line) and, for callers
+    written against dict-like lookups, a KeyError."""
+
+    __str__ = Exception.__str__  # KeyError would quote the message
+
 
 class Registry:
     def __init__(self, kind: str, entries: dict[str, str]):
@@ -15,15 +24,18 @@ class Registry:
     def names(self) -> list[str]:
         return sorted(self.entries)
 
+    def __contains__(self, name: object) -> bool:
+        return name in self.entries
+
     def register(self, name: str, target: str) -> None:
         if name in self.entries:
-            raise KeyError(f"{self.kind} '{name}' is already registered")
+            raise ValueError(f"{self.kind} '{name}' is already registered")
         self.entries[name] = target
 
     def get(self, name: str) -> Any:
         if name not in self.entries:
             close = difflib.get_close_matches(name, self.entries, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise KeyError(f"unknown {self.kind} '{name}'{hint} Known: {', '.join(self.names())}")
+            raise UnknownName(f"unknown {self.kind} '{name}'{hint}; known: {', '.join(self.names())}")
         module, _, attr = self.entries[name].partition(":")
         return getattr(importlib.import_module(module), attr)

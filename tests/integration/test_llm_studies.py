@@ -86,4 +86,4 @@ def test_cli_model_option_and_clear_errors(tmp_path):
     res = runner.invoke(app, ["run", "llm-sinks", "--quick", "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
     assert res.exit_code == 2 and "does not exist" in res.output
     res = runner.invoke(app, ["run", "extreme-tokens", "--quick", "--model", "x", "--out", str(tmp_path / "o")])
-    assert res.exit_code == 2 and "--model is for the llm-* studies" in res.output
+    assert res.exit_code == 2 and "--model is for studies with an lm section" in res.output

@@ -16,10 +16,11 @@ from typing import Any, ClassVar
 
 from lmlab.claims import (Claim, Result, Rule, Status, Summary, all_of, at_least, at_most, between, check,
                           ci_excludes, finite, greater, is_true, not_comparable, within)
-from lmlab.config import Config, provenance
+from lmlab.config import Config, ConfigError, LMConfig
 
 __all__ = ["Claim", "Result", "Rule", "Status", "Study", "Summary", "all_of", "at_least", "at_most", "between",
-           "check", "ci_excludes", "greater", "is_true", "not_comparable", "within", "pyplot", "save_figure"]
+           "check", "ci_excludes", "greater", "is_true", "load_study_lm", "not_comparable", "within", "pyplot",
+           "save_figure"]
 
 _finite = finite  # older name
 
@@ -66,7 +67,7 @@ class Study:
 
     def control_config(self, cfg: Config) -> Config:
         """``cfg`` with learning switched off (untrained model, shuffled labels, random embedder...)."""
-        raise NotImplementedError(f"study '{self.name}' has no --control variant yet")
+        raise ConfigError(f"--control: study '{self.name}' has no negative control yet")
 
     def run(self, cfg: Config, out_dir: str | Path, quick: bool = False, resume: bool = True,
             control: bool = False) -> Summary:
@@ -93,3 +94,12 @@ class Study:
 
     def execute(self, cfg: Any, out: Path, quick: bool, resume: bool) -> Result | Summary:
         raise NotImplementedError
+
+
+def load_study_lm(lm: LMConfig, needs: tuple[str, ...] = ()) -> Any:
+    """The pretrained model of a study's ``lm`` section, with the capabilities it ``needs`` checked at load
+    time (one-line :class:`lmlab.lm.LMError` when the backend lacks one)."""
+    from lmlab.lm import load_lm
+
+    kwargs: dict[str, Any] = {"needs": needs} if needs else {}
+    return load_lm(lm.model, device=lm.device, batch_size=lm.batch_size, **kwargs)
