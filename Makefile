@@ -28,17 +28,11 @@ run: $(STAMP)
 	$(BIN)/lmlab report --runs $(RUNS) --out $(RUNS)/report.html
 	@echo "Report: $(abspath $(RUNS))/report.html"
 
+# Every registered study at --quick with its default seed, one after another (about an hour on 2 cores).
 run-all: $(STAMP) models
-	$(BIN)/lmlab run two-hop --quick --seed 0 --out $(RUNS)/two-hop-quick
-	$(BIN)/lmlab run extreme-tokens --quick --out $(RUNS)/extreme-tokens-quick
-	$(BIN)/lmlab run llm-two-hop --quick --seed 0 --out $(RUNS)/llm-two-hop-quick
-	$(BIN)/lmlab run llm-sinks --quick --seed 0 --out $(RUNS)/llm-sinks-quick
-	$(BIN)/lmlab run reversal-curse --quick --out $(RUNS)/reversal-curse-quick
-	$(BIN)/lmlab run tokenization --quick --seed 0 --out $(RUNS)/tokenization-quick
-	$(BIN)/lmlab run reward-eval --quick --seed 0 --threads 1 --out $(RUNS)/reward-eval-quick
-	$(BIN)/lmlab run token-assorted --quick --seed 0 --out $(RUNS)/token-assorted-quick
-	$(BIN)/lmlab run muli --quick --seed 0 --threads 1 --out $(RUNS)/muli-quick
-	$(BIN)/lmlab run embedllm --quick --threads 1 --out $(RUNS)/embedllm-quick
+	@for s in $$($(BIN)/lmlab list --names); do \
+	  echo "== $$s"; $(BIN)/lmlab run $$s --quick --out $(RUNS)/$$s-quick || exit 1; \
+	done
 	$(BIN)/lmlab report --runs $(RUNS) --out $(RUNS)/report.html
 	@echo "Report: $(abspath $(RUNS))/report.html"
 

@@ -49,14 +49,20 @@ def _field_values(cfg: object, key: str) -> list[object]:
 
 
 @app.command("list")
-def list_studies() -> None:
+def list_studies(
+    names: Annotated[bool, typer.Option("--names", help="study names only, one a line (for scripts)")] = False,
+) -> None:
     """List the studies that `lmlab run` knows, and the synthetic tasks they use."""
     from lmlab.studies import STUDIES
     from lmlab.tasks import TASKS
 
+    if names:
+        typer.echo("\n".join(STUDIES.names()))
+        return
     typer.echo("studies:")
     for name in STUDIES.names():
-        typer.echo(f"  {name:20s} {STUDIES.get(name).title}")
+        cls = STUDIES.get(name)
+        typer.echo(f"  {name:20s} {cls.title}{'  [pretrained LM]' if cls.needs_lm else ''}")
     typer.echo("tasks:")
     for name in TASKS.names():
         task = TASKS.get(name)
