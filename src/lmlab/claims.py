@@ -241,12 +241,9 @@ class Summary:
         path = Path(path)
         if path.is_dir():
             path = path / "summary.json"
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{path} does not exist: run the study first") from None
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path} is not valid JSON (line {e.lineno}): rerun the study") from None
+        from lmlab.io import read_json
+
+        data: Any = read_json(path, fix="rerun the study")
         for key in ("study", "claims"):
             if key not in data:
                 raise ValueError(f"{path} has no '{key}' field: it was not written by an lmlab study")

@@ -283,13 +283,10 @@ def set_everywhere(cfg: C, key: str, value: Any) -> tuple[C, list[str]]:
 
 def load_config_file(cls: type[C], path: str | Path) -> C:
     """Load a JSON config file into ``cls``; errors name the file and the field."""
+    from lmlab.io import read_json
+
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"config file {path} is not valid JSON: line {e.lineno} column {e.colno}: {e.msg}") from None
+    data: Any = read_json(path, ConfigError, what="config file")
     try:
         return cls.from_dict(data)
     except ConfigError as e:

@@ -42,3 +42,19 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
+
+
+def read_json(path: str | Path, error: type[Exception] = ValueError, what: str = "", fix: str = "") -> object:
+    """Parse a JSON file; a missing or malformed file raises ``error`` with one line naming the file
+    (``what`` describes it, ``fix`` says what to do)."""
+    import json
+
+    path = Path(path)
+    label = f"{what} {path}".strip()
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(f"{label} does not exist{': ' + fix if fix else ''}") from None
+    except json.JSONDecodeError as e:
+        raise error(f"{label} is not valid JSON: line {e.lineno} column {e.colno}: {e.msg}"
+                    f"{'; ' + fix if fix else ''}") from None
