@@ -117,3 +117,20 @@ def test_a_model_that_knows_the_answers_scores_perfectly():
     logp[torch.arange(len(d.val)), torch.from_numpy(d.val[:, -1])] = 0.0
     s = summarize_stats(answer_stats(logp, d, d.val))
     assert s["acc_exch"] == 1.0 and s["acc_alphabet"] == 1.0 and s["nll"] < 1e-6
+
+
+def test_in_context_split_validated_as_built():
+    """validate() and the in-context builder count the trained y's the same way."""
+    import pytest
+
+    from lmlab.config import ConfigError
+    from lmlab.tasks.reversal import ReversalTask, ReversalTaskConfig
+
+    with pytest.raises(ConfigError, match="n_y"):
+        ReversalTaskConfig(variant="in_context", n_y=10, split_ratio=0.06)
+    for ratio, n_train in ((0.35, 3), (0.7, 7), (0.29, 2)):
+        cfg = ReversalTaskConfig(variant="in_context", n_x=4, n_y=10, split_ratio=ratio, vocab_size=20)
+        assert cfg.n_train_y == n_train
+        data = ReversalTask(cfg, seed=0).data()
+        assert len(data.train) == 4 * n_train and len(data.val) == 4 * (10 - n_train)
+    assert ReversalTaskConfig(variant="in_context", n_y=100, split_ratio=0.29).n_train_y == 29

@@ -73,8 +73,16 @@ class ReversalTaskConfig(Config):
             )
         if self.augment_reversed and self.variant != "reversal":
             raise ConfigError("ReversalTaskConfig.augment_reversed applies only to variant 'reversal'")
-        if self.variant == "in_context" and not 0 < round(self.n_y * self.split_ratio) < self.n_y:
-            raise ConfigError("ReversalTaskConfig.n_y * split_ratio must leave y's for both training and validation")
+        if self.variant == "in_context" and not 0 < self.n_train_y < self.n_y:
+            raise ConfigError(f"ReversalTaskConfig: n_y * split_ratio ({self.n_y} x {self.split_ratio}) trains "
+                              f"{self.n_train_y} of {self.n_y} y's; it must leave y's for both training and "
+                              "validation: raise n_y or change split_ratio")
+
+    @property
+    def n_train_y(self) -> int:
+        """In-context variant: the y's whose sentences are trained (floor of n_y * split_ratio; the rounding to
+        9 decimals keeps 0.29 x 100 at 29, not 28.999...)."""
+        return int(round(self.n_y * self.split_ratio, 9))
 
 
 @dataclass
@@ -167,7 +175,7 @@ class ReversalTask:
         rs = np.random.RandomState(self.seed)
         tokens = rs.choice(c.vocab_size, c.n_x + c.n_y, replace=False) + 3  # skip FWD, BWD, BOTH
         xs, ys = tokens[: c.n_x], tokens[c.n_x:]
-        n_train = int(c.n_y * c.split_ratio)
+        n_train = c.n_train_y
         train, val = [], []
         for x in xs:
             sentences = rs.permutation([[x, FWD, y, BOTH, y, BWD, x] for y in ys])
