@@ -169,3 +169,19 @@ def test_sgd_matches_a_torch_implementation_of_the_papers_loop():
             opt.step()
     np.testing.assert_allclose(w, tw.detach().numpy(), rtol=1e-4, atol=1e-5)
     assert b == pytest.approx(float(tb.detach()), abs=1e-5)
+
+
+def test_tokens_constant_in_training_are_masked_at_test_time():
+    """A token whose log-odds never moved in training has no weight, so a test prompt where it moves does not
+    score around 1e10 (the paper's code masks such tokens at test time too)."""
+    from lmlab.moderation.muli import MULIDetector
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(40, 6))
+    logits[:, 5] = -1000.0  # p underflows below the 1e-16 floor: log-odds constant in training
+    y = (logits[:, 0] > 0).astype(int)
+    det = MULIDetector(None, lam=1e-3, solver="sgd").fit_logits(logits, y)
+    assert 5 not in det.idx and det.fit_info["n_constant_tokens"] >= 1
+    test = logits[:2].copy()
+    test[:, 5] = 5.0
+    assert np.all(np.abs(det.decision_logits(test)) < 1e3)

@@ -77,6 +77,9 @@ class MULIDetector(ToxicityScorer):
             w, b, extra = self._fit_sgd(z, y, n_neg / n_pos)
         else:
             w, b, extra = self._fit_liblinear(z, y, n_neg / n_pos)
+        # Tokens constant in training are masked at test time too, as the paper's code does: their stored std is
+        # MIN_STD, so a test prompt where such a token moves would otherwise score around +-1e10.
+        w = np.where(keep, w, 0.0)
         nz = np.flatnonzero(w)
         self.idx, self.w = nz.astype(np.int64), w[nz].astype(np.float64)
         self.mean, self.std = mean[nz], std[nz]
