@@ -145,6 +145,7 @@ def registered_rm():
     REWARD_MODELS.entries.pop("digits")
 
 
+@pytest.mark.slow
 def test_a_new_registered_reward_model_is_evaluated_by_name(tmp_path, registered_rm):
     bok, pref = _files(tmp_path)
     cfg = RewardEvalConfig(rms=("length", registered_rm), data=(str(bok), str(pref)), n_boot=20, progress=False)

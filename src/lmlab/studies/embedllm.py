@@ -84,14 +84,9 @@ class EmbedLLMStudyConfig(Config):
             raise ConfigError(f"EmbedLLMStudyConfig.forecast_holdout must be in (0, 1), got {self.forecast_holdout}")
         if not self.forecast_few or min(self.forecast_few) < 1:
             raise ConfigError("EmbedLLMStudyConfig.forecast_few must list question counts >= 1")
-        from lmlab.registry import UnknownName
         from lmlab.routing import ROUTERS
 
-        for name in self.routers:
-            try:
-                ROUTERS.get(name)
-            except UnknownName as e:
-                raise ConfigError(f"EmbedLLMStudyConfig.routers: {e}") from None
+        ROUTERS.check(self.routers, "EmbedLLMStudyConfig.routers")
         if MAIN_ROUTER not in self.routers:
             raise ConfigError(f"EmbedLLMStudyConfig.routers must list '{MAIN_ROUTER}' (the study's subject)")
 

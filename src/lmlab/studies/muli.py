@@ -78,15 +78,10 @@ class MULIConfig(Config):
         if self.max_prompt_tokens < 1:
             raise ConfigError("MULIConfig: max_prompt_tokens must be >= 1")
         from lmlab.moderation import DETECTORS
-        from lmlab.registry import UnknownName
 
         if not self.detectors:
             raise ConfigError("MULIConfig.detectors: list at least 'muli' (the study's main detector)")
-        for name in self.detectors:
-            try:
-                DETECTORS.get(name)
-            except UnknownName as e:
-                raise ConfigError(f"MULIConfig.detectors: {e}") from None
+        DETECTORS.check(self.detectors, "MULIConfig.detectors")
         if self.solver not in ("sgd", "liblinear"):
             raise ConfigError(f"MULIConfig.solver: {self.solver!r}; use 'sgd' (the paper's) or 'liblinear' (exact L1)")
         if self.lam <= 0:

@@ -80,15 +80,10 @@ class RewardEvalConfig(Config):
     def validate(self) -> None:
         from lmlab.rewardeval.builder import LEVELS
         from lmlab.rewardeval.models import REWARD_MODELS
-        from lmlab.registry import UnknownName
 
         if not self.rms:
             raise ConfigError("RewardEvalConfig.rms: give at least one reward model, e.g. --rm length")
-        for spec in self.rms:
-            try:
-                REWARD_MODELS.get(spec.partition(":")[0])
-            except UnknownName as e:
-                raise ConfigError(f"RewardEvalConfig.rms: {e}") from None
+        REWARD_MODELS.check([spec.partition(":")[0] for spec in self.rms], "RewardEvalConfig.rms")
         for d in self.domains:
             if d not in LEVELS:
                 raise ConfigError(f"RewardEvalConfig.domains: unknown domain {d!r}; choose from {', '.join(LEVELS)}")
