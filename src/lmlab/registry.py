@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+from collections.abc import Iterable
 from typing import Any
 
 from lmlab.config import ConfigError
@@ -31,6 +32,15 @@ class Registry:
         if name in self.entries:
             raise ValueError(f"{self.kind} '{name}' is already registered")
         self.entries[name] = target
+
+    def check(self, names: Iterable[str], field: str) -> None:
+        """Every name is registered (nothing is imported); else :class:`UnknownName` naming the config ``field``."""
+        for name in names:
+            if name not in self.entries:
+                try:
+                    self.get(name)
+                except UnknownName as e:
+                    raise UnknownName(f"{field}: {e}") from None
 
     def get(self, name: str) -> Any:
         if name not in self.entries:

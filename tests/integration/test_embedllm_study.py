@@ -3,6 +3,8 @@ import json
 import numpy as np
 import pytest
 
+from lmlab.routing import ROUTERS
+from lmlab.routing.base import Router, observed_mean
 from lmlab.routing.embedllm import EmbedLLMConfig
 from lmlab.routing.zoo import ZooConfig, build_zoo
 from lmlab.studies import STUDIES
@@ -39,10 +41,42 @@ def test_zoo_build_resumes_to_the_same_matrix(tmp_path, zoo_cache):
     assert resumed.model_attributes["mix"] == ["markov", "markov", "reversal", "reversal"]
 
 
+class WorstModelRouter(Router):
+    """A router added by a test: this class and one registry line (``registered_router``). It forecasts
+    1 - each model's training accuracy for every question (the worst model wins); ``from_study`` reads the
+    study config (an odd seed turns the inversion off)."""
+
+    name = "test-worst"
+
+    def __init__(self, invert: bool = True):
+        super().__init__()
+        self.invert = invert
+
+    @classmethod
+    def from_study(cls, cfg):
+        return cls(invert=cfg.seed % 2 == 0)
+
+    def _fit(self, matrix, train_questions):
+        self.p = observed_mean(matrix.labels[:, train_questions], axis=1)
+
+    def _proba_index(self, q):
+        p = 1 - self.p if self.invert else self.p
+        return np.tile(p, (len(q), 1))
+
+
+@pytest.fixture
+def registered_router():
+    ROUTERS.register("test-worst", f"{__name__}:WorstModelRouter")
+    yield "test-worst"
+    ROUTERS.entries.pop("test-worst")
+
+
 @pytest.mark.slow
-def test_micro_study_end_to_end(tmp_path, zoo_cache):
+def test_micro_study_end_to_end(tmp_path, zoo_cache, registered_router):
     out = tmp_path / "run"
-    s = STUDIES.get("embedllm")().run(micro(zoo_cache[0]), out)
+    cfg = micro(zoo_cache[0])
+    cfg = cfg.replace(routers=cfg.routers + (registered_router,))
+    s = STUDIES.get("embedllm")().run(cfg, out)
     d = json.loads((out / "summary.json").read_text())
     ids = [c["id"] for c in d["claims"]]
     assert ids == ["correctness_forecast", "mf_beats_knn", "router_beats_single_best", "router_beats_weighted",
@@ -54,6 +88,9 @@ def test_micro_study_end_to_end(tmp_path, zoo_cache):
     assert d["metrics"]["zoo"]["reused_matrix"]  # the fixture's cache
     r = d["metrics"]["route_accuracy_test"]
     assert r["oracle"] >= max(r.values()) - 1e-9
+    # the test's router, named in cfg.routers, is built, fitted, scored and routed by the unchanged study
+    assert "test-worst" in d["metrics"]["correctness_accuracy_test"] and "test-worst" in d["metrics"]["correctness_accuracy_val"]
+    assert set(d["metrics"]["knn_val_by_k"]) == {"1", "3"} and d["metrics"]["knn_k_val"] in (1, 3)
     assert (out / "embedllm_router.pt").exists() and (out / "matrix.npz").exists()
 
 

@@ -9,10 +9,11 @@ pytest.importorskip("transformers")
 from typer.testing import CliRunner  # noqa: E402
 
 from lmlab.cli import app  # noqa: E402
-from lmlab.config import ConfigError  # noqa: E402
+from lmlab.config import ConfigError, LMConfig  # noqa: E402
 from lmlab.lm.testing import tiny_model_dir  # noqa: E402
 from lmlab.studies.llm_sinks import LLMSinksConfig, LLMSinksStudy  # noqa: E402
-from lmlab.studies.llm_two_hop import NAMES, LLMTwoHopConfig, LLMTwoHopStudy, make_prompts  # noqa: E402
+from lmlab.studies.llm_two_hop import (MIN_P_TARGET_NO_DISTRACTOR, NAMES, LLMTwoHopConfig, LLMTwoHopStudy,  # noqa: E402
+                                       make_prompts)
 
 WORDS = list(NAMES) + ["The", "the", "boss", "of", "is", ".", "Therefore", ",", "apple", "river", "def", "return",
                        "self", "(", ")", ":", "=", "0", "1", "2", "3"]
@@ -37,7 +38,7 @@ def test_prompts_follow_the_task_format():
 
 @pytest.mark.slow
 def test_llm_two_hop_tiny_run(tmp_path, model_dir):
-    cfg = LLMTwoHopConfig(model=model_dir, n_prompts=6, ks=(0, 1, 2), progress=False)
+    cfg = LLMTwoHopConfig(lm=LMConfig(model=model_dir), n_prompts=6, ks=(0, 1, 2), progress=False)
     summary = LLMTwoHopStudy().run(cfg, tmp_path)
     data = json.loads((tmp_path / "summary.json").read_text())
     ids = [c["id"] for c in data["claims"]]
@@ -49,14 +50,14 @@ def test_llm_two_hop_tiny_run(tmp_path, model_dir):
         assert 0 <= row["p_target_among_candidates"] <= 1
     assert per_k["0"]["p_target_among_candidates"] == 1.0  # one candidate
     by_id = {c["id"]: c for c in data["claims"]}
-    assert (by_id["answers_without_distractors"]["status"] == "pass") == (per_k["0"]["p_target"] >= 0.5)
+    assert (by_id["answers_without_distractors"]["status"] == "pass") == (per_k["0"]["p_target"] >= MIN_P_TARGET_NO_DISTRACTOR)
     for fig in summary.figures:
         assert (tmp_path / fig).stat().st_size > 1000
 
 
 @pytest.mark.slow
 def test_llm_sinks_tiny_run(tmp_path, model_dir):
-    cfg = LLMSinksConfig(model=model_dir, n_texts=3, seq_len=12, batch_size=2, progress=False, skip_layers=0)
+    cfg = LLMSinksConfig(lm=LMConfig(model=model_dir, batch_size=2), n_texts=3, seq_len=12, progress=False, skip_layers=0)
     summary = LLMSinksStudy().run(cfg, tmp_path)
     data = json.loads((tmp_path / "summary.json").read_text())
     assert [c["id"] for c in data["claims"]] == ["attention_sink", "value_drain", "residual_peak", "active_dormant_switch"]

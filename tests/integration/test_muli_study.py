@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("transformers")
@@ -11,7 +12,9 @@ pytest.importorskip("sklearn")
 from typer.testing import CliRunner  # noqa: E402
 
 from lmlab.cli import app  # noqa: E402
+from lmlab.config import LMConfig  # noqa: E402
 from lmlab.lm.testing import tiny_model_dir  # noqa: E402
+from lmlab.moderation import DETECTORS, ToxicityScorer  # noqa: E402
 from lmlab.studies.muli import MULIConfig, MULIStudy  # noqa: E402
 
 DATA = str(Path(__file__).parents[1] / "data" / "moderation-tiny.jsonl")
@@ -22,12 +25,36 @@ def json_rows(output):
     return [json.loads(line[line.index('{"index"'):]) for line in output.splitlines() if '{"index"' in line]
 
 
+class LengthDetector(ToxicityScorer):
+    """A detector added by a test: this class and one registry line (``registered_detector``); the study builds it
+    with the default ``from_study`` (a baseline, ``cls(seed=cfg.seed)``) and fits it on the prompt texts."""
+
+    kind = "prompt-length"
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+
+    def fit(self, prompts, y):
+        return self
+
+    def decision_function(self, prompts):
+        return np.array([len(p) for p in prompts], dtype=float)
+
+
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def registered_detector():
+    DETECTORS.register("prompt-length", f"{__name__}:LengthDetector")
+    yield "prompt-length"
+    DETECTORS.entries.pop("prompt-length")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, registered_detector):
     tmp = tmp_path_factory.mktemp("muli")
     model = str(tiny_model_dir(tmp / "model"))
-    cfg = MULIConfig(model=model, data=DATA, embed=False, n_boot=20, cache_dir=str(tmp / "cache"), toy_tokens=("s", "i"),
-                     train_fractions=(0.5, 1.0), progress=False, max_prompt_tokens=32)
+    cfg = MULIConfig(lm=LMConfig(model=model), data=DATA, detectors=("muli", "refusal-token", "tfidf-lr", registered_detector),
+                     n_boot=20, cache_dir=str(tmp / "cache"), toy_tokens=("s", "i"), train_fractions=(0.5, 1.0),
+                     progress=False, max_prompt_tokens=32)
     summary = MULIStudy().run(cfg, tmp / "out")
     return tmp, model, cfg, summary
 
@@ -44,7 +71,7 @@ def test_study_writes_summary_figures_and_detectors(run):
         assert c["status"] in ("pass", "fail", "not_comparable") and c["tolerance"]
     test = d["metrics"]["test"]
     assert set(test) == {"MULI (first-token logits)", "MULI, exact L1 optimum (liblinear)", "toy: logit('s')", "toy: logit('i')",
-                         "TF-IDF + LR"}
+                         "TF-IDF + LR", "prompt-length"}
     assert d["metrics"]["split"]["n_test"] == 30 and d["metrics"]["feature_cache"]["computed"] == 60
     for f in ("muli-roc.png", "muli-pr.png", "muli-top-tokens.png", "muli-train-size.png", "detector-muli.npz",
               "detector-tfidf.npz", "detector-refusal-s.npz"):
@@ -55,6 +82,19 @@ def test_study_writes_summary_figures_and_detectors(run):
     for name, r in summary.metrics["test"].items():  # equal up to float rounding in BLAS reductions
         for k, v in r.items():
             assert again.metrics["test"][name][k] == (pytest.approx(v, rel=1e-6) if not isinstance(v, dict) else v), k
+
+
+@pytest.mark.slow
+def test_a_new_registered_detector_is_evaluated_by_name(run):
+    """The test's LengthDetector, listed in MULIConfig.detectors, is fitted, scored, bootstrapped against MULI,
+    retrained in the training-size sweep, judged by a claim and saved, with no change to the study."""
+    tmp, _, _, summary = run
+    m = summary.metrics
+    assert m["test"]["prompt-length"]["n"] == 30
+    assert "MULI (first-token logits) - prompt-length" in m["bootstrap"]["differences"]
+    assert all("prompt-length" in row for row in m["train_size_sweep"].values())
+    assert "muli_beats_prompt_length" in {c.id for c in summary.claims}
+    assert (tmp / "out" / "detector-prompt-length.npz").exists()
 
 
 @pytest.mark.slow
@@ -84,6 +124,8 @@ def test_bad_config_fields():
         MULIConfig(test_frac=1.0)
     with pytest.raises(ConfigError, match="fprs"):
         MULIConfig(fprs=(0.0,))
+    with pytest.raises(ConfigError, match="MULIConfig.detectors: unknown detector 'tfidf'; did you mean 'tfidf-lr'"):
+        MULIConfig(detectors=("muli", "tfidf"))
 
 
 def test_bad_data_file_is_one_line_cli_error(tmp_path):

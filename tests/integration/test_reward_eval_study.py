@@ -7,7 +7,9 @@ import pytest
 from typer.testing import CliRunner
 
 from lmlab.cli import app
+from lmlab.config import LMConfig
 from lmlab.rewardeval.data import bok_row, write_rows
+from lmlab.rewardeval.models import REWARD_MODELS, RewardModel
 from lmlab.studies.reward_eval import RewardEvalConfig, RewardEvalStudy
 
 CLAIMS = ["bok_overoptimisation", "correctness_metrics_agree", "preference_accuracy_best_predictor",
@@ -16,7 +18,7 @@ CLAIMS = ["bok_overoptimisation", "correctness_metrics_agree", "preference_accur
 
 @pytest.mark.slow
 def test_tiny_run_with_dummy_lm_and_resume(tmp_path):
-    cfg = RewardEvalConfig(model="dummy", per_level=2, K=4, n_preference_pairs=6, max_new_tokens=6, n_boot=50,
+    cfg = RewardEvalConfig(lm=LMConfig(model="dummy"), per_level=2, K=4, n_preference_pairs=6, max_new_tokens=6, n_boot=50,
                            progress=False)
     summary = RewardEvalStudy().run(cfg, tmp_path)
     data = json.loads((tmp_path / "summary.json").read_text())
@@ -104,7 +106,7 @@ def test_cli_rm_is_refused_by_other_studies_and_unknown_rms_named(tmp_path):
 
 
 def test_scoring_resumes_from_a_partial_cache_and_ignores_a_stale_one(tmp_path):
-    cfg = RewardEvalConfig(model="dummy", score_chunk=3, progress=False)
+    cfg = RewardEvalConfig(lm=LMConfig(model="dummy"), score_chunk=3, progress=False)
     items = [f"text {i}" for i in range(10)]
     calls = []
 
@@ -125,3 +127,32 @@ def test_scoring_resumes_from_a_partial_cache_and_ignores_a_stale_one(tmp_path):
     other = items[:-1] + ["changed"]
     RewardEvalStudy._cached(path, other, cfg, True, "x", fn)  # different texts: scored afresh
     assert calls == [0, 3, 6, 9]
+
+
+class DigitsRM(RewardModel):
+    """A reward model added by a test: one class, one registry line (``registered_rm``)."""
+
+    name = "digits"
+
+    def score_batch(self, prompts, responses):
+        return np.array([float(sum(ch.isdigit() for ch in r)) for r in responses])
+
+
+@pytest.fixture
+def registered_rm():
+    REWARD_MODELS.register("digits", f"{__name__}:DigitsRM")
+    yield "digits"
+    REWARD_MODELS.entries.pop("digits")
+
+
+@pytest.mark.slow
+def test_a_new_registered_reward_model_is_evaluated_by_name(tmp_path, registered_rm):
+    bok, pref = _files(tmp_path)
+    cfg = RewardEvalConfig(rms=("length", registered_rm), data=(str(bok), str(pref)), n_boot=20, progress=False)
+    RewardEvalStudy().run(cfg, tmp_path / "run")
+    data = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert data["metrics"]["model"] is None  # neither RM needs an LM (a class attribute)
+    groups = data["metrics"]["best_of_k"]["bok.jsonl"]["groups"]
+    assert set(groups["math"]["rms"]) == {"length", "digits"}
+    assert set(data["metrics"]["preference"]["pref.jsonl"]["rms"]) == {"length", "digits"}
+    assert "| digits |" in (tmp_path / "run" / "metrics_table.md").read_text()

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lmlab.lm.dummy import DummyLM
-from lmlab.rewardeval.models import REWARD_MODELS, RewardModel, build_rm, needs_lm
+from lmlab.rewardeval.models import REWARD_MODELS, RewardModel, build_rm, rm_class
 
 PROMPTS = ["what is two plus two?", "name a colour."]
 RESPONSES = ["four.", "blue, i think."]
@@ -14,7 +14,8 @@ RESPONSES = ["four.", "blue, i think."]
 
 def test_registry_and_specs():
     assert set(REWARD_MODELS.names()) == {"length", "judge", "judge-pairwise", "implicit", "hf"}
-    assert not needs_lm("length") and needs_lm("judge") and needs_lm("implicit:unconditional")
+    assert not rm_class("length")[0].needs_lm and rm_class("judge")[0].needs_lm
+    assert rm_class("implicit:unconditional") == (REWARD_MODELS.get("implicit"), "unconditional")
     rm = build_rm("judge-pairwise:No idea.", lm=DummyLM())
     assert rm.anchor == "No idea."
     assert build_rm("implicit:unconditional", lm=DummyLM()).reference == "unconditional"

@@ -8,7 +8,8 @@
 ``embed-lr``       MiniLM sentence embedding + logistic regression (``embed_lr.py``)
 =================  ==========================================================================
 
-Every detector is a :class:`ToxicityScorer`: ``score(prompts)`` -> P(toxic). Save with
+Every detector is a :class:`ToxicityScorer`: ``score(prompts)`` -> P(toxic); the class says whether it
+needs the serving LM (``needs_lm``) and how a study builds it (``from_study``). Save with
 ``det.save("x.npz")`` (plain arrays + JSON metadata, no pickle) and load with :func:`load_detector`::
 
     from lmlab.moderation import load_detector
@@ -34,8 +35,6 @@ DETECTORS = Registry("detector", {
     "embed-lr": "lmlab.moderation.embed_lr:EmbeddingDetector",
 })
 
-LM_DETECTORS = ("muli", "refusal-token")
-
 __all__ = ["DETECTORS", "DetectorError", "ToxicityScorer", "load_detector"]
 
 
@@ -50,7 +49,7 @@ def load_detector(path: str | Path, lm: Any = None, model: str | None = None, ca
         cls = DETECTORS.get(str(kind))
     except KeyError:
         raise DetectorError(f"{path}: unknown detector kind {kind!r}; known: {', '.join(DETECTORS.names())}") from None
-    if kind not in LM_DETECTORS:
+    if not cls.needs_lm:
         return cls.load(path)
     from lmlab.moderation.features import FirstTokenFeatures, PromptTemplate
 

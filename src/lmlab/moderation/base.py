@@ -12,9 +12,10 @@ A detector saved for one model or template refuses to run on another (:class:`De
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -34,11 +35,34 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 class ToxicityScorer:
-    """Base class: subclasses set ``kind`` and implement ``decision_function``, ``score``, ``_arrays``, ``_from``."""
+    """Base class: subclasses set ``kind`` and implement ``decision_function``, ``score``, ``_arrays``, ``_from``.
+
+    For a study (``lmlab run muli``), a detector also says what it needs (``needs_lm``), what it is fitted on
+    (``inputs``) and how the study config builds it (:meth:`from_study`), so a new detector is one file and
+    one line in :data:`lmlab.moderation.DETECTORS`, then one name in the study's ``detectors`` list.
+    """
 
     kind: ClassVar[str]
     #: probability at or above which :meth:`flag` says toxic (class-balanced training puts the boundary at 0.5)
     threshold: float = 0.5
+    #: scores through the serving LM's first-token logits (built with :class:`FirstTokenFeatures`)
+    needs_lm: ClassVar[bool] = False
+    #: what a study fits and scores it on: the prompt texts, their first-token logits, or their sentence embeddings
+    inputs: ClassVar[Literal["text", "logits", "embedding"]] = "text"
+
+    @classmethod
+    def from_study(cls, cfg: Any, features: Any = None) -> list[StudyDetector]:
+        """The detector(s) a study config (``seed`` ...) asks for under this registry name; ``features`` are the
+        first-token features when ``needs_lm``. Default: one baseline, ``cls(seed=cfg.seed)``."""
+        return [StudyDetector(cls.kind, cls.kind, lambda: cls(seed=cfg.seed), role="baseline",
+                              sweep=cls.kind, claim_tag=cls.kind.replace("-", "_"))]
+
+    def fit_inputs(self, X: Any, y: Any) -> ToxicityScorer:
+        """Fit on the study's ``inputs`` (texts, logits or embeddings) of the training prompts."""
+        return self.fit(X, y)  # type: ignore[attr-defined]
+
+    def decision_inputs(self, X: Any) -> np.ndarray:
+        return self.decision_function(X)
 
     def decision_function(self, prompts: Sequence[str]) -> np.ndarray:
         raise NotImplementedError
@@ -77,6 +101,26 @@ class ToxicityScorer:
         if meta.get("kind") != cls.kind:
             raise DetectorError(f"{path} holds a {meta.get('kind')!r} detector, not {cls.kind!r}")
         return meta, arrays
+
+
+def _no_report(det: ToxicityScorer) -> dict[tuple[str, ...], Any]:
+    return {}
+
+
+@dataclass
+class StudyDetector:
+    """One detector as a study evaluates it (built by :meth:`ToxicityScorer.from_study`)."""
+
+    key: str  # saved as detector-{key}.npz
+    label: str  # its name in the result tables, the bootstrap and the figures
+    make: Callable[[], ToxicityScorer]  # a fresh, unfitted detector
+    #: main: the study's subject; baseline: the main detector should beat it (claim muli_beats_{claim_tag});
+    #: toy: a training-free single-token detector; variant: reported only
+    role: Literal["main", "baseline", "toy", "variant"] = "baseline"
+    sweep: str | None = None  # its name in the training-size sweep (None: not retrained there)
+    claim_tag: str = ""
+    #: what it adds to the study's metrics, as {path in the metrics tree: value}
+    report: Callable[[Any], dict[tuple[str, ...], Any]] = _no_report
 
 
 def read_detector_file(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

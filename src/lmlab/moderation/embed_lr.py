@@ -11,11 +11,24 @@ from typing import Any
 
 import numpy as np
 
-from lmlab.moderation.base import C_GRID, DetectorError, ToxicityScorer, fit_linear_cv
+from lmlab.moderation.base import C_GRID, DetectorError, StudyDetector, ToxicityScorer, fit_linear_cv
 
 
 class EmbeddingDetector(ToxicityScorer):
     kind = "embed-lr"
+    inputs = "embedding"
+
+    @classmethod
+    def from_study(cls, cfg: Any, features: Any = None) -> list[StudyDetector]:
+        label = "MiniLM embedding + LR"
+        return [StudyDetector("embed", label, lambda: cls(seed=cfg.seed), role="baseline", sweep=label,
+                              claim_tag="embedding", report=lambda d: {("baselines", "embed"): d.fit_info})]
+
+    def fit_inputs(self, X: np.ndarray, y: Any) -> EmbeddingDetector:
+        return self.fit_embeddings(X, y)
+
+    def decision_inputs(self, X: np.ndarray) -> np.ndarray:
+        return self.decision_embeddings(X)
 
     def __init__(self, embedder: Any = None, embedder_path: str | None = None, Cs: Sequence[float] = C_GRID,
                  seed: int = 0):

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from lmlab.moderation.base import DetectorError, ToxicityScorer, check_same_lm, sigmoid
+from lmlab.moderation.base import DetectorError, StudyDetector, ToxicityScorer, check_same_lm, sigmoid
 from lmlab.moderation.features import FirstTokenFeatures, log_odds
 
 MIN_STD = 1e-10
@@ -35,6 +35,30 @@ MIN_STD = 1e-10
 
 class MULIDetector(ToxicityScorer):
     kind = "muli"
+    needs_lm = True
+    inputs = "logits"
+
+    @classmethod
+    def from_study(cls, cfg: Any, features: Any = None) -> list[StudyDetector]:
+        """The study's main detector with ``cfg.solver`` and ``cfg.lam``; with ``cfg.also_exact`` also the same
+        fitted by the other solver (reported only)."""
+        def make(solver: str) -> Any:
+            return lambda: cls(features, lam=cfg.lam, solver=solver, model_spec=cfg.lm.model, seed=cfg.seed)
+
+        out = [StudyDetector("muli", "MULI (first-token logits)", make(cfg.solver), role="main", sweep="MULI",
+                             report=lambda d: {("muli",): {**d.fit_info, "top_tokens": d.top_tokens(15)}})]
+        if cfg.also_exact:
+            other = "liblinear" if cfg.solver == "sgd" else "sgd"
+            label = f"MULI, {'exact L1 optimum (liblinear)' if other == 'liblinear' else 'paper SGD'}"
+            out.append(StudyDetector(f"muli-{other}", label, make(other), role="variant",
+                                     report=lambda d: {(f"muli_{other}",): {**d.fit_info, "top_tokens": d.top_tokens(10)}}))
+        return out
+
+    def fit_inputs(self, X: np.ndarray, y: Any) -> MULIDetector:
+        return self.fit_logits(X, y)
+
+    def decision_inputs(self, X: np.ndarray) -> np.ndarray:
+        return self.decision_logits(X)
 
     def __init__(self, features: FirstTokenFeatures | None = None, lam: float = 1e-3, solver: str = "sgd",
                  lr: float = 5e-4, epochs: int = 500, batch_size: int = 128, max_iter: int = 1000, tol: float = 1e-4,

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from lmlab.moderation.base import DetectorError, ToxicityScorer, check_same_lm
+from lmlab.moderation.base import DetectorError, StudyDetector, ToxicityScorer, check_same_lm
 from lmlab.moderation.features import FirstTokenFeatures
 
 
@@ -30,6 +30,24 @@ def first_token_id(tokenizer: Any, token: str) -> int:
 
 class RefusalTokenDetector(ToxicityScorer):
     kind = "refusal-token"
+    needs_lm = True
+    inputs = "logits"
+
+    @classmethod
+    def from_study(cls, cfg: Any, features: Any = None) -> list[StudyDetector]:
+        """One training-free detector per token of ``cfg.toy_tokens``."""
+        def entry(tok: str) -> StudyDetector:
+            return StudyDetector(f"refusal-{tok.strip().lower()}", f"toy: logit('{tok}')",
+                                 lambda: cls(features, [tok], model_spec=cfg.lm.model), role="toy",
+                                 report=lambda d: {("toy_token_ids", tok): int(d.token_ids[0])})
+
+        return [entry(t) for t in cfg.toy_tokens]
+
+    def fit_inputs(self, X: Any, y: Any) -> RefusalTokenDetector:
+        return self  # training-free
+
+    def decision_inputs(self, X: np.ndarray) -> np.ndarray:
+        return self.decision_logits(X)
 
     def __init__(self, features: FirstTokenFeatures | None = None, tokens: Sequence[str] = ("Sorry",),
                  token_ids: Sequence[int] | None = None, model_spec: str = "default"):

@@ -12,13 +12,18 @@ from typing import Any
 
 import numpy as np
 
-from lmlab.moderation.base import C_GRID, DetectorError, ToxicityScorer, fit_linear_cv
+from lmlab.moderation.base import C_GRID, DetectorError, StudyDetector, ToxicityScorer, fit_linear_cv
 
 VECTORIZER = {"ngram_range": [1, 2], "min_df": 2, "sublinear_tf": True, "lowercase": True, "max_features": 50000}
 
 
 class TfidfDetector(ToxicityScorer):
     kind = "tfidf-lr"
+
+    @classmethod
+    def from_study(cls, cfg: Any, features: Any = None) -> list[StudyDetector]:
+        return [StudyDetector("tfidf", "TF-IDF + LR", lambda: cls(seed=cfg.seed), role="baseline", sweep="TF-IDF + LR",
+                              claim_tag="tfidf", report=lambda d: {("baselines", "tfidf"): d.fit_info})]
 
     def __init__(self, Cs: Sequence[float] = C_GRID, seed: int = 0, vectorizer: dict[str, Any] | None = None):
         self.Cs = tuple(Cs)

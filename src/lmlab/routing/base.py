@@ -24,6 +24,25 @@ from lmlab.routing.data import MISSING, CorrectnessMatrix, RoutingDataError
 class Router:
     name: ClassVar[str] = "router"
     needs_features: ClassVar[bool] = False
+    #: ``predict_proba`` forecasts correctness (scored by correctness accuracy); False for the oracle, which reads
+    #: the labels, and the random router
+    forecasts: ClassVar[bool] = True
+    #: has ``save(path)`` and ``load(path, features)``: a study keeps it in the run directory and reuses it on resume
+    checkpoint: ClassVar[bool] = False
+    #: the hyperparameter a study tunes on its validation split over :meth:`candidates` (None: nothing to tune)
+    tuned: ClassVar[str | None] = None
+
+    @classmethod
+    def from_study(cls, cfg: Any) -> Router:
+        """The router a study config asks for under this registry name (its seed, ranks, k...); default ``cls()``.
+        A new router is one file and one line in :data:`lmlab.routing.ROUTERS`, then one name in the study's
+        ``routers`` list."""
+        return cls()
+
+    @classmethod
+    def candidates(cls, cfg: Any) -> dict[Any, Router]:
+        """Value of ``tuned`` -> router, for a study to pick the best on its validation split."""
+        return {}
 
     def __init__(self) -> None:
         self.model_names: list[str] = []

@@ -80,6 +80,12 @@ class TextMF(nn.Module):
 
 class EmbedLLMRouter(Router):
     name = "embedllm"
+    checkpoint = True
+
+    @classmethod
+    def from_study(cls, cfg: Any) -> EmbedLLMRouter:
+        """``cfg.router`` with the study's seed and progress."""
+        return cls(cfg.router.replace(seed=cfg.seed, progress=cfg.progress))
     needs_features = True
 
     def __init__(self, cfg: EmbedLLMConfig | None = None) -> None:

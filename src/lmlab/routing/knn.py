@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from typing import Any
+
 from lmlab.routing.base import Router
 from lmlab.routing.data import MISSING, CorrectnessMatrix
 
@@ -20,6 +22,15 @@ PAPER_K = 131
 class KNNRouter(Router):
     name = "knn"
     needs_features = True
+    tuned = "k"
+
+    @classmethod
+    def from_study(cls, cfg: Any) -> KNNRouter:
+        return cls(cfg.knn_k)
+
+    @classmethod
+    def candidates(cls, cfg: Any) -> dict[Any, KNNRouter]:
+        return {k: cls(k) for k in cfg.knn_k_grid}
 
     def __init__(self, k: int = PAPER_K, metric: str = "cosine") -> None:
         super().__init__()

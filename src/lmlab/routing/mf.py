@@ -10,6 +10,8 @@ both sides jointly through a logistic loss).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from lmlab.routing.base import Router, observed_mean
@@ -18,6 +20,10 @@ from lmlab.routing.data import MISSING, CorrectnessMatrix
 
 class MatrixFactorizationRouter(Router):
     name = "mf"
+
+    @classmethod
+    def from_study(cls, cfg: Any) -> MatrixFactorizationRouter:
+        return cls(cfg.mf_rank)
     needs_features = True
 
     def __init__(self, rank: int = 16, ridge: float = 1.0) -> None:

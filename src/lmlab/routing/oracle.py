@@ -14,6 +14,7 @@ from lmlab.routing.data import MISSING, CorrectnessMatrix
 
 class OracleRouter(Router):
     name = "oracle"
+    forecasts = False
 
     def _fit(self, matrix: CorrectnessMatrix, train_questions: np.ndarray) -> None:
         self.labels = np.where(matrix.labels == MISSING, 0, matrix.labels).astype(np.float64)

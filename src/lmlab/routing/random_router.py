@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from lmlab.routing.base import Router
@@ -10,6 +12,11 @@ from lmlab.routing.data import CorrectnessMatrix
 
 class RandomRouter(Router):
     name = "random"
+    forecasts = False
+
+    @classmethod
+    def from_study(cls, cfg: Any) -> RandomRouter:
+        return cls(cfg.seed)
 
     def __init__(self, seed: int = 0) -> None:
         super().__init__()

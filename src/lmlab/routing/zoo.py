@@ -27,7 +27,7 @@ import hashlib
 import itertools
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from lmlab.io import atomic_write_text, cache_root
 from lmlab.routing.data import CorrectnessMatrix, load_matrix, save_matrix
 from lmlab.routing.families import FAMILIES
 from lmlab.routing.families.base import QuestionSet, ZooFamily
+from lmlab.train import TrainConfig
 
 ZOO_VERSION = "zoo/1"
 PAD = 0
@@ -49,6 +50,8 @@ class ZooConfig(Config):
     """The zoo: every combination of ``mixes`` x ``sizes`` x ``budgets`` is one model.
 
     A mix is a family name, several joined by ``+``, or ``all``. A size is ``LAYERSxD_MODEL`` (e.g. ``2x32``).
+    Every model trains with ``train`` (optimizer, lr, schedule, device), its ``steps`` replaced by the model's
+    budget, its warm-up capped at the budget, and its seed by ``seed + i``.
     """
 
     families: tuple[str, ...] = ("two-hop", "reversal", "markov", "bigram-backcopy")
@@ -57,7 +60,8 @@ class ZooConfig(Config):
     sizes: tuple[str, ...] = ("1x16", "1x32", "2x32", "2x48")
     budgets: tuple[int, ...] = (150, 450)
     batch_size: int = 32
-    lr: float = 3e-3
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        lr=3e-3, warmup_steps=20, schedule="cosine", min_lr_ratio=0.1, checkpoint_every=100, progress=False))
     data_seed: int = 0  # the tasks' data (facts, chains, question bank): the same for every model
     seed: int = 0  # model i is initialised and fed with seed + i
     eval_batch: int = 256
@@ -79,8 +83,6 @@ class ZooConfig(Config):
             raise ConfigError("ZooConfig: mixes, sizes and budgets must each list at least one entry")
         if any(b < 1 for b in self.budgets) or self.batch_size < 1 or self.questions_per_family < 2:
             raise ConfigError("ZooConfig: budgets and batch_size must be >= 1, questions_per_family >= 2")
-        if self.lr <= 0:
-            raise ConfigError(f"ZooConfig.lr must be > 0, got {self.lr}")
 
     @property
     def n_models(self) -> int:
@@ -125,7 +127,9 @@ def model_specs(cfg: ZooConfig) -> list[ModelSpec]:
 
 def config_hash(cfg: ZooConfig) -> str:
     versions = {f: FAMILIES.get(f).version for f in cfg.families}
-    blob = json.dumps({"zoo": ZOO_VERSION, "cfg": cfg.to_dict(), "families": versions}, sort_keys=True)
+    d = cfg.to_dict()
+    d["train"].pop("progress")  # shows a bar or not: the same models
+    blob = json.dumps({"zoo": ZOO_VERSION, "cfg": d, "families": versions}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -249,7 +253,7 @@ def build_zoo(cfg: ZooConfig, cache_dir: str | Path | None = None, progress: boo
     from tqdm.auto import tqdm
 
     from lmlab.nn import TinyConfig, TinyTransformer
-    from lmlab.train import TrainConfig, train
+    from lmlab.train import train
 
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     key = config_hash(cfg)
@@ -284,9 +288,9 @@ def build_zoo(cfg: ZooConfig, cache_dir: str | Path | None = None, progress: boo
         mcfg = TinyConfig(d_vocab=vocab.d_vocab, n_ctx=vocab.n_ctx, n_layers=spec.layers, d_model=spec.d_model,
                           n_heads=max(1, spec.d_model // 16))
         model = TinyTransformer(mcfg)
-        tcfg = TrainConfig(steps=spec.steps, lr=cfg.lr, warmup_steps=min(20, spec.steps), schedule="cosine",
-                           min_lr_ratio=0.1, eval_every=spec.steps, log_every=max(1, spec.steps // 10),
-                           checkpoint_every=100, seed=spec.seed, progress=False)
+        tcfg = cfg.train.replace(steps=spec.steps, warmup_steps=min(cfg.train.warmup_steps, spec.steps),
+                                 eval_every=spec.steps, log_every=max(1, spec.steps // 10), seed=spec.seed,
+                                 progress=False)  # one bar over the models instead
         t0 = time.perf_counter()
         result = train(model, tcfg, lambda step, s=spec: vocab.batch(s.mix, step, cfg.batch_size, s.seed),
                        zdir / "models" / spec.name, resume=True,

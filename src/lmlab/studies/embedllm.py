@@ -37,7 +37,13 @@ import numpy as np
 from lmlab.config import Config, ConfigError
 from lmlab.routing.embedllm import EmbedLLMConfig
 from lmlab.routing.zoo import ZooConfig
-from lmlab.studies.base import Claim, Study, Summary, check, pyplot, save_figure
+from lmlab.studies.base import Claim, Result, Study, all_of, at_least, greater, is_true, not_comparable, pyplot, save_figure
+
+MAIN_ROUTER = "embedllm"  # the study's subject: the other routers are its baselines
+# The paper's numbers and claim thresholds.
+PAPER_DECISIONS_PER_S = 750  # routing_throughput: "> 750 decisions per second" [secondary]
+MIN_DECISIONS_PER_S = PAPER_DECISIONS_PER_S
+PROBE_MARGIN = 0.3  # probe_training_task: cross-validated probe accuracy >= chance + this
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,9 @@ class EmbedLLMStudyConfig(Config):
     # matrix gives 25 steps per epoch, 1,250 in 50 epochs (the paper's ~79,000): at lr 1e-4 the rows of P move
     # ~0.1 from their N(0, 1) initialisation and stay mostly noise. Its routing numbers are reported too.
     embedding_router: EmbedLLMConfig = field(default_factory=lambda: EmbedLLMConfig(lr=1e-3))
+    # lmlab.routing.ROUTERS names; each class builds its router from this config (Router.from_study), and a
+    # router with a tuned hyperparameter (knn: k over knn_k_grid) also runs as "<name>-val", tuned on validation
+    routers: tuple[str, ...] = ("embedllm", "knn", "mf", "single-best", "random", "oracle")
     question_features: Literal["tokens", "embedder"] = "tokens"
     embedder: str | None = None  # a sentence-transformers directory; None: the MiniLM wheel
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
@@ -75,6 +84,11 @@ class EmbedLLMStudyConfig(Config):
             raise ConfigError(f"EmbedLLMStudyConfig.forecast_holdout must be in (0, 1), got {self.forecast_holdout}")
         if not self.forecast_few or min(self.forecast_few) < 1:
             raise ConfigError("EmbedLLMStudyConfig.forecast_few must list question counts >= 1")
+        from lmlab.routing import ROUTERS
+
+        ROUTERS.check(self.routers, "EmbedLLMStudyConfig.routers")
+        if MAIN_ROUTER not in self.routers:
+            raise ConfigError(f"EmbedLLMStudyConfig.routers must list '{MAIN_ROUTER}' (the study's subject)")
 
 
 def question_features(cfg: EmbedLLMStudyConfig, m: Any) -> tuple[np.ndarray, str]:
@@ -100,7 +114,7 @@ class EmbedLLMStudy(Study):
         3 minutes of training on a quiet 2-core machine; no probe ablation (it retrains EmbedLLM once per task)."""
         return EmbedLLMStudyConfig(zoo=ZooConfig(), ablate_probe=False)
 
-    def execute(self, cfg: EmbedLLMStudyConfig, out: Path, quick: bool, resume: bool) -> Summary:
+    def execute(self, cfg: EmbedLLMStudyConfig, out: Path, quick: bool, resume: bool) -> Result:
         from lmlab.routing import ROUTERS
         from lmlab.routing.data import save_matrix, split_questions
         from lmlab.routing.metrics import correctness_accuracy, route_accuracy
@@ -112,38 +126,41 @@ class EmbedLLMStudy(Study):
         save_matrix(m, out / "matrix.npz")
         x, feat_name = question_features(cfg, m)
         tr, va, te = split_questions(m.n_questions, cfg.split, seed=cfg.seed, strata=m.benchmarks)
-        rcfg = cfg.router.replace(seed=cfg.seed, progress=cfg.progress)
 
-        # -- routers -------------------------------------------------------------------------------
+        # -- routers ---------------------------------------------------------------------------------
         timings: dict[str, float] = {}
         routers: dict[str, Any] = {}
-        path = out / "embedllm_router.pt"
-        t = time.perf_counter()
-        if resume and path.exists():
-            from lmlab.routing.embedllm import EmbedLLMRouter
-
-            routers["embedllm"] = EmbedLLMRouter.load(path, x)
-        else:
-            routers["embedllm"] = ROUTERS.get("embedllm")(rcfg).fit(m, tr, x)
-            routers["embedllm"].save(path)
-        timings["embedllm"] = time.perf_counter() - t
-        knn_val = {}
-        for k in cfg.knn_k_grid:
-            knn_val[k] = correctness_accuracy(ROUTERS.get("knn")(k).fit(m, tr, x), m, va)
-        k_best = max(knn_val, key=lambda k: (knn_val[k], -k))
-        for name, r in [("knn", ROUTERS.get("knn")(cfg.knn_k)), ("knn-val", ROUTERS.get("knn")(k_best)),
-                        ("mf", ROUTERS.get("mf")(cfg.mf_rank)), ("single-best", ROUTERS.get("single-best")()),
-                        ("random", ROUTERS.get("random")(cfg.seed)), ("oracle", ROUTERS.get("oracle")())]:
+        forecasting: list[str] = []  # routers whose correctness forecast is scored, on test and validation
+        tuned: dict[str, Any] = {}  # per router with a tuned hyperparameter: the validation table and the pick
+        val_tuned: list[str] = []  # "<name>-val": scored on test only (validation picked them)
+        for name in cfg.routers:
+            cls = ROUTERS.get(name)
             t = time.perf_counter()
-            routers[name] = r.fit(m, tr, x)
+            path = out / f"{name}_router.pt"
+            if cls.checkpoint and resume and path.exists():
+                routers[name] = cls.load(path, x)
+            else:
+                routers[name] = cls.from_study(cfg).fit(m, tr, x)
+                if cls.checkpoint:
+                    routers[name].save(path)
             timings[name] = time.perf_counter() - t
-        acc = {n: correctness_accuracy(routers[n], m, te) for n in ("embedllm", "knn", "knn-val", "mf", "single-best")}
-        acc_val = {n: correctness_accuracy(routers[n], m, va) for n in ("embedllm", "knn", "mf", "single-best")}
+            forecasting += [name] if cls.forecasts else []
+            cands = cls.candidates(cfg)
+            if cands:
+                on_val = {v: correctness_accuracy(r.fit(m, tr, x), m, va) for v, r in cands.items()}
+                order = list(cands)
+                pick = max(on_val, key=lambda v: (on_val[v], -order.index(v)))  # ties: the earlier grid value
+                routers[f"{name}-val"] = cands[pick]
+                val_tuned.append(f"{name}-val")
+                tuned[name] = {f"{name}_val_by_{cls.tuned}": {str(v): a for v, a in on_val.items()},
+                               f"{name}_{cls.tuned}_val": pick}
+        acc = {n: correctness_accuracy(routers[n], m, te) for n in routers if n in forecasting or n in val_tuned}
+        acc_val = {n: correctness_accuracy(routers[n], m, va) for n in forecasting}
         routes = {n: route_accuracy(r, m, te) for n, r in routers.items()}
         best = int(np.argmax(m.accuracy(tr)))
         single_best_test = float(m.accuracy(te)[best])
         best_on_test = float(m.accuracy(te).max())
-        throughput = _routing_throughput(routers["embedllm"], x[te])
+        throughput = _routing_throughput(routers[MAIN_ROUTER], x[te])
         ecfg = cfg.embedding_router.replace(seed=cfg.seed, progress=cfg.progress)
         epath = out / "embedllm_embedding_router.pt"
         if resume and epath.exists():
@@ -151,7 +168,7 @@ class EmbedLLMStudy(Study):
 
             emb_router = EmbedLLMRouter.load(epath, x)
         else:
-            emb_router = ROUTERS.get("embedllm")(ecfg).fit(m, tr, x)
+            emb_router = ROUTERS.get(MAIN_ROUTER)(ecfg).fit(m, tr, x)
             emb_router.save(epath)
         acc["embedllm-embedding-config"] = correctness_accuracy(emb_router, m, te)
         routes["embedllm-embedding-config"] = route_accuracy(emb_router, m, te)
@@ -160,7 +177,7 @@ class EmbedLLMStudy(Study):
         forecast = self._forecast(cfg, m, x, tr, te, ecfg)
         probe = self._probe(cfg, m, x, tr, ecfg, emb_router.model_embeddings)
         if "mix" in probe:
-            probe["mix_spec_default_router"] = _probe_cv(routers["embedllm"].model_embeddings,
+            probe["mix_spec_default_router"] = _probe_cv(routers[MAIN_ROUTER].model_embeddings,
                                                          m.model_attributes["mix"], cfg.seed)
 
         claims = self._claims(cfg, acc, routes, single_best_test, throughput, forecast, probe, m, te)
@@ -171,20 +188,19 @@ class EmbedLLMStudy(Study):
             "question_features": {"kind": cfg.question_features, "description": feat_name, "dim": int(x.shape[1])},
             "split": {"train": len(tr), "val": len(va), "test": len(te)},
             "correctness_accuracy_test": acc, "correctness_accuracy_val": acc_val,
-            "knn_val_by_k": {str(k): v for k, v in knn_val.items()}, "knn_k_val": k_best,
+            **{k: v for t in tuned.values() for k, v in t.items()},
             "route_accuracy_test": {n: r["route_accuracy"] for n, r in routes.items()},
             "weighted_baseline_test": {n: r["weighted_baseline"] for n, r in routes.items()},
-            "route_counts_embedllm": dict(zip(m.model_names, routes["embedllm"]["counts"])),
+            "route_counts_embedllm": dict(zip(m.model_names, routes[MAIN_ROUTER]["counts"])),
             "single_best_model": m.model_names[best], "single_best_test_accuracy": single_best_test,
             "best_model_on_test_accuracy": best_on_test,
             "routing_decisions_per_second": throughput,
-            "embedllm_loss_by_epoch": [h["train_loss"] for h in routers["embedllm"].history],
+            "embedllm_loss_by_epoch": [h["train_loss"] for h in routers[MAIN_ROUTER].history],
             "embedding_router_loss_by_epoch": [h["train_loss"] for h in emb_router.history],
             "fit_seconds": {k: round(v, 2) for k, v in timings.items()},
             "forecast": forecast, "probe": probe,
         }
-        return Summary(self.name, claims, cfg.to_dict(), cfg.seed, quick, "embedllm/1+" + str(zoo_info["hash"]),
-                       metrics, figures)
+        return Result(claims, metrics, figures, "embedllm/1+" + str(zoo_info["hash"]))
 
     # -- benchmark forecasting from a few questions --------------------------------------------------
     @staticmethod
@@ -260,76 +276,87 @@ class EmbedLLMStudy(Study):
     def _claims(cfg: EmbedLLMStudyConfig, acc: dict[str, float], routes: dict[str, Any], single_best: float,
                 throughput: float, forecast: dict[str, Any], probe: dict[str, Any], m: Any, te: np.ndarray) -> list[Claim]:
         r = {n: v["route_accuracy"] for n, v in routes.items()}
+
+        def rule(need: list[str], test: Any) -> Any:
+            """``test()`` when every router it compares with is in cfg.routers, else not comparable."""
+            missing = [n for n in need if n not in r]
+            return (not_comparable(f"not tested: {', '.join(missing)} not in EmbedLLMStudyConfig.routers") if missing
+                    else test())
+
+        main = MAIN_ROUTER
         claims = [
-            Claim("correctness_forecast", "EmbedLLM predicts whether a model answers a held-out question correctly",
-                  paper_value="mid-0.7s on the 112-LLM matrix", source="[recollection]",
-                  measured={"embedllm": acc["embedllm"], "per_model_majority": acc["single-best"]},
-                  tolerance="test accuracy above the per-model majority label (each model's training accuracy "
-                            "> 0.5 or not); the paper's number is for other data and is not compared",
-                  status=check(acc["embedllm"] > acc["single-best"])),
-            Claim("mf_beats_knn", f"EmbedLLM's correctness forecast beats per-model KNN (k = {cfg.knn_k})",
-                  paper_value="MF ahead by about 1-3 points", source="[recollection]",
-                  measured={"embedllm": acc["embedllm"], "knn": acc["knn"], "knn_k_chosen_on_val": acc["knn-val"],
-                            "gap_points": round(100 * (acc["embedllm"] - acc["knn"]), 2)},
-                  tolerance="EmbedLLM test accuracy > KNN test accuracy (k = 131)",
-                  status=check(acc["embedllm"] > acc["knn"])),
-            Claim("router_beats_single_best", "Routing each question to the model with the highest predicted "
-                  "correctness beats the best single model", paper_value="router higher", source="[recollection]",
-                  measured={"route_accuracy": r["embedllm"], "single_best": single_best, "oracle": r["oracle"],
-                            "random": r["random"], "knn_router": r["knn"], "mf_router": r["mf"],
-                            "embedllm_embedding_config": r["embedllm-embedding-config"],
-                            "gap_points": round(100 * (r["embedllm"] - single_best), 2)},
-                  tolerance="route accuracy > test accuracy of the model best on the training questions",
-                  status=check(r["embedllm"] > single_best)),
-            Claim("router_beats_weighted", "... and the weighted baseline (it does not just pick strong models)",
-                  paper_value="router higher", source="[code]",
-                  measured={"route_accuracy": r["embedllm"], "weighted_baseline": routes["embedllm"]["weighted_baseline"]},
-                  tolerance="route accuracy > sum_m acc_m count_m / |Q|",
-                  status=check(r["embedllm"] > routes["embedllm"]["weighted_baseline"])),
-            Claim("routing_throughput", "Routing needs one matrix product per query: > 750 decisions per second",
-                  paper_value="> 750 decisions/s", source="[secondary]",
-                  measured={"decisions_per_second": round(throughput, 1), "n_models": m.n_models},
-                  tolerance="> 750 decisions/s with Router.choose, one question at a time, 1 CPU thread",
-                  status=check(throughput > 750)),
+            Claim.judged("correctness_forecast", "EmbedLLM predicts whether a model answers a held-out question correctly",
+                         paper_value="mid-0.7s on the 112-LLM matrix", source="[recollection]",
+                         measured={"embedllm": acc[main], "per_model_majority": acc.get("single-best")},
+                         rule=rule(["single-best"], lambda: greater(
+                             acc[main], acc["single-best"], what="test accuracy",
+                             than="the per-model majority label's (each model's training accuracy > 0.5 or not); the "
+                                  "paper's number is for other data and is not compared"))),
+            Claim.judged("mf_beats_knn", f"EmbedLLM's correctness forecast beats per-model KNN (k = {cfg.knn_k})",
+                         paper_value="MF ahead by about 1-3 points", source="[recollection]",
+                         measured={"embedllm": acc[main], "knn": acc.get("knn"), "knn_k_chosen_on_val": acc.get("knn-val"),
+                                   "gap_points": round(100 * (acc[main] - acc["knn"]), 2) if "knn" in acc else None},
+                         rule=rule(["knn"], lambda: greater(acc[main], acc["knn"], what="EmbedLLM test accuracy",
+                                                            than=f"KNN test accuracy (k = {cfg.knn_k})"))),
+            Claim.judged("router_beats_single_best", "Routing each question to the model with the highest predicted "
+                         "correctness beats the best single model", paper_value="router higher", source="[recollection]",
+                         measured={"route_accuracy": r[main], "single_best": single_best, "oracle": r.get("oracle"),
+                                   "random": r.get("random"), "knn_router": r.get("knn"), "mf_router": r.get("mf"),
+                                   "embedllm_embedding_config": r["embedllm-embedding-config"],
+                                   "gap_points": round(100 * (r[main] - single_best), 2)},
+                         rule=greater(r[main], single_best, what="route accuracy",
+                                      than="test accuracy of the model best on the training questions")),
+            Claim.judged("router_beats_weighted", "... and the weighted baseline (it does not just pick strong models)",
+                         paper_value="router higher", source="[code]",
+                         measured={"route_accuracy": r[main], "weighted_baseline": routes[main]["weighted_baseline"]},
+                         rule=greater(r[main], routes[main]["weighted_baseline"], what="route accuracy",
+                                      than="sum_m acc_m count_m / |Q|")),
+            Claim.judged("routing_throughput", "Routing needs one matrix product per query: > "
+                         f"{PAPER_DECISIONS_PER_S} decisions per second",
+                         paper_value=f"> {PAPER_DECISIONS_PER_S} decisions/s", source="[secondary]",
+                         measured={"decisions_per_second": round(throughput, 1), "n_models": m.n_models},
+                         rule=greater(throughput, MIN_DECISIONS_PER_S,
+                                      what="decisions/s with Router.choose, one question at a time, 1 CPU thread")),
         ]
         n0 = str(sorted(cfg.forecast_few)[len(cfg.forecast_few) // 2])
         f = forecast["by_n"][n0]
-        claims.append(Claim(
+        claims.append(Claim.judged(
             "benchmark_forecast", f"A held-out model's per-task accuracy is forecast from its answers to {n0} questions "
             "through the model embeddings better than from those answers alone (embedding_router config)",
             paper_value="model embeddings forecast benchmark performance (qualitative)", source="[secondary]",
             measured={"mae_embedllm": f["mae_embedllm"], "mae_few_answers": f["mae_few_answers"],
                       "mae_known_models_mean": f["mae_known_mean"], "by_n": forecast["by_n"]},
-            tolerance=f"mean absolute error of the per-task accuracy forecast (n = {n0}) below the few answers' own "
-                      "(shrunk) per-task accuracy and below the known models' mean",
-            status=check(f["mae_embedllm"] < f["mae_few_answers"] and f["mae_embedllm"] < f["mae_known_mean"])))
+            rule=all_of(greater(f["mae_few_answers"], f["mae_embedllm"], what=f"MAE of the few answers' own (shrunk) "
+                                f"per-task accuracy (n = {n0})", than="the embedding forecast's MAE"),
+                        greater(f["mae_known_mean"], f["mae_embedllm"], what="MAE of the known models' mean",
+                                than="the embedding forecast's MAE"))))
         if "mix" in probe:
             p = probe["mix"]
-            claims.append(Claim(
+            claims.append(Claim.judged(
                 "probe_training_task", "A linear probe on the model embeddings recovers which task mix a zoo model was "
                 "trained on (the analogue of 'code-specialised'; embedding_router config)", paper_value="probes recover model traits (qualitative)",
                 source="[secondary]", measured={"probe_accuracy": p["accuracy"], "chance": p["chance"],
                                                 "random_embeddings": probe["mix_on_random_embeddings"]["accuracy"],
                                                 "spec_default_router": probe["mix_spec_default_router"]["accuracy"]},
-                tolerance="cross-validated probe accuracy >= chance + 0.3 (chance: the largest class's share)",
-                status=check(p["accuracy"] is not None and p["accuracy"] >= p["chance"] + 0.3)))
+                rule=at_least(p["accuracy"], p["chance"] + PROBE_MARGIN,
+                              what=f"cross-validated probe accuracy (bar: chance + {PROBE_MARGIN:g}; chance: the largest "
+                                   "class's share)")))
             tr_on = probe["trained_on"]
+            ablation = ("Removing a task's questions from training degrades the probe for 'trained on that task'")
             if cfg.ablate_probe:
                 drops = {f: v["full"]["accuracy"] - v["without_task_questions"]["accuracy"] for f, v in tr_on.items()}
-                claims.append(Claim(
-                    "probe_ablation", "Removing a task's questions from training degrades the probe for 'trained on "
-                    "that task'", paper_value="the matching probe degrades (qualitative)", source="[secondary]",
+                claims.append(Claim.judged(
+                    "probe_ablation", ablation, paper_value="the matching probe degrades (qualitative)", source="[secondary]",
                     measured={f: {"full": v["full"]["accuracy"], "without": v["without_task_questions"]["accuracy"],
                                   "chance": v["full"]["chance"]} for f, v in tr_on.items()},
-                    tolerance="the probe accuracy drops (by > 0) for a majority of the tasks, and on average",
-                    status=check(sum(d > 0 for d in drops.values()) > len(drops) / 2 and np.mean(list(drops.values())) > 0),
+                    rule=is_true(sum(d > 0 for d in drops.values()) > len(drops) / 2 and np.mean(list(drops.values())) > 0,
+                                 "the probe accuracy drops (by > 0) for a majority of the tasks, and on average"),
                     evidence={"drop_by_task": drops}))
             else:
-                claims.append(Claim(
-                    "probe_ablation", "Removing a task's questions from training degrades the probe for 'trained on "
-                    "that task'", paper_value="the matching probe degrades (qualitative)", source="[secondary]",
-                    measured=None, tolerance="not run at this config (ablate_probe=false; the full config runs it)",
-                    status="not_comparable"))
+                claims.append(Claim.judged(
+                    "probe_ablation", ablation, paper_value="the matching probe degrades (qualitative)",
+                    source="[secondary]", measured=None,
+                    rule=not_comparable("not run at this config (ablate_probe=false; the full config runs it)")))
         return claims
 
     # -- figures ---------------------------------------------------------------------------------------
@@ -359,15 +386,14 @@ class EmbedLLMStudy(Study):
         axes[0].legend(title="training mix", fontsize=8)
         names.append(save_figure(fig, out, "model_embeddings.png"))
 
-        bars = [("oracle", routes["oracle"]["route_accuracy"], "gray"),
-                ("EmbedLLM\n(spec defaults)", routes["embedllm"]["route_accuracy"], "tab:blue"),
+        look = {"oracle": ("oracle", "gray"), "mf": ("MF router", "tab:green"), "knn": ("KNN k=131", "tab:olive"),
+                "knn-val": ("KNN k (val)", "tab:olive"), "random": ("random", "lightgray")}
+        bars = [("EmbedLLM\n(spec defaults)", routes[MAIN_ROUTER]["route_accuracy"], "tab:blue"),
                 ("EmbedLLM\n(lr 1e-3)", routes["embedllm-embedding-config"]["route_accuracy"], "tab:cyan"),
                 ("single best", single_best, "tab:red"),
-                ("weighted\nbaseline", routes["embedllm"]["weighted_baseline"], "tab:orange"),
-                ("MF router", routes["mf"]["route_accuracy"], "tab:green"),
-                ("KNN k=131", routes["knn"]["route_accuracy"], "tab:olive"),
-                ("KNN k (val)", routes["knn-val"]["route_accuracy"], "tab:olive"),
-                ("random", routes["random"]["route_accuracy"], "lightgray")]
+                ("weighted\nbaseline", routes[MAIN_ROUTER]["weighted_baseline"], "tab:orange")]
+        bars += [(*look.get(n, (n, "tab:purple"))[:1], v["route_accuracy"], look.get(n, (n, "tab:purple"))[1])
+                 for n, v in routes.items() if n not in (MAIN_ROUTER, "embedllm-embedding-config")]
         fig, ax = plt.subplots(figsize=(9, 4.5))
         ax.bar(range(len(bars)), [b[1] for b in bars], color=[b[2] for b in bars])
         for i, b in enumerate(bars):

@@ -36,7 +36,7 @@ The default config uses 64 windows of 256 tokens per domain; ``--quick`` 16 wind
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -45,8 +45,8 @@ import numpy as np
 import torch
 
 from lmlab.analysis.extreme_tokens import classify_heads, head_outputs, norm_ratio, sink_share, switching_heads
-from lmlab.config import Config, ConfigError
-from lmlab.studies.base import Claim, Study, Summary, check, pyplot, save_figure
+from lmlab.config import Config, ConfigError, LMConfig
+from lmlab.studies.base import Claim, Result, Study, at_least, at_most, load_study_lm, pyplot, save_figure
 
 PROSE = """\
 The river was low that summer, and the children of the village spent their afternoons on the pale stones of its bed,
@@ -79,12 +79,19 @@ DOMAINS = ("prose", "code", "numbers", "repeated")
 WORDS = ("apple", "river", "the", "house", "blue", "seven", "window", "data", "music", "green")
 # The paper's qualitative finding, in its LLM section [recollection; figures in the repository].
 PAPER_SWITCH = "Llama-2-7B L16H25: active on GitHub code, dormant on Wikipedia"
+PAPER_RESIDUAL_PEAK = "peak of ~100x (Llama-2, [recollection])"
+# Claim thresholds (on the first domain, prose by default, over layers >= skip_layers).
+SINK_SHARE = 0.5  # a head "sinks" when its attention share on the first token is at least this
+MIN_SINK_FRACTION = 0.5  # attention_sink: share of heads that sink
+MAX_VALUE_RATIO = 0.5  # value_drain: median ||v_first|| / median ||v_p||
+MIN_RESID_RATIO = 5.0  # residual_peak: median ||h_first|| / median ||h_p|| over the middle layers
+MIN_SWITCHING_HEADS = 1  # active_dormant_switch
 
 
 @dataclass(frozen=True)
 class LLMSinksConfig(Config):
     seed: int = 0
-    model: str = "default"  # lmlab.lm.load_lm spec: default (SmolLM2 GGUF), a .gguf, an HF directory
+    lm: LMConfig = field(default_factory=LMConfig)  # the probed model (--model, --device)
     domains: tuple[str, ...] = DOMAINS
     n_texts: int = 64  # windows per domain
     seq_len: int = 256  # tokens per window
@@ -95,16 +102,14 @@ class LLMSinksConfig(Config):
     # head (measured), so including them would make nearly every head "switch".
     switch_domains: tuple[str, ...] = ("prose", "code", "numbers")
     prefix: str = ""  # text put before every window, e.g. "<|endoftext|>" to give the model a BOS-like first token
-    batch_size: int = 8
-    device: str = "cpu"
     progress: bool = True
 
     def validate(self) -> None:
         unknown = [d for d in self.domains if d not in DOMAINS]
         if unknown or not self.domains:
             raise ConfigError(f"LLMSinksConfig.domains: unknown {unknown}; choose from {', '.join(DOMAINS)}")
-        if self.n_texts < 1 or self.seq_len < 8 or self.batch_size < 1:
-            raise ConfigError("LLMSinksConfig: n_texts and batch_size must be >= 1 and seq_len >= 8")
+        if self.n_texts < 1 or self.seq_len < 8:
+            raise ConfigError("LLMSinksConfig: n_texts must be >= 1 and seq_len >= 8")
         if not set(self.switch_domains) <= set(self.domains) or len(self.switch_domains) < 2:
             raise ConfigError(f"LLMSinksConfig.switch_domains {self.switch_domains} must be >= 2 of domains {self.domains}")
         if not 0 <= self.active < self.dormant <= 1:
@@ -148,7 +153,7 @@ def _w_o(lm: Any) -> list[torch.Tensor]:
     try:
         return [layer.self_attn.o_proj.weight.detach().float().T.cpu() for layer in decoder_layers(lm.model)]
     except AttributeError:
-        raise ConfigError(f"LLMSinksConfig.model: {type(lm.model).__name__} has no Llama-style self_attn.o_proj; "
+        raise ConfigError(f"LLMSinksConfig.lm.model: {type(lm.model).__name__} has no Llama-style self_attn.o_proj; "
                           "llm-sinks reads Llama/Mistral/Qwen/OLMo-style attention modules") from None
 
 
@@ -189,14 +194,14 @@ class LLMSinksStudy(Study):
         """16 windows of 128 tokens per domain (about two minutes on 2 CPU cores)."""
         return LLMSinksConfig(n_texts=16, seq_len=128)
 
-    def execute(self, cfg: LLMSinksConfig, out: Path, quick: bool, resume: bool) -> Summary:
-        from lmlab.lm import load_lm
+    needs_lm = True
 
+    def execute(self, cfg: LLMSinksConfig, out: Path, quick: bool, resume: bool) -> Result:
         started = time.perf_counter()
-        lm = load_lm(cfg.model, device=cfg.device, batch_size=cfg.batch_size)
+        lm = load_study_lm(cfg.lm)
         load_seconds = round(time.perf_counter() - started, 2)
         if not hasattr(lm, "forward_ids"):
-            raise ConfigError(f"LLMSinksConfig.model: {cfg.model!r} has no weights to record from; "
+            raise ConfigError(f"LLMSinksConfig.lm.model: {cfg.lm.model!r} has no weights to record from; "
                               "use the default model, a .gguf file or a Hugging Face directory")
         rng = np.random.default_rng(cfg.seed)
         results: dict[str, dict[str, torch.Tensor]] = {}
@@ -211,7 +216,7 @@ class LLMSinksStudy(Study):
             if cfg.prefix:
                 pre = list(lm.tokenizer(cfg.prefix, add_special_tokens=False)["input_ids"])
                 windows = [pre + w[: cfg.seq_len - len(pre)] for w in windows]
-            results[d] = measure(lm, windows, cfg.batch_size)
+            results[d] = measure(lm, windows, cfg.lm.batch_size)
         probe_seconds = round(time.perf_counter() - probe_started, 2)
 
         shares = {d: r["sink_share"] for d, r in results.items()}
@@ -220,10 +225,10 @@ class LLMSinksStudy(Study):
         labels = {d: classify_heads(s, cfg.dormant, cfg.active) for d, s in shares.items()}
         counts = {d: {k: sum(row.count(k) for row in lab) for k in ("dormant", "mixed", "active")} for d, lab in labels.items()}
         claims = self._claims(results, switches, counts, cfg)
-        figures = self._figures(out, results, switches, cfg, getattr(lm, "name", cfg.model))
+        figures = self._figures(out, results, switches, cfg, getattr(lm, "name", cfg.lm.model))
         r3 = lambda t: np.round(t.double().numpy(), 3).tolist()  # noqa: E731
         metrics = {
-            "model": getattr(lm, "name", cfg.model),
+            "model": getattr(lm, "name", cfg.lm.model),
             "load": getattr(lm, "load_info", {"seconds": load_seconds}),
             "probe_seconds": probe_seconds,
             "n_layers": int(next(iter(shares.values())).shape[0]),
@@ -233,7 +238,7 @@ class LLMSinksStudy(Study):
             "n_switching_heads_all_domains": len(switches_all),
             "per_domain": {d: {k: r3(v) for k, v in r.items()} for d, r in results.items()},
         }
-        return Summary(self.name, claims, cfg.to_dict(), cfg.seed, quick, "llm-sinks/1", metrics, figures)
+        return Result(claims, metrics, figures, "llm-sinks/1")
 
     @staticmethod
     def _claims(results: dict[str, dict[str, torch.Tensor]], switches: list[dict], counts: dict[str, dict[str, int]],
@@ -243,39 +248,43 @@ class LLMSinksStudy(Study):
         r = results[dom]
         L = r["sink_share"].shape[0]
         deep = r["sink_share"][s:]
-        frac_sink = float((deep >= 0.5).float().mean())
+        frac_sink = float((deep >= SINK_SHARE).float().mean())
         value_med = float(r["value_ratio"][s:].median())
         mid = r["resid_ratio"][s:max(s + 1, L - 1)]
         resid_med = float(mid.median())
-        per_domain_frac = {d: round(float((x["sink_share"][s:] >= 0.5).float().mean()), 3) for d, x in results.items()}
+        per_domain_frac = {d: round(float((x["sink_share"][s:] >= SINK_SHARE).float().mean()), 3) for d, x in results.items()}
         return [
-            Claim("attention_sink", f"Most attention heads (layers >= {s}) put most of their attention on the first token",
-                  paper_value="most heads, Llama-2 / OLMo (qualitative)",
-                  measured={f"fraction_of_heads_share_ge_0.5_{dom}": round(frac_sink, 3),
-                            "mean_share_by_layer": np.round(r["sink_share"].mean(1).double().numpy(), 3).tolist(),
-                            "fraction_by_domain": per_domain_frac},
-                  tolerance=f"on {dom}: >= 50% of the heads in layers >= {s} have first-token share >= 0.5",
-                  status=check(frac_sink >= 0.5), source="[abstract]"),
-            Claim("value_drain", "The first token's value states are small (a value-state drain)",
-                  paper_value="||v_first|| << ||v_other|| (qualitative)",
-                  measured={f"median_value_norm_ratio_layers_ge_{s}": round(value_med, 3),
-                            f"median_W_O_v_norm_ratio_layers_ge_{s}": round(float(r["value_out_ratio"][s:].median()), 3),
-                            "by_layer": np.round(r["value_ratio"].mean(1).double().numpy(), 3).tolist()},
-                  tolerance=f"on {dom}: median over layers >= {s} and KV heads of ||v_first|| / median ||v_p|| <= 0.5",
-                  status=check(value_med <= 0.5), source="[abstract]"),
-            Claim("residual_peak", "The first token's residual state has a far larger norm than the others' "
-                  "(a residual-state peak) in the middle layers",
-                  paper_value="peak of ~100x (Llama-2, [recollection])",
-                  measured={f"median_resid_norm_ratio_layers_{s}_to_{L - 2}": round(resid_med, 2),
-                            "by_layer": np.round(r["resid_ratio"].double().numpy(), 2).tolist()},
-                  tolerance=f"on {dom}: median over layers {s}..{L - 2} of ||h_first|| / median ||h_p|| >= 5",
-                  status=check(resid_med >= 5), source="[abstract] + [recollection]"),
-            Claim("active_dormant_switch", "Some heads are dormant (attention parked on the first token) on one input "
-                  f"domain and active on another ({', '.join(cfg.switch_domains)})",
-                  paper_value=PAPER_SWITCH,
-                  measured={"n_switching_heads": len(switches), "strongest": switches[:5], "head_counts": counts},
-                  tolerance=f"at least one head with share >= {cfg.dormant} on one domain and <= {cfg.active} on another",
-                  status=check(len(switches) >= 1), source="[recollection]; figures in the repository"),
+            Claim.judged("attention_sink", f"Most attention heads (layers >= {s}) put most of their attention on the first token",
+                         paper_value="most heads, Llama-2 / OLMo (qualitative)",
+                         measured={f"fraction_of_heads_share_ge_{SINK_SHARE:g}_{dom}": round(frac_sink, 3),
+                                   "mean_share_by_layer": np.round(r["sink_share"].mean(1).double().numpy(), 3).tolist(),
+                                   "fraction_by_domain": per_domain_frac},
+                         rule=at_least(frac_sink, MIN_SINK_FRACTION, what=f"on {dom}: fraction of the heads in layers "
+                                       f">= {s} with first-token share >= {SINK_SHARE:g}"),
+                         source="[abstract]"),
+            Claim.judged("value_drain", "The first token's value states are small (a value-state drain)",
+                         paper_value="||v_first|| << ||v_other|| (qualitative)",
+                         measured={f"median_value_norm_ratio_layers_ge_{s}": round(value_med, 3),
+                                   f"median_W_O_v_norm_ratio_layers_ge_{s}": round(float(r["value_out_ratio"][s:].median()), 3),
+                                   "by_layer": np.round(r["value_ratio"].mean(1).double().numpy(), 3).tolist()},
+                         rule=at_most(value_med, MAX_VALUE_RATIO, what=f"on {dom}: median over layers >= {s} and KV "
+                                      "heads of ||v_first|| / median ||v_p||"),
+                         source="[abstract]"),
+            Claim.judged("residual_peak", "The first token's residual state has a far larger norm than the others' "
+                         "(a residual-state peak) in the middle layers",
+                         paper_value=PAPER_RESIDUAL_PEAK,
+                         measured={f"median_resid_norm_ratio_layers_{s}_to_{L - 2}": round(resid_med, 2),
+                                   "by_layer": np.round(r["resid_ratio"].double().numpy(), 2).tolist()},
+                         rule=at_least(resid_med, MIN_RESID_RATIO, what=f"on {dom}: median over layers {s}..{L - 2} "
+                                       "of ||h_first|| / median ||h_p||"),
+                         source="[abstract] + [recollection]"),
+            Claim.judged("active_dormant_switch", "Some heads are dormant (attention parked on the first token) on one "
+                         f"input domain and active on another ({', '.join(cfg.switch_domains)})",
+                         paper_value=PAPER_SWITCH,
+                         measured={"n_switching_heads": len(switches), "strongest": switches[:5], "head_counts": counts},
+                         rule=at_least(len(switches), MIN_SWITCHING_HEADS, what=f"heads with share >= {cfg.dormant} "
+                                       f"on one domain and <= {cfg.active} on another"),
+                         source="[recollection]; figures in the repository"),
         ]
 
     @staticmethod

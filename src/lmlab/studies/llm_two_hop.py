@@ -28,15 +28,16 @@ The default config is the paper's probe size (1,000 prompts per K); ``--quick`` 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from lmlab.config import Config, ConfigError
-from lmlab.studies.base import Claim, Study, Summary, check, pyplot, save_figure
+from lmlab.config import Config, ConfigError, LMConfig
+from lmlab.studies.base import (Claim, Result, Study, all_of, at_least, greater, is_true, load_study_lm,
+                                not_comparable, pyplot, save_figure, within)
 from lmlab.tasks.two_hop import N_SPECIAL, TwoHopTask, TwoHopTaskConfig
 
 # Candidate entity names; the study keeps those that are a single token (with a leading space).
@@ -49,27 +50,31 @@ NAMES = (
 
 # Paper [secondary]: Llama-2-7B probability of the target End for 1..5 chains (K = 0..4 distractors).
 PAPER_LLAMA2 = {0: 0.82, 1: 0.41, 2: 0.31, 3: 0.25, 4: 0.20}
+# Paper [secondary]: the same after a LoRA fine-tune on K = 1.
+PAPER_LLAMA2_AFTER_LORA = [1.00, 1.00, 0.92, 0.89, 0.86]
+# Claim thresholds.
+MIN_P_TARGET_NO_DISTRACTOR = 0.5  # answers_without_distractors: mean P(target End) at K = 0
+GUESS_TOL = 0.1  # guesses_among_ends: |P(target | candidate Ends) - 1/(K+1)| for every K >= 1
+MIN_DISTRACTOR_SHARE = 0.5  # errors_on_distractor_ends: share of entity-naming errors on distractor Ends
 ERROR_KINDS = ("distractor_end", "query_bridge", "query_source", "other_entity", "not_an_entity")
 
 
 @dataclass(frozen=True)
 class LLMTwoHopConfig(Config):
     seed: int = 0
-    model: str = "default"  # lmlab.lm.load_lm spec: default (SmolLM2 GGUF), a .gguf, an HF directory
+    lm: LMConfig = field(default_factory=LMConfig)  # the probed model (--model, --device)
     ks: tuple[int, ...] = (0, 1, 2, 3, 4)  # numbers of distracting chains
     n_prompts: int = 1000  # per K
     relation: str = "boss"
     premise: str = "The {rel} of {a} is {b}."
     question: str = "Therefore, the {rel} of the {rel} of {src} is"
-    batch_size: int = 8
-    device: str = "cpu"
     progress: bool = True
 
     def validate(self) -> None:
         if not self.ks or min(self.ks) < 0:
             raise ConfigError(f"LLMTwoHopConfig.ks must be non-empty numbers >= 0, got {self.ks}")
-        if self.n_prompts < 1 or self.batch_size < 1:
-            raise ConfigError("LLMTwoHopConfig.n_prompts and batch_size must be >= 1")
+        if self.n_prompts < 1:
+            raise ConfigError("LLMTwoHopConfig.n_prompts must be >= 1")
         for key, text, fields in (("premise", self.premise, ("{a}", "{b}")), ("question", self.question, ("{src}",))):
             missing = [f for f in fields if f not in text]
             if missing:
@@ -147,15 +152,15 @@ class LLMTwoHopStudy(Study):
         """100 prompts per K (500 prompts, about 3 minutes with SmolLM2-135M on 2 cores)."""
         return LLMTwoHopConfig(n_prompts=100)
 
-    def execute(self, cfg: LLMTwoHopConfig, out: Path, quick: bool, resume: bool) -> Summary:
-        from lmlab.lm import load_lm
+    needs_lm = True
 
+    def execute(self, cfg: LLMTwoHopConfig, out: Path, quick: bool, resume: bool) -> Result:
         started = time.perf_counter()
-        lm = load_lm(cfg.model, device=cfg.device, batch_size=cfg.batch_size)
+        lm = load_study_lm(cfg.lm)
         load_seconds = round(time.perf_counter() - started, 2)
         tok = lm.tokenizer
         if tok is None:
-            raise ConfigError(f"LLMTwoHopConfig.model: {cfg.model!r} has no tokenizer/logits (an HTTP endpoint); "
+            raise ConfigError(f"LLMTwoHopConfig.lm.model: {cfg.lm.model!r} has no tokenizer/logits (an HTTP endpoint); "
                               "this probe needs next-token logits")
         names = single_token_names(tok)
         need = 3 * (max(cfg.ks) + 1)
@@ -178,25 +183,26 @@ class LLMTwoHopStudy(Study):
         claims = self._claims(table, cfg)
         figures = self._figures(out, table, lm)
         metrics = {
-            "model": getattr(lm, "name", cfg.model),
+            "model": getattr(lm, "name", cfg.lm.model),
             "load": getattr(lm, "load_info", {"seconds": load_seconds}),
             "probe_seconds": probe_seconds,
             "n_single_token_names": len(names),
             "per_k": {str(K): v for K, v in table.items()},
             "example_prompts": {str(K): p for K, p in examples.items()},
         }
-        return Summary(self.name, claims, cfg.to_dict(), cfg.seed, quick, "two_hop/1+text", metrics, figures)
+        return Result(claims, metrics, figures, "two_hop/1+text")
 
     @staticmethod
     def _logits(lm: Any, prompts: list[str], cfg: LLMTwoHopConfig, K: int) -> torch.Tensor:
         chunks = []
-        steps = range(0, len(prompts), cfg.batch_size)
+        bs = cfg.lm.batch_size
+        steps = range(0, len(prompts), bs)
         if cfg.progress:
             from tqdm import tqdm
 
             steps = tqdm(steps, desc=f"K={K}", leave=False)
         for i in steps:
-            chunks.append(lm.next_token_logits(prompts[i:i + cfg.batch_size]).float())
+            chunks.append(lm.next_token_logits(prompts[i:i + bs]).float())
         return torch.cat(chunks)
 
     @staticmethod
@@ -220,23 +226,23 @@ class LLMTwoHopStudy(Study):
         claims = []
         if 0 in t:
             p0 = t[0]["p_target"]
-            claims.append(Claim(
+            claims.append(Claim.judged(
                 "answers_without_distractors", "With a single chain in context (no distractor) the LLM puts most of "
                 "its next-token probability on the End entity",
                 paper_value={"llama2_7b_p_target": PAPER_LLAMA2[0]},
                 measured={"p_target": p0, "top1_accuracy": t[0]["top1_accuracy"]},
-                tolerance="mean next-token probability of the target End >= 0.5",
-                status=check(p0 >= 0.5), source="[secondary]"))
+                rule=at_least(p0, MIN_P_TARGET_NO_DISTRACTOR, what="mean next-token probability of the target End"),
+                source="[secondary]"))
         ks = [K for K in t if K >= 1]
         if ks:
             gaps = {K: round(t[K]["p_target_among_candidates"] - 1 / (K + 1), 4) for K in ks}
-            claims.append(Claim(
+            claims.append(Claim.judged(
                 "guesses_among_ends", "With K distracting chains the target's share of the candidate Ends' probability "
                 "is about 1/(K+1): the model guesses uniformly among the chains' Ends",
                 paper_value={str(K): PAPER_LLAMA2.get(K) for K in ks},
                 measured={str(K): t[K]["p_target_among_candidates"] for K in ks} | {"minus_chance": {str(K): g for K, g in gaps.items()}},
-                tolerance="|P(target | candidate Ends) - 1/(K+1)| <= 0.1 for every K >= 1",
-                status=check(all(abs(g) <= 0.1 for g in gaps.values())),
+                rule=is_true(all(within(g, 0.0, GUESS_TOL).ok for g in gaps.values()),
+                             f"|P(target | candidate Ends) - 1/(K+1)| <= {GUESS_TOL:g} for every K >= 1"),
                 source="[secondary] Llama-2-7B next-token probabilities, ~1/(K+1)"))
             errs = {k: sum(t[K]["errors"][k] for K in ks) for k in ERROR_KINDS}
             entity_errs = sum(errs[k] for k in ERROR_KINDS if k != "not_an_entity")
@@ -244,7 +250,8 @@ class LLMTwoHopStudy(Study):
             # If wrong answers picked any other context entity uniformly: K distractor Ends of 3K+2 entities.
             n_err = {K: sum(t[K]["errors"][k] for k in ERROR_KINDS if k != "not_an_entity") for K in ks}
             baseline = sum(n_err[K] * K / (3 * K + 2) for K in ks) / entity_errs if entity_errs else float("nan")
-            claims.append(Claim(
+            what = "share of the wrong top-1 answers naming a context entity that are distractor Ends"
+            claims.append(Claim.judged(
                 "errors_on_distractor_ends", "Wrong answers land on the distracting chains' Ends (guessing among "
                 "candidates), not on other entities in the context",
                 paper_value="errors are distractor Ends (qualitative)",
@@ -252,14 +259,14 @@ class LLMTwoHopStudy(Study):
                           "uniform_over_context_entities_baseline": round(baseline, 4),
                           "errors_by_kind": errs,
                           "share_of_errors_not_an_entity": round(errs["not_an_entity"] / max(1, sum(errs.values())), 4)},
-                tolerance="among wrong top-1 answers that name a context entity, >= 0.5 are distractor Ends "
-                          "(and more than the uniform baseline)",
-                status=check(entity_errs > 0 and share >= 0.5 and share > baseline),
+                # no entity error at all: the share is NaN and both rules fail
+                rule=all_of(at_least(share, MIN_DISTRACTOR_SHARE, what=what),
+                            greater(share, baseline, what="it", than="the uniform baseline")),
                 source="[abstract]"))
-        claims.append(Claim(
+        claims.append(Claim.judged(
             "lora_fixes_it", "A short LoRA fine-tune on K=1 distractor makes the LLM answer correctly for all K",
-            paper_value={"llama2_7b_after_lora": [1.00, 1.00, 0.92, 0.89, 0.86]}, measured=None,
-            tolerance="not tested: no fine-tuning in this study", status="not_comparable", source="[secondary]"))
+            paper_value={"llama2_7b_after_lora": PAPER_LLAMA2_AFTER_LORA}, measured=None,
+            rule=not_comparable("not tested: no fine-tuning in this study"), source="[secondary]"))
         return claims
 
     @staticmethod

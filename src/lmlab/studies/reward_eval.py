@@ -33,23 +33,30 @@ import json
 import re
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from lmlab.config import Config, ConfigError
+from lmlab.config import Config, ConfigError, LMConfig
 from lmlab.io import atomic_write_text
 from lmlab.rewardeval.data import BUNDLED_HH  # light: numpy and lmlab.config only
-from lmlab.studies.base import Claim, Study, Summary, check, pyplot, save_figure
+from lmlab.studies.base import (Claim, Result, Study, at_least, ci_excludes, is_true, load_study_lm, not_comparable,
+                                pyplot, save_figure)
+
+# Claim thresholds.
+MIN_OVEROPT_CELLS = 1  # bok_overoptimisation: (RM, domain) cells whose fall BoK(overopt_k) - BoK(K) has a CI above 0
+MIN_AGREE_RHO = 0.5  # correctness_metrics_agree: Spearman rho of pairwise accuracy vs best-of-K improvement
+MIN_AGREE_CELLS = 4  # ... over at least this many (RM, domain) cells
+PAPER_PEAK_PEARSON = "0.77-0.80"  # low_quantile_aggregation: peak Pearson with the downstream score
 
 
 @dataclass(frozen=True)
 class RewardEvalConfig(Config):
     seed: int = 0
-    model: str = "default"  # lmlab.lm.load_lm spec: the policy that answers, and the LM behind judge/implicit
-    rms: tuple[str, ...] = ("length", "judge", "implicit")  # lmlab.rewardeval.models specs
+    lm: LMConfig = field(default_factory=LMConfig)  # the policy that answers, and the LM behind judge/implicit
+    rms: tuple[str, ...] = ("length", "judge", "implicit")  # lmlab.rewardeval.models specs: name or name:argument
     data: tuple[str, ...] = ()  # best-of-K / preference files; empty: build the correctness set + bundled HH
     on_bad_row: Literal["fail", "skip"] = "fail"
     # correctness-set builder
@@ -67,25 +74,16 @@ class RewardEvalConfig(Config):
     n_boot: int = 1000
     overopt_k: int = 2  # over-optimisation: BoK(overopt_k) vs BoK(K)
     min_mixed_prompts: int = 4  # a domain enters the over-optimisation test with this many mixed-label prompts
-    batch_size: int = 8
     score_chunk: int = 16
-    device: str = "cpu"
     progress: bool = True
 
     def validate(self) -> None:
         from lmlab.rewardeval.builder import LEVELS
-
         from lmlab.rewardeval.models import REWARD_MODELS
 
         if not self.rms:
             raise ConfigError("RewardEvalConfig.rms: give at least one reward model, e.g. --rm length")
-        for spec in self.rms:
-            name = spec.partition(":")[0]
-            if name not in REWARD_MODELS.entries:
-                try:
-                    REWARD_MODELS.get(name)
-                except KeyError as e:
-                    raise ConfigError(f"RewardEvalConfig.rms: {str(e).strip(chr(39))}") from None
+        REWARD_MODELS.check([spec.partition(":")[0] for spec in self.rms], "RewardEvalConfig.rms")
         for d in self.domains:
             if d not in LEVELS:
                 raise ConfigError(f"RewardEvalConfig.domains: unknown domain {d!r}; choose from {', '.join(LEVELS)}")
@@ -93,7 +91,7 @@ class RewardEvalConfig(Config):
             raise ConfigError(f"RewardEvalConfig.K must be >= 2 (best-of-K needs a choice), got {self.K}")
         if not 1 <= self.overopt_k < self.K:
             raise ConfigError(f"RewardEvalConfig.overopt_k must be in [1, K), got {self.overopt_k}")
-        for name in ("per_level", "n_preference_pairs", "n_boot", "batch_size", "score_chunk", "max_new_tokens"):
+        for name in ("per_level", "n_preference_pairs", "n_boot", "score_chunk", "max_new_tokens"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"RewardEvalConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.temperature <= 0:
@@ -129,18 +127,19 @@ class RewardEvalStudy(Study):
         return RewardEvalConfig(per_level=2, K=8, max_new_tokens=32, n_preference_pairs=20, max_prompt_chars=400)
 
     # -- pipeline --------------------------------------------------------------------------------------
-    def execute(self, cfg: RewardEvalConfig, out: Path, quick: bool, resume: bool) -> Summary:
+    needs_lm = True
+
+    def execute(self, cfg: RewardEvalConfig, out: Path, quick: bool, resume: bool) -> Result:
         from lmlab.rewardeval.data import BestOfKSet, clip_prompt, read_any, read_best_of_k, read_preference
-        from lmlab.rewardeval.models import build_rm, needs_lm
+        from lmlab.rewardeval.models import rm_class
 
         timings: dict[str, float] = {}
         lm = None
         build = not cfg.data
-        if build or any(needs_lm(s) for s in cfg.rms):
-            from lmlab.lm import load_lm
-
+        classes = {spec: rm_class(spec) for spec in cfg.rms}  # spec -> (class, argument)
+        if build or any(cls.needs_lm for cls, _ in classes.values()):
             t = time.perf_counter()
-            lm = load_lm(cfg.model, device=cfg.device, batch_size=cfg.batch_size)
+            lm = load_study_lm(cfg.lm)
             timings["load_lm"] = round(time.perf_counter() - t, 2)
 
         bok_sets: dict[str, Any] = {}
@@ -152,7 +151,7 @@ class RewardEvalStudy(Study):
             problems = make_problems({d: LEVELS[d] for d in cfg.domains}, cfg.per_level, cfg.seed)
             path = out / "correctness_set.jsonl"
             build_correctness_set(lm, problems, cfg.K, path, cfg.temperature, cfg.top_p, cfg.max_new_tokens,
-                                  cfg.seed, model_name=getattr(lm, "name", cfg.model), resume=resume,
+                                  cfg.seed, model_name=getattr(lm, "name", cfg.lm.model), resume=resume,
                                   progress=cfg.progress)
             timings["build_correctness_set"] = round(time.perf_counter() - t, 2)
             bok_sets["correctness"] = read_best_of_k(path, on_error="fail")
@@ -168,8 +167,7 @@ class RewardEvalStudy(Study):
                 _warn_skipped(ds)
                 (bok_sets if isinstance(ds, BestOfKSet) else pref_sets)[_safe(Path(p).name)] = ds
 
-        rms = {spec: build_rm(spec, lm=lm, device=cfg.device, batch_size=cfg.batch_size) if spec.startswith("hf:")
-               else build_rm(spec, lm=lm) for spec in cfg.rms}
+        rms = {spec: cls.from_study(arg, lm, cfg) for spec, (cls, arg) in classes.items()}
 
         # -- scoring (cached per data set and RM) ------------------------------------------------------
         bok_scores: dict[str, dict[str, np.ndarray]] = {}
@@ -202,14 +200,14 @@ class RewardEvalStudy(Study):
         claims = self._claims(bok_tables, pref_tables, cfg)
         figures = self._figures(out, bok_tables, pref_tables)
         metrics = {
-            "model": getattr(lm, "name", cfg.model) if lm is not None else None,
+            "model": getattr(lm, "name", cfg.lm.model) if lm is not None else None,
             "reward_models": list(cfg.rms),
             "best_of_k": bok_tables, "preference": pref_tables,
             "data": {tag: {"path": ds.path, "rows": len(ds), "skipped_rows": ds.skipped}
                      for tag, ds in {**bok_sets, **pref_sets}.items()},
             "timings_s": timings, "metric_table": table_md,
         }
-        return Summary(self.name, claims, cfg.to_dict(), cfg.seed, quick, "rewardeval/1", metrics, figures)
+        return Result(claims, metrics, figures, "rewardeval/1")
 
     @staticmethod
     def _cached(path: Path, items: list[Any], cfg: RewardEvalConfig, resume: bool, desc: str, fn: Any) -> np.ndarray:
@@ -358,43 +356,45 @@ class RewardEvalStudy(Study):
                     if np.isfinite(r["pairwise_accuracy"]):
                         cells.append((spec, g, r["pairwise_accuracy"], r["improvement"]))
         significant = {k: v for k, v in falls.items()
-                       if v["ci95"][0] > 0 and v["n_mixed_prompts"] >= cfg.min_mixed_prompts}
+                       if ci_excludes(v["ci95"], 0.0, side="above").ok and v["n_mixed_prompts"] >= cfg.min_mixed_prompts}
         no_bok = "not tested: no best-of-K data in this run"
         if not falls:
-            claims.append(Claim("bok_overoptimisation", "Some reward models over-optimise: their best-of-K accuracy "
-                                "falls as K grows", paper_value="qualitative", measured=None, tolerance=no_bok,
-                                status="not_comparable", source="[secondary]"))
+            claims.append(Claim.judged("bok_overoptimisation", "Some reward models over-optimise: their best-of-K "
+                                       "accuracy falls as K grows", paper_value="qualitative", measured=None,
+                                       rule=not_comparable(no_bok), source="[secondary]"))
         else:
-            claims.append(Claim(
+            claims.append(Claim.judged(
                 "bok_overoptimisation", "Some reward models over-optimise: their best-of-K accuracy falls as K grows "
                 "(the paper sees it on MBPP-Plus)",
                 paper_value="qualitative: BoK falls with K for some RMs",
                 measured={"falls_with_ci_above_0": significant, "n_cells": len(falls),
                           "largest_fall": max(falls.items(), key=lambda kv: kv[1]["fall"])},
-                tolerance=f"pass if for at least one (RM, domain) with >= {cfg.min_mixed_prompts} prompts that have both "
-                          f"correct and incorrect responses, the mean per-prompt fall BoK({k0}) - BoK(K) has a 95% "
-                          "bootstrap CI (over prompts) wholly above 0",
-                status=check(bool(significant)), source="[secondary]", evidence={"all_cells": falls}))
+                rule=at_least(len(significant), MIN_OVEROPT_CELLS,
+                              what=f"(RM, domain) cells with >= {cfg.min_mixed_prompts} prompts that have both correct "
+                                   f"and incorrect responses whose mean per-prompt fall BoK({k0}) - BoK(K) has a 95% "
+                                   "bootstrap CI (over prompts) wholly above 0"),
+                source="[secondary]", evidence={"all_cells": falls}))
         # (2) correctness metrics agree: pairwise accuracy tracks the best-of-K improvement
         agree_text = ("On verifiable-correctness sets, an RM's pairwise accuracy and its best-of-K improvement over "
                       "the base rank (RM, domain) cells alike: the correctness metrics measure one ability")
+        agree_rule = f"Spearman rho >= {MIN_AGREE_RHO:g} over >= {MIN_AGREE_CELLS} (RM, domain) cells"
         if not falls:
-            claims.append(Claim("correctness_metrics_agree", agree_text, paper_value="qualitative", measured=None,
-                                tolerance=no_bok, status="not_comparable", source="[recollection]"))
-        elif len(cells) < 4:
-            claims.append(Claim(
+            claims.append(Claim.judged("correctness_metrics_agree", agree_text, paper_value="qualitative", measured=None,
+                                       rule=not_comparable(no_bok), source="[recollection]"))
+        elif len(cells) < MIN_AGREE_CELLS:
+            claims.append(Claim.judged(
                 "correctness_metrics_agree", agree_text, paper_value="qualitative",
                 measured={"n_cells_with_mixed_labels": len(cells)},
-                tolerance="Spearman rho >= 0.5 over >= 4 (RM, domain) cells; fewer cells have both correct and "
-                          "incorrect responses, so it cannot be measured", status=check(None), source="[recollection]"))
+                rule=is_true(None, f"{agree_rule}; fewer cells have both correct and incorrect responses, so it cannot "
+                                   "be measured"), source="[recollection]"))
         else:
             rho = float(spearmanr([c[2] for c in cells], [c[3] for c in cells]).statistic)
-            claims.append(Claim(
+            claims.append(Claim.judged(
                 "correctness_metrics_agree", agree_text,
                 paper_value="correctness metrics correlate strongly with each other (qualitative)",
                 measured={"spearman_accuracy_vs_improvement": round(rho, 4), "n_cells": len(cells)},
-                tolerance="Spearman rho >= 0.5 over the (RM, domain) cells",
-                status=check(np.isfinite(rho) and rho >= 0.5), source="[recollection]",
+                rule=at_least(rho, MIN_AGREE_RHO, what="Spearman rho over the (RM, domain) cells"),
+                source="[recollection]",
                 evidence={"cells": [{"rm": c[0], "domain": c[1], "pairwise_accuracy": round(c[2], 4),
                                      "improvement": round(c[3], 4)} for c in cells]}))
         hh_acc = {f"{tag}:{spec}": round(r["accuracy"], 4) for tag, t in pref.items() for spec, r in t["rms"].items()}
@@ -404,20 +404,20 @@ class RewardEvalStudy(Study):
         why = ("PPE validates metrics against the post-RLHF Chatbot Arena scores of 9 RMs (DPO on Llama-3.1-8B, "
                "12,190 votes); we train no policy and collect no votes, so there is no downstream outcome to "
                "correlate with")
-        claims.append(Claim(
+        claims.append(Claim.judged(
             "preference_accuracy_best_predictor", "Human-preference accuracy is the strongest single predictor of "
             "post-RLHF Arena score", paper_value="qualitative (Pearson with Arena score, N = 9 RMs)",
-            measured={"human_preference_accuracy": hh_acc}, tolerance=f"not tested: {why}",
-            status="not_comparable", source="[secondary]"))
-        claims.append(Claim(
+            measured={"human_preference_accuracy": hh_acc}, rule=not_comparable(f"not tested: {why}"),
+            source="[secondary]"))
+        claims.append(Claim.judged(
             "low_quantile_aggregation", "Aggregating correctness metrics across domains by a low quantile or the "
             "minimum predicts downstream performance better than the mean or the max",
-            paper_value={"peak_pearson": "0.77-0.80"}, measured={"aggregates": agg},
-            tolerance=f"not tested: {why}; the aggregates are reported", status="not_comparable", source="[secondary]"))
-        claims.append(Claim(
+            paper_value={"peak_pearson": PAPER_PEAK_PEARSON}, measured={"aggregates": agg},
+            rule=not_comparable(f"not tested: {why}; the aggregates are reported"), source="[secondary]"))
+        claims.append(Claim.judged(
             "rewardbench_negative", "RewardBench scores of the top RMs correlate negatively with downstream performance",
             paper_value="qualitative", measured=None,
-            tolerance=f"not tested: no RewardBench data and {why}", status="not_comparable", source="[secondary]"))
+            rule=not_comparable(f"not tested: no RewardBench data and {why}"), source="[secondary]"))
         return claims
 
     # -- figures ----------------------------------------------------------------------------------------

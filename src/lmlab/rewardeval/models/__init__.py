@@ -1,7 +1,9 @@
 """Reward models behind one interface, :class:`RewardModel` (``score(prompt, response) -> float``).
 
 One file and one registry line per adapter. A spec string ``name`` or ``name:argument`` builds one
-with :func:`build_rm` (the CLI's ``--rm``):
+with :func:`build_rm` (the CLI's ``--rm``); a study builds each with ``cls.from_study(arg, lm, cfg)``,
+so a new adapter needs no change to the study. ``needs_lm`` is a class attribute: whether the
+adapter scores through an :class:`lmlab.lm.LM` (the study loads one only then).
 
 ==================  ==========================================================================
 ``length``          response length in characters (the trivial baseline)
@@ -19,7 +21,7 @@ from typing import Any
 from lmlab.registry import Registry
 from lmlab.rewardeval.models.base import RewardModel
 
-__all__ = ["RewardModel", "REWARD_MODELS", "build_rm", "needs_lm"]
+__all__ = ["RewardModel", "REWARD_MODELS", "build_rm", "rm_class"]
 
 REWARD_MODELS = Registry("reward model", {
     "length": "lmlab.rewardeval.models.length:LengthRM",
@@ -30,13 +32,14 @@ REWARD_MODELS = Registry("reward model", {
 })
 
 
-def needs_lm(spec: str) -> bool:
-    """Whether the RM named by ``spec`` scores through an :class:`lmlab.lm.LM`."""
-    return bool(getattr(REWARD_MODELS.get(spec.partition(":")[0]), "needs_lm", False))
+def rm_class(spec: str) -> tuple[type[RewardModel], str]:
+    """The class registered for ``name`` of a ``name`` or ``name:argument`` spec, and the argument
+    (:class:`lmlab.registry.UnknownName` for an unknown name). Ask the class, e.g. ``cls.needs_lm``."""
+    name, _, arg = spec.partition(":")
+    return REWARD_MODELS.get(name), arg
 
 
 def build_rm(spec: str, lm: Any = None, **kwargs: Any) -> RewardModel:
     """Build a reward model from ``name`` or ``name:argument`` (see the module table)."""
-    name, _, arg = spec.partition(":")
-    cls = REWARD_MODELS.get(name)
+    cls, arg = rm_class(spec)
     return cls.from_spec(arg, lm=lm, **kwargs)

@@ -23,6 +23,12 @@ class RewardModel:
     def from_spec(cls, arg: str = "", lm: Any = None, **kwargs: Any) -> RewardModel:
         return cls(**kwargs) if not cls.needs_lm else cls(lm, **kwargs)
 
+    @classmethod
+    def from_study(cls, arg: str, lm: Any, cfg: Any) -> RewardModel:
+        """Build for a study from the spec's argument, the study's LM (None unless ``needs_lm``) and its
+        config (an ``lm`` section with ``device`` and ``batch_size``); default: :meth:`from_spec`."""
+        return cls.from_spec(arg, lm=lm)
+
     def score(self, prompt: str, response: str) -> float:
         return float(self.score_batch([prompt], [response])[0])
 

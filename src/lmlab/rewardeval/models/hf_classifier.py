@@ -43,6 +43,11 @@ class HFClassifierRM(RewardModel):
         return cls.from_pretrained(arg, **kwargs)
 
     @classmethod
+    def from_study(cls, arg: str, lm: Any, cfg: Any) -> HFClassifierRM:
+        """Loaded on the study's device with its batch size (``cfg.lm``)."""
+        return cls.from_pretrained(arg, device=cfg.lm.device, batch_size=cfg.lm.batch_size)
+
+    @classmethod
     def from_pretrained(cls, path: str | Path, device: str = "cpu", batch_size: int = 8, **kwargs: Any) -> HFClassifierRM:
         from lmlab.lm import LMError
         from lmlab.lm.hf import import_transformers
