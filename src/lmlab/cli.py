@@ -64,22 +64,36 @@ def run(
                                                     "option): length, judge, judge-pairwise, implicit, hf:PATH")] = None,
     data: Annotated[Optional[list[str]], typer.Option("--data", help="data file(s) for reward-eval (repeat the "
                                                       "option): best-of-K or human-preference JSONL/parquet")] = None,
+    nproc: Annotated[int, typer.Option(help="data-parallel training over N processes on this node (torchrun; "
+                                            "gloo on CPU, NCCL on GPU): same global batch, rank 0 writes")] = 1,
 ) -> None:
     """Run a study: train, analyse, write figures and summary.json."""
     from lmlab.config import ConfigError
     from lmlab.lm import LMError
-    from lmlab.studies.runner import default_out, make_config, resolve_study
+    from lmlab.studies.runner import default_out, make_config, resolve_study, run_device
     from lmlab.train import CheckpointError
+
+    from lmlab.train import distributed
 
     if threads < 0:
         _fail(f"--threads must be >= 0 (0: torch's default), got {threads}")
         return
+    if nproc < 1:
+        _fail(f"--nproc must be >= 1, got {nproc}")
+        return
+    if nproc > 1 and not distributed.launched():
+        raise typer.Exit(_torchrun(nproc))
     _set_threads(threads)
+    scratch = None
     try:
         s = resolve_study(study)
         cfg = make_config(s, quick=quick, config_file=config, overrides=list(set_ or []), seed=seed, device=device,
                           progress=progress, model=model, rm=rm, data=data)
         out = out or default_out(study, quick, control, cfg.seed)
+        if distributed.init_from_env(run_device(cfg)) and distributed.rank() != 0:
+            # Ranks > 0 train their share (resuming from rank 0's checkpoints) and write their copy of the
+            # study's files into out/.rank<r>, removed when the run ends well (kept for a resume otherwise).
+            scratch = out = Path(out) / f".rank{distributed.rank()}"
         summary = s.run(cfg, out, quick=quick, resume=resume, control=control)
     except NotImplementedError as e:
         _fail(str(e))
@@ -87,10 +101,37 @@ def run(
     except (ConfigError, CheckpointError, KeyError, LMError) as e:
         _fail(str(e).strip("'\""))
         return
+    finally:
+        distributed.shutdown()
+    if scratch is not None:
+        import shutil
+
+        shutil.rmtree(scratch, ignore_errors=True)
+        return
     typer.echo(f"{study}: {summary.to_dict()['n_pass']}/{len(summary.claims)} claims pass "
                f"({summary.seconds:.0f} s); summary: {Path(out) / 'summary.json'}")
     for c in summary.claims:
         typer.echo(f"  [{c.status:>14s}] {c.id}: paper {json.dumps(c.paper_value)} | ours {json.dumps(c.measured)}")
+
+
+def _torchrun(nproc: int) -> int:
+    """Re-launch this command as ``torchrun --standalone --nproc-per-node N -m lmlab ...`` without --nproc."""
+    from torch.distributed.run import main as torchrun
+
+    args, skip = [], False
+    for a in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            args.append(a)
+    try:
+        torchrun(["--standalone", "--nproc-per-node", str(nproc), "-m", "lmlab", *args])
+    except Exception as e:  # torchrun raises ChildFailedError after printing each rank's error
+        typer.echo(f"error: a training process failed ({type(e).__name__}); see the lines above", err=True)
+        return 1
+    return 0
 
 
 @app.command()

@@ -41,7 +41,7 @@ def _worker(rank, port, tmp):
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:
-        # rank 1 passes its own directory, as a study on rank 1 would; it reads and writes rank 0's
+        # rank 1 passes its own directory, as a study on rank 1 would; it resumes from rank 0's checkpoint
         run(f"{tmp}/ddp" if rank == 0 else f"{tmp}/scratch1")
         try:
             run(f"{tmp}/ddp-resumed" if rank == 0 else f"{tmp}/scratch1b", kill_at=10)
@@ -74,7 +74,8 @@ def test_ddp_two_processes_match_one_process(tmp_path, one_thread):
             assert a["loss"] == pytest.approx(b["loss"], rel=1e-4, abs=1e-5), (name, a, b)
             if "lr" in a:
                 assert a["lr"] == b["lr"]
-    assert not (tmp_path / "scratch1" / "metrics.jsonl").exists()  # only rank 0 writes
+    assert not (tmp_path / "scratch1" / "checkpoint.pt").exists()  # only rank 0 writes checkpoints
+    assert read_metrics(tmp_path / "scratch1") == read_metrics(tmp_path / "ddp")  # every rank logs the same
     final = torch.load(tmp_path / "ddp-final.pt")
     assert final["resumed_from"] == 8  # killed at step 10, last checkpoint at 8
     for k, v in single.state_dict().items():

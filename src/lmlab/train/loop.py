@@ -12,8 +12,8 @@ the same metrics and weights as an uninterrupted run (``tests/integration/test_r
 Data-parallel (under ``torchrun``, see :mod:`lmlab.train.distributed`): rank r trains on rows ``r::N``
 of ``batch_fn(step)`` through ``DistributedDataParallel``, with the loss normalised by the token count
 of the whole batch, so the global batch, learning-rate schedule, logged losses and checkpoints are
-those of one process (``tests/integration/test_ddp.py``). Rank 0 writes the metrics log and the
-checkpoint, in its own run directory, which every rank reads on resume.
+those of one process (``tests/integration/test_ddp.py``). Rank 0 writes the checkpoint, which every
+rank reads on resume; each rank logs the same global metrics into its own run directory.
 """
 
 from __future__ import annotations
@@ -179,11 +179,12 @@ def train(
     """
     started = time.perf_counter()
     ddp, rank, world = distributed.active(), distributed.rank(), distributed.world_size()
-    main = rank == 0  # the process that writes the log and the checkpoint
-    # Under DDP every rank reads rank 0's run directory (the other ranks' studies write into scratch dirs).
-    run_dir = Path(distributed.broadcast_object(str(run_dir)))
+    main = rank == 0  # the process that writes the checkpoint
+    run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_path = run_dir / "checkpoint.pt"
+    # Under DDP every rank resumes from rank 0's checkpoint; each writes the (identical) metrics log into
+    # its own run directory, which its copy of the study reads afterwards.
+    ckpt_path = Path(distributed.broadcast_object(str(run_dir / "checkpoint.pt")))
     device = distributed.device_for(cfg.device)
     # What must match on resume: everything that changes the numbers (not the progress bar).
     meta = {"train": {k: v for k, v in cfg.to_dict().items() if k != "progress"}, **(meta or {})}
@@ -214,11 +215,9 @@ def train(
             evals = [r for r in read_metrics(log.path) if r["kind"] == "eval"]
             return TrainResult(run_dir, start, evals, stopped_early=state["stopped_early"], resumed_from=start,
                                seconds=time.perf_counter() - started)
-        if main:
-            log.truncate_after(start)
-    elif log.path.exists() and main:
+        log.truncate_after(start)
+    elif log.path.exists():
         log.path.unlink()  # a fresh run starts a fresh log
-    distributed.barrier()  # the other ranks read the log only after rank 0 has cut it
     evals = [r for r in read_metrics(log.path) if r["kind"] == "eval"] if log.path.exists() else []
     # DDP averages the gradients over ranks; built after the resume so all ranks start from the same state
     net = torch.nn.parallel.DistributedDataParallel(
@@ -253,8 +252,7 @@ def train(
         with torch.no_grad():
             row = {"kind": "eval", "step": step, **eval_fn(model, step)}
         model.train()
-        if main:
-            log.append(row)
+        log.append(row)
         evals.append(row)
         # every rank evaluates the same weights; rank 0's decision to stop is the one all follow
         return bool(distributed.broadcast_object(bool(stop_fn and stop_fn(evals))))
@@ -305,9 +303,8 @@ def train(
             loss_sum += logged
             loss_count += 1
             if (step + 1) % cfg.log_every == 0:
-                if main:
-                    log.append({"kind": "train", "step": step + 1, "loss": loss_sum / loss_count,
-                                "lr": sched.get_last_lr()[0]})
+                log.append({"kind": "train", "step": step + 1, "loss": loss_sum / loss_count,
+                            "lr": sched.get_last_lr()[0]})
                 bar.set_postfix(loss=f"{loss_sum / loss_count:.4f}", refresh=False)
                 loss_sum, loss_count = 0.0, 0
             if (step + 1) % cfg.checkpoint_every == 0:
