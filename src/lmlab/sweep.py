@@ -455,4 +455,8 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, address: str | None = None, h
             ray.shutdown()
     state = SweepState(spec, out, holds_share)
     state.write()
-    return SweepOutcome(out, state.counts(), state.sweep_summary(), resumed, before)
+    summary = state.sweep_summary()
+    from lmlab.report import sweep_figures
+
+    sweep_figures(summary, out)
+    return SweepOutcome(out, state.counts(), summary, resumed, before)

@@ -138,3 +138,36 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def test_table_summary_and_report_without_ray(tmp_path):
+    """SweepState reads run directories (as trials leave them) into the table, the summary and the report."""
+    from lmlab.claims import Claim, Summary
+    from lmlab.report import build_report
+    from lmlab.sweep import DONE_FILE, SweepState
+
+    spec = SweepSpec(TOY, [0, 1, 2, 3, 4], {"train.lr": ["0.01", "0.1"], "d_model": ["8", "16"]})
+    state = SweepState(spec, tmp_path)
+    for t in state.trials:
+        d = state.run_dir(t)
+        if t.seed == 4 and t.point["d_model"] == "8":
+            state.record_error(t, "Traceback ...\nRuntimeError: out of memory\n")
+            continue
+        ok = float(t.point["train.lr"]) > 0.05 or t.seed < 2
+        Summary("toy", [Claim("learns", "it learns", 0.0, 0.1 if ok else 0.9, "loss <= 0.5", "pass" if ok else "fail")],
+                {}, t.seed, False, "toy/1", provenance={}).write(d)
+        (d / DONE_FILE).write_text("{}")
+    state.write()
+    rows = pq.read_table(tmp_path / "sweep.parquet").to_pylist()
+    assert len(rows) == 20 and sum(r["status"] == "error" for r in rows) == 2
+    assert set(rows[0]) >= {"seed", "train.lr", "d_model", "claim_id", "measured", "status"}
+    s = json.loads((tmp_path / "sweep-summary.json").read_text())
+    pts = {(p["grid"]["train.lr"], p["grid"]["d_model"]): p["claims"]["learns"] for p in s["points"]}
+    assert pts[(0.1, 16)]["holds"] and pts[(0.1, 16)]["pass_rate"] == 1.0
+    # 4 passes and 1 crash: the crash counts against, 4/5 = 0.8 still holds at the 0.8 threshold
+    assert pts[(0.1, 8)]["pass_rate"] == 0.8 and pts[(0.1, 8)]["n_errors"] == 1 and pts[(0.1, 8)]["holds"]
+    assert pts[(0.01, 16)]["pass_rate"] == 0.4 and not pts[(0.01, 16)]["holds"]
+    page, n = build_report(tmp_path, tmp_path / "report.html")
+    html = page.read_text()
+    assert n == 1 and "holds" in html and "at least 80%" in html and "out of memory" in html
+    assert (tmp_path / "sweep-grid.png").exists() and (tmp_path / "sweep-claims.png").exists()
