@@ -248,6 +248,8 @@ def sweep(
             rate = "-" if a["pass_rate"] is None else f"{a['pass_rate']:.0%}"
             typer.echo(f"  [{'holds' if a['holds'] else 'does not hold':>13s}] {cid}: passes {a['n_pass']}/"
                        f"{a['n_runs'] + a['n_errors']} ({rate}), mean {a['measured_mean']}, paper {json.dumps(a['paper_value'])}")
+    if c["n_errors"] or c["n_pending"]:
+        typer.echo("rerun the same command to resume: finished trials are kept, the rest run again")
     if c["n_errors"]:
         raise typer.Exit(1)
 

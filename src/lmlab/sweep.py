@@ -349,9 +349,9 @@ def _callback_class() -> type:
                 if bar is not None:
                     bar.write(f"trial {t.name} failed: {_last_line(error)}")
             state.write()
-            if bar is not None:
+            if bar is not None:  # absolute: a restored sweep re-reports trials it had already counted
                 c = state.counts()
-                bar.update(1)
+                bar.n = c["n_done"] + c["n_errors"]
                 bar.set_postfix(done=c["n_done"], failed=c["n_errors"], refresh=True)
 
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -425,7 +425,7 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, address: str | None = None, h
     trainable = tune.with_resources(run_trial, resources)
     exp_dir = out / "tune"
     before = state.counts()
-    bar = tqdm(total=len(trials), initial=before["n_done"], desc=f"sweep {Path(spec.study).name}", unit="trial",
+    bar = tqdm(total=len(trials), initial=before["n_done"] + before["n_errors"], desc=f"sweep {Path(spec.study).name}", unit="trial",
                disable=not progress, dynamic_ncols=True)
     _LIVE[str(out)] = (state, bar)
     try:

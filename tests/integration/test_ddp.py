@@ -80,3 +80,29 @@ def test_ddp_two_processes_match_one_process(tmp_path, one_thread):
     assert final["resumed_from"] == 8  # killed at step 10, last checkpoint at 8
     for k, v in single.state_dict().items():
         torch.testing.assert_close(final["state"][k], v, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_lmlab_run_nproc_2_matches_one_process(tmp_path, one_thread):
+    """`lmlab run --nproc 2` relaunches itself under torchrun; rank 0's run directory is the run's."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in [str(Path(__file__).parents[2] / "src"), os.environ.get("PYTHONPATH", "")] if p)}
+    base = [sys.executable, "-m", "lmlab", "run", "lmlab.studies.toy:ToyStudy", "--threads", "1", "--no-progress",
+            "--set", "train.steps=20"]
+    subprocess.run(base + ["--nproc", "2", "--out", str(tmp_path / "ddp")], check=True, env=env,
+                   capture_output=True)
+    ddp = json.loads((tmp_path / "ddp" / "summary.json").read_text())
+    from lmlab.studies.runner import make_config
+    from lmlab.studies.toy import ToyStudy
+
+    study = ToyStudy()
+    one = study.run(make_config(study, overrides=["train.steps=20"], progress=False), tmp_path / "one").to_dict()
+    assert [c["status"] for c in ddp["claims"]] == [c["status"] for c in one["claims"]]
+    assert ddp["metrics"]["final_loss"] == pytest.approx(one["metrics"]["final_loss"], rel=1e-3, abs=1e-5)
+    assert not (tmp_path / "ddp" / ".rank1").exists()  # rank 1's scratch copy is removed
