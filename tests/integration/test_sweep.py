@@ -171,3 +171,12 @@ def test_table_summary_and_report_without_ray(tmp_path):
     html = page.read_text()
     assert n == 1 and "holds" in html and "at least 80%" in html and "out of memory" in html
     assert (tmp_path / "sweep-grid.png").exists() and (tmp_path / "sweep-claims.png").exists()
+
+
+@pytest.mark.parametrize("name", ["lmlab.sweep", "lmlab.studies.runner"])
+def test_docstring_examples(name):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
