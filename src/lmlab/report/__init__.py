@@ -207,7 +207,8 @@ def sweep_figures(summary: dict[str, Any], out_dir: str | Path) -> list[str]:
 def sweep_section(sweep_dir: str | Path, runs_dir: str | Path | None = None) -> str:
     """One HTML section for a sweep directory (see the module docstring); draws its figures if missing."""
     sweep_dir = Path(sweep_dir)
-    name = html.escape(str(sweep_dir.relative_to(runs_dir)) if runs_dir else sweep_dir.name)
+    rel = str(sweep_dir.relative_to(runs_dir)) if runs_dir else "."
+    name = html.escape(sweep_dir.resolve().name if rel == "." else rel)
     try:
         s = json.loads((sweep_dir / "sweep-summary.json").read_text())
     except (json.JSONDecodeError, OSError) as e:
