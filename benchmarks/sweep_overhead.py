@@ -78,6 +78,7 @@ def main() -> None:
         trials = sorted((tmp / "sweep" / "runs").iterdir())
         trial_study = [study_seconds(d) for d in trials]
         ray_startup = ray_cost["import_s"] + ray_cost["start_s"]
+        load = os.getloadavg()[0]
         result = {
             "benchmark": "sweep_overhead", "study": args.study, "overrides": sets, "cores": os.cpu_count(),
             "serial_2_runs_2_threads_s": round(serial, 2), "serial_study_s": serial_study,
@@ -88,6 +89,8 @@ def main() -> None:
             "expected_speedup": round(serial / single, 3), "speedup": round(serial / sweep, 3),
             "overhead": round(sweep / single - 1, 3),
             "overhead_without_ray_startup": round((sweep - ray_startup) / single - 1, 3),
+            "sweep_minus_single_s": round(sweep - single, 2),  # fixed per sweep, not per trial
+            "load_average_1min_at_end": round(load, 2),
             "goal": "speedup >= expected_speedup - 10% (overhead < 0.10)",
         }
     finally:
