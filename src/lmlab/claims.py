@@ -287,9 +287,13 @@ def bootstrap_mean_ci(values: Sequence[float], n_boot: int = 2000, level: float 
     return float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
 
 
-def aggregate(summaries: Iterable[Summary], holds_share: float = HOLDS_SHARE) -> dict[str, dict[str, Any]]:
+def aggregate(summaries: Iterable[Summary], holds_share: float = HOLDS_SHARE,
+              n_errors: int = 0) -> dict[str, dict[str, Any]]:
     """Per claim id over several runs (seeds): pass rate, status counts, measured mean and bootstrap CI,
-    the paper's value, and ``holds`` (passes on at least ``holds_share`` of the runs that could test it)."""
+    the paper's value, and ``holds`` (passes on at least ``holds_share`` of the runs that could test it).
+
+    ``n_errors``: runs of the same setting that raised before writing a summary (a sweep's failed
+    trials). They count as runs that did not pass, so a claim cannot hold by its crashes being left out."""
     rows: dict[str, dict[str, Any]] = {}
     for s in summaries:
         for c in s.claims:
@@ -303,11 +307,11 @@ def aggregate(summaries: Iterable[Summary], holds_share: float = HOLDS_SHARE) ->
         testable = [st for st in r["statuses"] if st != "not_comparable"]
         n_pass = sum(st == "pass" for st in r["statuses"])
         nums = [v for v in (_num(m) for m in r["measured"]) if v is not None]
-        rate = n_pass / len(testable) if testable else None
+        rate = n_pass / (len(testable) + n_errors) if testable else None
         out[cid] = {
             "claim": r["claim"], "paper_value": r["paper_value"], "tolerance": r["tolerance"],
             "n_runs": len(r["statuses"]), "n_pass": n_pass, "n_fail": sum(st == "fail" for st in r["statuses"]),
-            "n_not_comparable": len(r["statuses"]) - len(testable), "pass_rate": rate,
+            "n_not_comparable": len(r["statuses"]) - len(testable), "n_errors": n_errors, "pass_rate": rate,
             "holds": bool(rate is not None and rate >= holds_share), "holds_share": holds_share,
             "measured_mean": (sum(nums) / len(nums)) if nums else None,
             "measured_ci95": bootstrap_mean_ci(nums), "seeds": r["seeds"], "measured": r["measured"],

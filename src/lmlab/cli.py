@@ -21,31 +21,10 @@ def _fail(msg: str) -> None:
 
 
 def _set_threads(threads: int) -> None:
-    """--threads N: N threads for torch and for numpy's BLAS (threadpoolctl). Both default to one per core,
-    which thrashes when other jobs share the cores (a batched numpy product in the routing study: 40x slower)."""
-    if threads:
-        import torch
-        from threadpoolctl import threadpool_limits
+    """--threads N: N threads for torch and for numpy's BLAS (threadpoolctl)."""
+    from lmlab.studies.runner import set_threads
 
-        torch.set_num_threads(threads)
-        threadpool_limits(threads)  # stays in force for the rest of the process
-
-
-def _field_values(cfg: object, key: str) -> list[object]:
-    """Every value of field ``key`` anywhere in a config tree."""
-    import dataclasses
-
-    out: list[object] = []
-    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
-        for f in dataclasses.fields(cfg):
-            v = getattr(cfg, f.name)
-            if f.name == key:
-                out.append(v)
-            out += _field_values(v, key)
-    elif isinstance(cfg, (list, tuple)):
-        for v in cfg:
-            out += _field_values(v, key)
-    return out
+    set_threads(threads)
 
 
 @app.command("list")
@@ -91,58 +70,71 @@ def run(
                                                     "option): length, judge, judge-pairwise, implicit, hf:PATH")] = None,
     data: Annotated[Optional[list[str]], typer.Option("--data", help="data file(s) for reward-eval (repeat the "
                                                       "option): best-of-K or human-preference JSONL/parquet")] = None,
+    nproc: Annotated[int, typer.Option(help="data-parallel training over N processes on this node (torchrun; "
+                                            "gloo on CPU, NCCL on GPU): same global batch, rank 0 writes")] = 1,
 ) -> None:
     """Run a study: train, analyse, write figures and summary.json."""
-    from lmlab.config import ConfigError, LMConfig, apply_overrides, load_config_file, set_everywhere
+    from lmlab.config import ConfigError
     from lmlab.lm import LMError
-    from lmlab.studies import STUDIES
+    from lmlab.studies.runner import default_out, make_config, resolve_study, run_device
     from lmlab.train import CheckpointError
+
+    from lmlab.train import distributed
 
     if threads < 0:
         _fail(f"--threads must be >= 0 (0: torch's default), got {threads}")
         return
+    if nproc < 1:
+        _fail(f"--nproc must be >= 1, got {nproc}")
+        return
+    if nproc > 1 and not distributed.launched():
+        raise typer.Exit(_torchrun(nproc))
     _set_threads(threads)
+    scratch = None
     try:
-        s = STUDIES.get(study)()
-        cfg = load_config_file(s.config_cls, config) if config else (s.quick_config() if quick else s.default_config())
-        cfg = apply_overrides(cfg, list(set_ or []))
-        # One home per setting: --seed is the top-level seed; --device and --progress reach every section
-        # that has the field (each trained component's train section, the lm section); --model is lm.model.
-        if seed is not None:
-            cfg = apply_overrides(cfg, {"seed": seed})
-        if device is not None:
-            cfg, where = set_everywhere(cfg, "device", device)
-            if not where:
-                raise ConfigError(f"--device: study '{study}' runs no model on a device")
-        cfg, _ = set_everywhere(cfg, "progress", progress)
-        if model is not None:
-            if isinstance(getattr(cfg, "lm", None), LMConfig):
-                cfg = apply_overrides(cfg, {"lm.model": model})
-            elif isinstance(getattr(cfg, "model", None), str):
-                cfg = apply_overrides(cfg, {"model": model})
-            else:
-                raise ConfigError(f"--model: study '{study}' trains its own model; --model is for studies with an "
-                                  "lm section (see `lmlab list`)")
-        for flag, key, values in (("--rm", "rms", rm), ("--data", "data", data)):
-            if values:
-                if not hasattr(cfg, key):
-                    raise ConfigError(f"{flag}: study '{study}' takes no {flag}; it is for reward-eval")
-                cfg = apply_overrides(cfg, {key: list(values)})
-        devices = [str(d) for d in _field_values(cfg, "device")]
-        if any(d.startswith("cuda") for d in devices):
-            import torch
-
-            if not torch.cuda.is_available():
-                raise ConfigError("device: CUDA was asked for but torch sees no GPU; use --device cpu")
-        out = out or Path("runs") / f"{study}{'-quick' if quick else ''}{'-control' if control else ''}-seed{cfg.seed}"
+        s = resolve_study(study)
+        cfg = make_config(s, quick=quick, config_file=config, overrides=list(set_ or []), seed=seed, device=device,
+                          progress=progress, model=model, rm=rm, data=data)
+        out = out or default_out(study, quick, control, cfg.seed)
+        if distributed.init_from_env(run_device(cfg)) and distributed.rank() != 0:
+            # Ranks > 0 train their share (resuming from rank 0's checkpoints) and write their copy of the
+            # study's files into out/.rank<r>, removed when the run ends well (kept for a resume otherwise).
+            scratch = out = Path(out) / f".rank{distributed.rank()}"
         summary = s.run(cfg, out, quick=quick, resume=resume, control=control)
     except (ConfigError, CheckpointError, LMError) as e:
         _fail(str(e).strip("'\""))
+        return
+    finally:
+        distributed.shutdown()
+    if scratch is not None:
+        import shutil
+
+        shutil.rmtree(scratch, ignore_errors=True)
         return
     typer.echo(f"{study}: {summary.to_dict()['n_pass']}/{len(summary.claims)} claims pass "
                f"({summary.seconds:.0f} s); summary: {Path(out) / 'summary.json'}")
     for c in summary.claims:
         typer.echo(f"  [{c.status:>14s}] {c.id}: paper {json.dumps(c.paper_value)} | ours {json.dumps(c.measured)}")
+
+
+def _torchrun(nproc: int) -> int:
+    """Re-launch this command as ``torchrun --standalone --nproc-per-node N -m lmlab ...`` without --nproc."""
+    from torch.distributed.run import main as torchrun
+
+    args, skip = [], False
+    for a in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            args.append(a)
+    try:
+        torchrun(["--standalone", "--nproc-per-node", str(nproc), "-m", "lmlab", *args])
+    except Exception as e:  # torchrun raises ChildFailedError after printing each rank's error
+        typer.echo(f"error: a training process failed ({type(e).__name__}); see the lines above", err=True)
+        return 1
+    return 0
 
 
 @app.command()
@@ -206,6 +198,63 @@ def report(
         _fail(str(e))
         return
     typer.echo(f"report of {n} run(s): {path}")
+
+
+@app.command()
+def sweep(
+    study: Annotated[str, typer.Argument(help="study name (see `lmlab list`) or module:Class")],
+    seeds: Annotated[str, typer.Option(help="seeds: 0-9, 0,3,5 or 0-4,10-12")] = "0-4",
+    quick: Annotated[bool, typer.Option("--quick", help="the study's documented smaller variant")] = False,
+    out: Annotated[Optional[Path], typer.Option(help="sweep directory (default runs/sweep-STUDY[-quick]); "
+                                                     "rerunning with the same options resumes it")] = None,
+    grid: Annotated[Optional[list[str]], typer.Option("--grid", help="KEY=V1,V2,...: one trial per value and "
+                                                      "seed (repeat for a grid), e.g. --grid train.lr=1e-3,3e-3")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="override for every trial, as in `lmlab run`")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="JSON config file (the study's full config)")] = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda (default: cuda when --gpus-per-trial > 0)")] = None,
+    control: Annotated[bool, typer.Option("--control", help="the negative control of every trial")] = False,
+    address: Annotated[Optional[str], typer.Option(help="Ray cluster: auto, HOST:PORT or ray://HOST:10001 "
+                                                        "(default: start a local instance)")] = None,
+    cpus_per_trial: Annotated[float, typer.Option(help="CPUs per trial; torch and BLAS threads follow it")] = 1.0,
+    gpus_per_trial: Annotated[float, typer.Option(help="GPUs per trial (fractions share a GPU)")] = 0.0,
+    num_cpus: Annotated[Optional[int], typer.Option(help="CPUs of the local Ray instance (default: all cores)")] = None,
+    holds_share: Annotated[float, typer.Option(help="a claim holds when it passes on at least this share of "
+                                                    "seeds")] = 0.8,
+    max_failures: Annotated[int, typer.Option(help="retries of a failed trial within this run")] = 0,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="show a progress bar over trials")] = True,
+) -> None:
+    """Run a study over seeds (and a grid of overrides) as Ray Tune trials; judge each claim across seeds."""
+    from lmlab.config import ConfigError
+    from lmlab.sweep import SweepSpec, parse_grid, parse_seeds, run_sweep
+    from lmlab.train import CheckpointError
+
+    try:
+        spec = SweepSpec(study=study, seeds=parse_seeds(seeds), grid=parse_grid(grid), quick=quick,
+                         overrides=list(set_ or []), control=control, device=device,
+                         config_file=str(config.resolve()) if config else None, cpus_per_trial=cpus_per_trial,
+                         gpus_per_trial=gpus_per_trial)
+        name = study.rpartition(":")[2] if ":" in study else study
+        out = out or Path("runs") / f"sweep-{name}{'-quick' if quick else ''}{'-control' if control else ''}"
+        res = run_sweep(spec, out, address=address, holds_share=holds_share, max_failures=max_failures,
+                        progress=progress, num_cpus=num_cpus)
+    except (ConfigError, CheckpointError, ValueError) as e:
+        _fail(str(e).strip("'\""))
+        return
+    c = res.counts
+    typer.echo(f"sweep {study}: {c['n_done']}/{c['n_trials']} trials done, {c['n_errors']} failed, "
+               f"{c['n_pending']} pending; table {res.out / 'sweep.parquet'}, summary {res.out / 'sweep-summary.json'}")
+    for point in res.summary["points"]:
+        label = " ".join(f"{k}={v}" for k, v in point["grid"].items())
+        if label:
+            typer.echo(f"{label}:")
+        for cid, a in point["claims"].items():
+            rate = "-" if a["pass_rate"] is None else f"{a['pass_rate']:.0%}"
+            typer.echo(f"  [{'holds' if a['holds'] else 'does not hold':>13s}] {cid}: passes {a['n_pass']}/"
+                       f"{a['n_runs'] + a['n_errors']} ({rate}), mean {a['measured_mean']}, paper {json.dumps(a['paper_value'])}")
+    if c["n_errors"] or c["n_pending"]:
+        typer.echo("rerun the same command to resume: finished trials are kept, the rest run again")
+    if c["n_errors"]:
+        raise typer.Exit(1)
 
 
 def main() -> None:  # pragma: no cover

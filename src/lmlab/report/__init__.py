@@ -2,6 +2,10 @@
 
 Figures are embedded as base64 PNGs so the page can be mailed or archived on its own.
 A run directory whose ``summary.json`` cannot be read is listed with the reason, not skipped silently.
+A sweep directory (``sweep-summary.json``, from ``lmlab sweep``) gets one section: per grid point and
+claim the pass rate across seeds, the measured mean and CI, the paper's value and whether it holds,
+a figure of the measured value per seed against the paper's, and a heat map of pass rates over the grid;
+its trials' run directories are summarised there, not listed one by one.
 """
 
 from __future__ import annotations
@@ -49,11 +53,12 @@ def build_report(runs_dir: str | Path, out: str | Path) -> tuple[Path, int]:
     runs_dir, out = Path(runs_dir), Path(out)
     if not runs_dir.is_dir():
         raise FileNotFoundError(f"runs directory {runs_dir} does not exist; run a study first (lmlab run two-hop --quick)")
-    paths = sorted(runs_dir.rglob("summary.json"))
-    if not paths:
+    sweeps = sorted(p.parent for p in runs_dir.rglob("sweep-summary.json"))
+    paths = sorted(p for p in runs_dir.rglob("summary.json") if not any(d in p.parents for d in sweeps))
+    if not paths and not sweeps:
         raise FileNotFoundError(f"no summary.json under {runs_dir}; run a study first (lmlab run two-hop --quick)")
 
-    overview, sections = [], []
+    overview, sections = [], [sweep_section(d, runs_dir) for d in sweeps]
     for p in paths:
         run = p.parent
         name = html.escape(str(run.relative_to(runs_dir)))
@@ -95,7 +100,8 @@ def build_report(runs_dir: str | Path, out: str | Path) -> tuple[Path, int]:
     page = (
         "<!doctype html><html><head><meta charset='utf-8'><title>lmlab report</title>"
         f"<style>{CSS}</style></head><body><h1>lmlab: claims vs measured</h1>"
-        f"<p>{len(paths)} run(s) under <code>{html.escape(str(runs_dir))}</code>. Status is decided by the tolerance "
+        f"<p>{len(paths)} run(s) and {len(sweeps)} sweep(s) under <code>{html.escape(str(runs_dir))}</code>. "
+        "Status is decided by the tolerance "
         "shown, written in the study's code; <em>not_comparable</em> means our configuration differs from the one the "
         "paper's number refers to.</p>"
         "<table><tr><th>run</th><th>study</th><th>claim id</th><th>claim</th><th>paper</th><th>ours</th>"
@@ -104,4 +110,140 @@ def build_report(runs_dir: str | Path, out: str | Path) -> tuple[Path, int]:
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page)
-    return out, len(paths)
+    return out, len(paths) + len(sweeps)
+
+
+# -- sweeps ------------------------------------------------------------------------------------------------
+def _num(x: Any) -> float | None:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if v == v and abs(v) != float("inf") else None
+
+
+def _img(path: Path) -> str:
+    b64 = base64.b64encode(path.read_bytes()).decode()
+    return f"<figure><img src='data:image/png;base64,{b64}' alt='{html.escape(path.name)}'><figcaption>{html.escape(path.name)}</figcaption></figure>"
+
+
+def sweep_figures(summary: dict[str, Any], out_dir: str | Path) -> list[str]:
+    """Write ``sweep-claims.png`` (measured value per seed against the paper's, one panel per claim) and,
+    for a grid, ``sweep-grid.png`` (pass rate per grid point, one heat map per claim); returns the names."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    out_dir = Path(out_dir)
+    points = summary.get("points", [])
+    claim_ids = list(dict.fromkeys(cid for p in points for cid in p["claims"]))
+    if not claim_ids:
+        return []
+    names = []
+    ncol = min(3, len(claim_ids))
+    nrow = -(-len(claim_ids) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.2 * nrow), squeeze=False)
+    for ax, cid in zip(axes.flat, claim_ids):
+        paper = None
+        for i, p in enumerate(points):
+            a = p["claims"].get(cid)
+            if not a:
+                continue
+            paper = _num(a["paper_value"]) if paper is None else paper
+            label = " ".join(f"{k}={v}" for k, v in p["grid"].items()) or "all"
+            xs = [s for s, m in zip(a["seeds"], a["measured"]) if _num(m) is not None]
+            ys = [_num(m) for m in a["measured"] if _num(m) is not None]
+            ok = [st == "pass" for st, m in zip(a["statuses"], a["measured"]) if _num(m) is not None]
+            color = f"C{i % 10}"
+            ax.scatter([x for x, o in zip(xs, ok) if o], [y for y, o in zip(ys, ok) if o], color=color, label=label)
+            ax.scatter([x for x, o in zip(xs, ok) if not o], [y for y, o in zip(ys, ok) if not o],
+                       facecolors="none", edgecolors=color)
+            if a.get("measured_ci95"):
+                lo, hi = a["measured_ci95"]
+                ax.axhspan(lo, hi, color=color, alpha=0.12)
+        if paper is not None:
+            ax.axhline(paper, color="k", ls="--", lw=1, label="paper")
+        ax.set(title=cid, xlabel="seed", ylabel="measured")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(claim_ids):]:
+        ax.axis("off")
+    fig.suptitle("measured per seed (filled: pass, hollow: fail; band: 95% CI of the mean)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out_dir / "sweep-claims.png", dpi=100)
+    plt.close(fig)
+    names.append("sweep-claims.png")
+
+    keys = list(summary.get("grid", {}))
+    if keys and len(keys) <= 2:
+        xs_vals = summary["grid"][keys[0]]
+        ys_vals = summary["grid"][keys[1]] if len(keys) == 2 else [None]
+        fig, axes = plt.subplots(1, len(claim_ids), figsize=(3.6 * len(claim_ids) + 0.8, 0.9 * len(ys_vals) + 2.2),
+                                 squeeze=False)
+        for ax, cid in zip(axes.flat, claim_ids):
+            grid = [[float("nan")] * len(xs_vals) for _ in ys_vals]
+            for p in points:
+                a = p["claims"].get(cid)
+                if a and a["pass_rate"] is not None:
+                    xi = xs_vals.index(p["grid"][keys[0]])
+                    yi = ys_vals.index(p["grid"][keys[1]]) if len(keys) == 2 else 0
+                    grid[yi][xi] = a["pass_rate"]
+            im = ax.imshow(grid, vmin=0, vmax=1, cmap="RdYlGn", aspect="auto")
+            for yi, row in enumerate(grid):
+                for xi, v in enumerate(row):
+                    ax.text(xi, yi, "-" if v != v else f"{v:.0%}", ha="center", va="center", fontsize=8)
+            ax.set_xticks(range(len(xs_vals)), [str(v) for v in xs_vals], fontsize=7)
+            ax.set_yticks(range(len(ys_vals)), [str(v) for v in ys_vals] if len(keys) == 2 else [""], fontsize=7)
+            ax.set(title=cid, xlabel=keys[0], ylabel=keys[1] if len(keys) == 2 else "")
+        fig.colorbar(im, ax=list(axes.flat), label="pass rate over seeds", shrink=0.8)
+        fig.savefig(out_dir / "sweep-grid.png", dpi=100, bbox_inches="tight")
+        plt.close(fig)
+        names.append("sweep-grid.png")
+    return names
+
+
+def sweep_section(sweep_dir: str | Path, runs_dir: str | Path | None = None) -> str:
+    """One HTML section for a sweep directory (see the module docstring); draws its figures if missing."""
+    sweep_dir = Path(sweep_dir)
+    rel = str(sweep_dir.relative_to(runs_dir)) if runs_dir else "."
+    name = html.escape(sweep_dir.resolve().name if rel == "." else rel)
+    try:
+        s = json.loads((sweep_dir / "sweep-summary.json").read_text())
+    except (json.JSONDecodeError, OSError) as e:
+        return f"<h2 id='{name}'>sweep {name}</h2><p>unreadable sweep-summary.json: {html.escape(str(e))}</p>"
+    figs = [f for f in ("sweep-claims.png", "sweep-grid.png") if (sweep_dir / f).exists()]
+    if not figs:
+        figs = sweep_figures(s, sweep_dir)
+    share = s.get("holds_share", 0.8)
+    spec = s.get("spec", {})
+    rows = []
+    for p in s.get("points", []):
+        label = html.escape(" ".join(f"{k}={v}" for k, v in p["grid"].items()) or "-")
+        for cid, a in p["claims"].items():
+            n = a["n_runs"] + a.get("n_errors", 0)
+            rate = "-" if a["pass_rate"] is None else f"{a['pass_rate']:.0%}"
+            ci = a.get("measured_ci95")
+            holds = "holds" if a["holds"] else "does not hold"
+            color = STATUS_COLORS["pass" if a["holds"] else "fail"]
+            rows.append(
+                f"<tr><td>{label}</td><td>{html.escape(cid)}</td><td>{html.escape(a['claim'])}</td>"
+                f"<td>{a['n_pass']}/{n} ({rate})</td><td>{_fmt(a['measured_mean'])}</td>"
+                f"<td>{'-' if not ci else f'[{ci[0]:.4g}, {ci[1]:.4g}]'}</td><td>{_fmt(a['paper_value'])}</td>"
+                f"<td>{html.escape(a['tolerance'])}</td>"
+                f"<td><span class='status' style='background:{color}'>{holds}</span></td></tr>")
+        for e in p.get("errors", []):
+            rows.append(f"<tr><td>{label}</td><td colspan=8>trial {html.escape(e['trial'])} (seed {e['seed']}) failed: "
+                        f"{html.escape(e['error'])}</td></tr>")
+    return (
+        f"<h2 id='{name}'>sweep {name} <small>({html.escape(str(s.get('study')))}, seeds {_fmt(spec.get('seeds'))}, "
+        f"{'quick' if spec.get('quick') else 'full'}{', control' if spec.get('control') else ''})</small></h2>"
+        f"<p>{s.get('n_done', 0)} of {s.get('n_trials', 0)} trials done, {s.get('n_errors', 0)} failed, "
+        f"{s.get('n_pending', 0)} pending. A claim <b>holds</b> when it passes on at least {share:.0%} of the seeds of "
+        "its grid point; a trial that failed counts as not passing, a not-comparable one is left out. "
+        "CI: 95% bootstrap interval of the mean measured value.</p>"
+        "<table><tr><th>grid point</th><th>claim id</th><th>claim</th><th>passes</th><th>mean</th><th>95% CI</th>"
+        "<th>paper</th><th>rule (per seed)</th><th>across seeds</th></tr>" + "".join(rows) + "</table>"
+        + "".join(_img(sweep_dir / f) for f in figs if (sweep_dir / f).exists())
+    )

@@ -8,6 +8,12 @@ Determinism and resume: ``batch_fn(step)`` must depend only on the step (tasks s
 from ``(seed, step)``), and the checkpoint holds weights, optimizer, schedule, RNG state and the
 running loss sums. A run killed at any point and resumed with ``resume=True`` therefore ends with
 the same metrics and weights as an uninterrupted run (``tests/integration/test_resume.py``).
+
+Data-parallel (under ``torchrun``, see :mod:`lmlab.train.distributed`): rank r trains on rows ``r::N``
+of ``batch_fn(step)`` through ``DistributedDataParallel``, with the loss normalised by the token count
+of the whole batch, so the global batch, learning-rate schedule, logged losses and checkpoints are
+those of one process (``tests/integration/test_ddp.py``). Rank 0 writes the checkpoint, which every
+rank reads on resume; each rank logs the same global metrics into its own run directory.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from lmlab.config import Config, ConfigError, provenance
+from lmlab.train import distributed
 from lmlab.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 
@@ -171,10 +178,14 @@ def train(
     ``meta`` (configs of the task and model) is stored in each checkpoint and must match on resume.
     """
     started = time.perf_counter()
+    ddp, rank, world = distributed.active(), distributed.rank(), distributed.world_size()
+    main = rank == 0  # the process that writes the checkpoint
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_path = run_dir / "checkpoint.pt"
-    device = torch.device(cfg.device)
+    # Under DDP every rank resumes from rank 0's checkpoint; each writes the (identical) metrics log into
+    # its own run directory, which its copy of the study reads afterwards.
+    ckpt_path = Path(distributed.broadcast_object(str(run_dir / "checkpoint.pt")))
+    device = distributed.device_for(cfg.device)
     # What must match on resume: everything that changes the numbers (not the progress bar).
     meta = {"train": {k: v for k, v in cfg.to_dict().items() if k != "progress"}, **(meta or {})}
 
@@ -208,8 +219,14 @@ def train(
     elif log.path.exists():
         log.path.unlink()  # a fresh run starts a fresh log
     evals = [r for r in read_metrics(log.path) if r["kind"] == "eval"] if log.path.exists() else []
+    # DDP averages the gradients over ranks; built after the resume so all ranks start from the same state
+    net = torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None,
+        static_graph=True) if ddp else model  # same parameters used every step; finds unused ones once
 
     def checkpoint(step: int, done: bool = False, stopped_early: bool = False) -> None:
+        if not main:
+            return
         save_checkpoint(
             ckpt_path,
             {
@@ -237,13 +254,15 @@ def train(
         model.train()
         log.append(row)
         evals.append(row)
-        return bool(stop_fn and stop_fn(evals))
+        # every rank evaluates the same weights; rank 0's decision to stop is the one all follow
+        return bool(distributed.broadcast_object(bool(stop_fn and stop_fn(evals))))
 
     # --- the loop --------------------------------------------------------------------------
     model.train()
     stopped = False
     step = start
-    bar = tqdm(total=cfg.steps, initial=start, disable=not cfg.progress, desc=run_dir.name, dynamic_ncols=True)
+    bar = tqdm(total=cfg.steps, initial=start, disable=not (cfg.progress and main), desc=run_dir.name,
+               dynamic_ncols=True)
     try:
         for step in range(start, cfg.steps):
             if step % cfg.eval_every == 0 and not (evals and evals[-1]["step"] == step):
@@ -251,18 +270,29 @@ def train(
                     stopped = True
                     break
 
-            tokens, targets, mask, positions = (t.to(device) if t is not None else None for t in batch_fn(step))
+            tokens, targets, mask, positions = batch_fn(step)
+            if ddp:  # this rank's rows of the global batch
+                if tokens.shape[0] < world:
+                    raise ConfigError(f"batch of {tokens.shape[0]} rows cannot be split over {world} processes; "
+                                      "use a larger batch or fewer processes")
+                tokens, targets, mask = (distributed.shard_rows(t, rank, world) for t in (tokens, targets, mask))
+            tokens, targets, mask, positions = (t.to(device) if t is not None else None
+                                                for t in (tokens, targets, mask, positions))
             if positions is None:
-                logits = model(tokens)
+                logits = net(tokens)
             else:  # logits only where the loss counts
-                logits = model(tokens, positions=positions)
+                logits = net(tokens, positions=positions)
                 targets, mask = targets[:, positions], (None if mask is None else mask[:, positions])
             aux = None
             if isinstance(logits, tuple):  # (logits, auxiliary loss): e.g. a VQ-VAE's codebook + commitment terms
                 logits, aux = logits
-            loss = masked_cross_entropy(logits, targets, mask)
-            if aux is not None:
-                loss = loss + aux
+            if ddp:
+                loss, logged = _ddp_loss(logits, targets, mask, aux, world)
+            else:
+                loss = masked_cross_entropy(logits, targets, mask)
+                if aux is not None:
+                    loss = loss + aux
+                logged = loss.item()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip is not None:
@@ -270,10 +300,11 @@ def train(
             opt.step()
             sched.step()
 
-            loss_sum += loss.item()
+            loss_sum += logged
             loss_count += 1
             if (step + 1) % cfg.log_every == 0:
-                log.append({"kind": "train", "step": step + 1, "loss": loss_sum / loss_count, "lr": sched.get_last_lr()[0]})
+                log.append({"kind": "train", "step": step + 1, "loss": loss_sum / loss_count,
+                            "lr": sched.get_last_lr()[0]})
                 bar.set_postfix(loss=f"{loss_sum / loss_count:.4f}", refresh=False)
                 loss_sum, loss_count = 0.0, 0
             if (step + 1) % cfg.checkpoint_every == 0:
@@ -288,6 +319,27 @@ def train(
     checkpoint(step, done=True, stopped_early=stopped)
     return TrainResult(run_dir, step, evals, stopped_early=stopped, resumed_from=resumed_from,
                        seconds=time.perf_counter() - started)
+
+
+def _ddp_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None, aux: torch.Tensor | None,
+              world: int) -> tuple[torch.Tensor, float]:
+    """This rank's loss for backward and the global batch's loss for the log (as one process logs it).
+
+    Backward: (this rank's token sum) / (tokens in the global batch) x world, plus this rank's aux loss;
+    DDP's mean over ranks then gives the gradient of the global token mean plus the mean aux loss."""
+    import torch.distributed as dist
+
+    if mask is not None:
+        logits, targets = logits[mask], targets[mask]
+    token_sum = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="sum")
+    stats = torch.stack([torch.tensor(float(targets.numel()), device=token_sum.device), token_sum.detach(),
+                         aux.detach() if aux is not None else torch.zeros((), device=token_sum.device)])
+    dist.all_reduce(stats)
+    n_tokens = stats[0].clamp_min(1.0)
+    loss = token_sum / n_tokens * world
+    if aux is not None:
+        loss = loss + aux
+    return loss, (stats[1] / n_tokens + stats[2] / world).item()
 
 
 def _jsonable(obj: Any) -> Any:

@@ -1,0 +1,105 @@
+"""What `lmlab sweep` costs on top of the runs it schedules, side by side in one script; prints JSON.
+
+Three ways to run the same two seeds of one short config (default: two-hop --quick cut to ~30 s):
+
+* serial: `lmlab run` twice, one after the other, each with 2 threads (the machine's 2 cores);
+* single: one `lmlab run` on 1 thread, alone: what each sweep trial would take without overhead;
+* sweep: `lmlab sweep --seeds 0-1 --cpus-per-trial 1` on a fresh local Ray instance: two concurrent
+  single-thread trials.
+
+And Ray's own startup: `import ray` and starting a local instance, in a fresh process.
+expected_speedup = serial / single (two single-thread runs side by side on 2 cores);
+speedup = serial / sweep; overhead = sweep / single - 1 (with and without Ray's startup).
+Each run is a fresh process, so every path pays Python's and torch's imports alike.
+
+    heavy --exclusive .venv/bin/python benchmarks/sweep_overhead.py --out bench-sweep.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RAY_START = """
+import json, time
+t0 = time.perf_counter()
+from lmlab.sweep import ray_env
+ray_env()
+import ray
+t1 = time.perf_counter()
+from lmlab.sweep import start_ray
+start_ray(num_cpus=2)
+t2 = time.perf_counter()
+ray.shutdown()
+t3 = time.perf_counter()
+print(json.dumps({"import_s": t1 - t0, "start_s": t2 - t1, "shutdown_s": t3 - t2}))
+"""
+
+
+def lmlab(*args: str, env: dict | None = None) -> float:
+    exe = Path(sys.executable).with_name("lmlab")
+    t = time.perf_counter()
+    subprocess.run([str(exe), *args], check=True, stdout=subprocess.DEVNULL, env=env)
+    return time.perf_counter() - t
+
+
+def study_seconds(run_dir: Path) -> float:
+    return json.loads((run_dir / "summary.json").read_text())["seconds"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--study", default="two-hop")
+    ap.add_argument("--set", dest="sets", action="append", default=None,
+                    help="overrides of the ~30 s config (default: train.steps=200)")
+    ap.add_argument("--out", type=Path, default=None, help="also write the JSON here")
+    args = ap.parse_args()
+    sets = args.sets or ["train.steps=200", "train.eval_every=50", "train.checkpoint_every=100"]
+    common = ["--quick", *sum((["--set", s] for s in sets), [])]
+    tmp = Path(tempfile.mkdtemp(prefix="lmlab-bench-sweep-"))
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2"}
+    try:
+        serial = sum(lmlab("run", args.study, *common, "--seed", str(s), "--threads", "2", "--no-progress",
+                           "--out", str(tmp / f"serial{s}"), env=env) for s in (0, 1))
+        serial_study = [study_seconds(tmp / f"serial{s}") for s in (0, 1)]
+        single = lmlab("run", args.study, *common, "--seed", "0", "--threads", "1", "--no-progress",
+                       "--out", str(tmp / "single"))
+        out = subprocess.run([sys.executable, "-c", RAY_START], check=True, capture_output=True, text=True).stdout
+        ray_cost = json.loads(out.strip().splitlines()[-1])
+        sweep = lmlab("sweep", args.study, *common, "--seeds", "0-1", "--cpus-per-trial", "1", "--num-cpus", "2",
+                      "--no-progress", "--out", str(tmp / "sweep"))
+        trials = sorted((tmp / "sweep" / "runs").iterdir())
+        trial_study = [study_seconds(d) for d in trials]
+        ray_startup = ray_cost["import_s"] + ray_cost["start_s"]
+        load = os.getloadavg()[0]
+        result = {
+            "benchmark": "sweep_overhead", "study": args.study, "overrides": sets, "cores": os.cpu_count(),
+            "serial_2_runs_2_threads_s": round(serial, 2), "serial_study_s": serial_study,
+            "single_run_1_thread_s": round(single, 2), "single_study_s": study_seconds(tmp / "single"),
+            "sweep_2_trials_1_cpu_s": round(sweep, 2), "sweep_trial_study_s": trial_study,
+            "ray_import_s": round(ray_cost["import_s"], 2), "ray_local_start_s": round(ray_cost["start_s"], 2),
+            "ray_shutdown_s": round(ray_cost["shutdown_s"], 2),
+            "expected_speedup": round(serial / single, 3), "speedup": round(serial / sweep, 3),
+            "overhead": round(sweep / single - 1, 3),
+            "overhead_without_ray_startup": round((sweep - ray_startup) / single - 1, 3),
+            "sweep_minus_single_s": round(sweep - single, 2),  # fixed per sweep, not per trial
+            "load_average_1min_at_end": round(load, 2),
+            "goal": "speedup >= expected_speedup - 10% (overhead < 0.10)",
+        }
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

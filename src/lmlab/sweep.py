@@ -1,0 +1,462 @@
+"""``lmlab sweep``: a study over seeds and a grid of overrides, each (seed, grid point) one Ray Tune trial.
+
+Ray Tune schedules the trials (per-trial CPU/GPU resources), records their failures without stopping
+the others, and restores an interrupted sweep (``Tuner.restore``). Each trial runs the study, exactly
+as ``lmlab run`` would with the same options, into its own run directory under the sweep directory::
+
+    DIR/sweep.json            what was asked (study, seeds, grid, options); a re-run must ask the same
+    DIR/runs/seed3-train.lr=0.001/   one run directory per trial (config.json, checkpoint.pt, summary.json)
+    DIR/sweep.parquet         one row per trial and claim, rewritten as each trial finishes
+    DIR/sweep-summary.json    per grid point and claim: pass rate, mean and bootstrap CI, paper value, holds
+    DIR/errors/<trial>.txt    the traceback of a failed trial (removed when a re-run succeeds)
+    DIR/tune/                 Ray Tune's experiment state
+
+Re-running the same command resumes: trials that finished are not run again (Tune's restore skips
+them, and a trial whose run directory holds a finished summary returns it at once), interrupted
+ones restart and the study resumes from the checkpoint in its run directory, failed ones are tried again.
+
+Across seeds a claim *holds* when it passes on at least ``holds_share`` of the trials of that grid
+point (default :data:`lmlab.claims.HOLDS_SHARE`); a trial that raised counts as not passing.
+
+>>> parse_seeds("0-2,7")
+[0, 1, 2, 7]
+>>> parse_grid(["train.lr=1e-3,3e-3"])
+{'train.lr': ['1e-3', '3e-3']}
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import re
+import shutil
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lmlab.claims import HOLDS_SHARE, Summary, aggregate, finite
+from lmlab.config import ConfigError
+from lmlab.io import atomic_path, atomic_write_text
+
+#: the object store of a local Ray instance: trials pass only small dicts through it
+OBJECT_STORE_BYTES = 100 * 2**20
+#: file in a trial's run directory that marks it finished (what the sweep reads back)
+DONE_FILE = "sweep-trial.json"
+TABLE_COLUMNS = ["study", "trial", "seed", "claim_id", "status", "measured", "measured_json", "paper_value",
+                 "tolerance", "error", "seconds", "run_dir"]
+
+
+# -- what is asked ------------------------------------------------------------------------------------------
+def parse_seeds(text: str) -> list[int]:
+    """``"0-9"``, ``"0,3,5"`` or ``"0-4,10-12"`` -> sorted unique seeds."""
+    seeds: set[int] = set()
+    for part in (p.strip() for p in str(text).split(",")):
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if not m:
+            raise ConfigError(f"--seeds: {part!r} is not a seed or a range; write e.g. 0-9 or 0,3,5")
+        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+        if hi < lo:
+            raise ConfigError(f"--seeds: range {part!r} runs backwards; write {hi}-{lo}")
+        seeds.update(range(lo, hi + 1))
+    return sorted(seeds)
+
+
+def parse_grid(items: list[str] | None) -> dict[str, list[str]]:
+    """``["train.lr=1e-3,3e-3", "model.d_model=32,64"]`` -> ``{key: [values]}`` (values as written)."""
+    grid: dict[str, list[str]] = {}
+    for item in items or []:
+        key, eq, values = item.partition("=")
+        key = key.strip()
+        vals = [v.strip() for v in values.split(",") if v.strip()]
+        if not eq or not key or not vals:
+            raise ConfigError(f"--grid {item!r}: write KEY=V1,V2,... (e.g. --grid train.lr=1e-3,3e-3)")
+        if key in grid:
+            raise ConfigError(f"--grid: key '{key}' is given twice; list all its values in one --grid")
+        if key == "seed":
+            raise ConfigError("--grid: 'seed' is swept by --seeds, not --grid")
+        grid[key] = vals
+    return grid
+
+
+def _value(text: str) -> Any:
+    """A grid value for the table: a number when it reads as one, else the text."""
+    try:
+        v = json.loads(text)
+    except json.JSONDecodeError:
+        return text
+    return v if isinstance(v, (int, float)) and not isinstance(v, bool) else text
+
+
+@dataclass(frozen=True)
+class Trial:
+    name: str
+    seed: int
+    point: dict[str, str]  # grid key -> value as written
+
+
+@dataclass
+class SweepSpec:
+    """What a sweep runs; ``sweep.json`` in the sweep directory. The resource fields may change on a re-run."""
+
+    study: str
+    seeds: list[int]
+    grid: dict[str, list[str]] = field(default_factory=dict)
+    quick: bool = False
+    overrides: list[str] = field(default_factory=list)
+    control: bool = False
+    device: str | None = None
+    config_file: str | None = None
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+
+    RESOURCE_FIELDS = ("cpus_per_trial", "gpus_per_trial")
+
+    def points(self) -> list[dict[str, str]]:
+        keys = list(self.grid)
+        return [dict(zip(keys, combo)) for combo in itertools.product(*(self.grid[k] for k in keys))]
+
+    def trials(self) -> list[Trial]:
+        out = []
+        for point in self.points():
+            for seed in self.seeds:
+                tag = "".join(f"-{k}={v}" for k, v in point.items())
+                out.append(Trial(re.sub(r"[^A-Za-z0-9._=+-]", "_", f"seed{seed}{tag}"), seed, point))
+        return out
+
+    def essentials(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if k not in self.RESOURCE_FIELDS}
+
+    def threads(self) -> int:
+        return max(1, int(self.cpus_per_trial))
+
+
+def trial_config(spec: SweepSpec, trial: Trial, progress: bool = False) -> Any:
+    """The study and config that ``lmlab run`` builds from the sweep's options for this trial."""
+    from lmlab.studies.runner import make_config, resolve_study
+
+    study = resolve_study(spec.study)
+    device = spec.device or ("cuda" if spec.gpus_per_trial > 0 else None)
+    overrides = list(spec.overrides) + [f"{k}={v}" for k, v in trial.point.items()]
+    cfg = make_config(study, quick=spec.quick, config_file=spec.config_file, overrides=overrides, seed=trial.seed,
+                      device=device, progress=progress)
+    return study, cfg
+
+
+# -- one trial (runs in a Ray worker) -------------------------------------------------------------------------
+def run_trial(config: dict[str, Any]) -> dict[str, Any]:
+    """Ray Tune function trainable: one (seed, grid point) of the study, into its own run directory.
+    ``config["job"]`` holds the sweep's spec, the trial and its run directory."""
+    job = config["job"]
+    spec, trial, run_dir = SweepSpec(**job["spec"]), Trial(**job["trial"]), Path(job["run_dir"])
+    threads = spec.threads()
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    from lmlab.studies.runner import set_threads
+
+    set_threads(threads)  # torch and BLAS: this trial's CPU share, not the whole machine
+    done = _read_done(run_dir)
+    if done is None:
+        study, cfg = trial_config(spec, trial)
+        summary = study.run(cfg, run_dir, quick=spec.quick, resume=True, control=spec.control)
+        done = {"trial": trial.name, "seed": trial.seed, "point": trial.point, "seconds": summary.seconds,
+                "n_pass": summary.counts()["n_pass"], "n_claims": len(summary.claims)}
+        atomic_write_text(run_dir / DONE_FILE, json.dumps(done) + "\n")
+    result = {"n_pass": done["n_pass"], "n_claims": done["n_claims"], "study_seconds": done["seconds"]}
+    try:
+        from ray import tune
+
+        tune.report(result)
+    except Exception:  # called outside Tune (tests, a debugger): the return value is the result
+        pass
+    return result
+
+
+def _read_done(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        done = json.loads((run_dir / DONE_FILE).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return done if (run_dir / "summary.json").exists() else None
+
+
+# -- the sweep's table and summary (the driver) ------------------------------------------------------------
+class SweepState:
+    """Reads the trials' run directories and writes ``sweep.parquet`` and ``sweep-summary.json``."""
+
+    def __init__(self, spec: SweepSpec, out: Path, holds_share: float = HOLDS_SHARE):
+        self.spec, self.out, self.holds_share = spec, out, holds_share
+        self.trials = spec.trials()
+        self._summaries: dict[str, Summary] = {}
+
+    def run_dir(self, trial: Trial) -> Path:
+        return self.out / "runs" / trial.name
+
+    def error_path(self, trial: Trial) -> Path:
+        return self.out / "errors" / f"{trial.name}.txt"
+
+    def summary(self, trial: Trial) -> Summary | None:
+        if trial.name not in self._summaries and _read_done(self.run_dir(trial)) is not None:
+            self._summaries[trial.name] = Summary.read(self.run_dir(trial))
+        return self._summaries.get(trial.name)
+
+    def error(self, trial: Trial) -> str | None:
+        p = self.error_path(trial)
+        return p.read_text() if p.exists() else None
+
+    def record_error(self, trial: Trial, text: str) -> None:
+        p = self.error_path(trial)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(p, text)
+
+    def clear_error(self, trial: Trial) -> None:
+        self.error_path(trial).unlink(missing_ok=True)
+
+    def by_name(self, name: str) -> Trial:
+        return next(t for t in self.trials if t.name == name)
+
+    def counts(self) -> dict[str, int]:
+        done = sum(self.summary(t) is not None for t in self.trials)
+        errors = sum(self.summary(t) is None and self.error(t) is not None for t in self.trials)
+        return {"n_trials": len(self.trials), "n_done": done, "n_errors": errors,
+                "n_pending": len(self.trials) - done - errors}
+
+    def rows(self) -> list[dict[str, Any]]:
+        rows = []
+        for t in self.trials:
+            base = {"study": self.spec.study, "trial": t.name, "seed": t.seed,
+                    **{k: _value(v) for k, v in t.point.items()},
+                    "run_dir": str(self.run_dir(t).relative_to(self.out))}
+            s = self.summary(t)
+            if s is not None:
+                for c in s.claims:
+                    measured = c.measured if isinstance(c.measured, (int, float)) and not isinstance(c.measured, bool) else None
+                    rows.append({**base, "claim_id": c.id, "status": c.status, "measured": measured,
+                                 "measured_json": json.dumps(finite(c.measured)),
+                                 "paper_value": json.dumps(finite(c.paper_value)), "tolerance": c.tolerance,
+                                 "error": None, "seconds": s.seconds})
+            elif (err := self.error(t)) is not None:
+                rows.append({**base, "claim_id": None, "status": "error", "measured": None, "measured_json": None,
+                             "paper_value": None, "tolerance": None, "error": _last_line(err), "seconds": None})
+        return rows
+
+    def write_table(self) -> Path:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        keys = list(self.spec.grid)
+        rows = self.rows()
+        columns = TABLE_COLUMNS[:3] + keys + TABLE_COLUMNS[3:]
+        types = {c: pa.string() for c in columns} | {"seed": pa.int64(), "measured": pa.float64(),
+                                                      "seconds": pa.float64()}
+        data: dict[str, list[Any]] = {c: [r.get(c) for r in rows] for c in columns}
+        for k in keys:  # one type per grid column: numbers when every value of the key is one, else text
+            if all(isinstance(_value(v), (int, float)) for v in self.spec.grid[k]):
+                types[k] = pa.float64()
+            else:
+                data[k] = [str(v) for v in data[k]]
+        table = pa.table({c: pa.array(data[c], type=types[c]) for c in columns})
+        path = self.out / "sweep.parquet"
+        with atomic_path(path) as tmp:
+            pq.write_table(table, tmp)
+        return path
+
+    def sweep_summary(self) -> dict[str, Any]:
+        points = []
+        for point in self.spec.points():
+            trials = [t for t in self.trials if t.point == point]
+            summaries = [s for s in (self.summary(t) for t in trials) if s is not None]
+            errors = [{"trial": t.name, "seed": t.seed, "error": _last_line(e)} for t in trials
+                      if self.summary(t) is None and (e := self.error(t)) is not None]
+            points.append({"grid": {k: _value(v) for k, v in point.items()}, "n_trials": len(trials),
+                           "n_done": len(summaries), "n_errors": len(errors), "errors": errors,
+                           "claims": aggregate(summaries, self.holds_share, n_errors=len(errors))})
+        return finite({"kind": "lmlab-sweep", "study": self.spec.study, "spec": asdict(self.spec),
+                       "holds_share": self.holds_share, **self.counts(),
+                       "grid": {k: [_value(v) for v in vs] for k, vs in self.spec.grid.items()}, "points": points})
+
+    def write(self) -> None:
+        self.write_table()
+        atomic_write_text(self.out / "sweep-summary.json", json.dumps(self.sweep_summary(), indent=2) + "\n")
+
+
+def _last_line(text: str) -> str:
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1].strip() if lines else ""
+
+
+# -- Ray ---------------------------------------------------------------------------------------------------
+def ray_env(address: str | None = None) -> None:
+    """Environment for Ray, set before it is imported (Ray reads these at import)."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no per-trial CSV/TensorBoard files
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's older reporter is silent at verbose=0; ours is the bar
+    if address is None or address.split("://")[-1].startswith(("127.", "localhost")):
+        # On Linux Ray resolves 127.0.0.1 to the machine's outward address (for multi-node clusters) and
+        # binds its servers there; this switch keeps a single-node instance on the loopback interface.
+        # Ray reads it when it is imported.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+
+def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None) -> bool:
+    """Connect to Ray; with no address, start a local instance: usage stats off, no dashboard, every
+    server bound to 127.0.0.1, a small object store. Returns True when this call started Ray."""
+    ray_env(address)
+    import ray
+
+    if ray.is_initialized():
+        return False
+    kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
+                                  configure_logging=True)
+    if address is None:
+        ray.init(num_cpus=num_cpus, num_gpus=num_gpus, object_store_memory=OBJECT_STORE_BYTES,
+                 _node_ip_address="127.0.0.1", **kwargs)
+        ip = ray.util.get_node_ip_address()
+        if not ip.startswith("127."):
+            warnings.warn(f"the local Ray instance listens on {ip}, not 127.0.0.1: Ray was imported before "
+                          "lmlab.sweep.ray_env() ran; call it first", stacklevel=2)
+    else:
+        ray.init(address=address, **kwargs)
+    return True
+
+
+_LIVE: dict[str, Any] = {}  # sweep dir -> (state, bar): the callback looks them up (Tune pickles callbacks)
+
+
+def _callback_class() -> type:
+    from ray.tune import Callback
+
+    class SweepCallback(Callback):
+        """Streams results into the sweep table and moves the progress bar as trials end."""
+
+        def __init__(self, out: str):
+            self.out = out
+
+        def _finish(self, trial: Any, error: str | None) -> None:
+            from lmlab.sweep import _LIVE  # the live module's (Tune pickles this class by value)
+
+            live = _LIVE.get(self.out)
+            if live is None:
+                return
+            state, bar = live
+            t = state.by_name(trial.config["job"]["trial"]["name"])
+            if error is None:
+                state.clear_error(t)
+            else:
+                state.record_error(t, error)
+                if bar is not None:
+                    bar.write(f"trial {t.name} failed: {_last_line(error)}")
+            state.write()
+            if bar is not None:  # absolute: a restored sweep re-reports trials it had already counted
+                c = state.counts()
+                bar.n = c["n_done"] + c["n_errors"]
+                bar.set_postfix(done=c["n_done"], failed=c["n_errors"], refresh=True)
+
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            self._finish(trial, None)
+
+        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            self._finish(trial, _trial_error_text(trial))
+
+    return SweepCallback
+
+
+def _trial_name(trial: Any) -> str:
+    return str(trial.config["job"]["trial"]["name"])
+
+
+def _trial_error_text(trial: Any) -> str:
+    path = getattr(trial, "error_file", None) or ""
+    text = ""
+    try:
+        if path and Path(path).exists():
+            text = Path(path).read_text()
+    except OSError:
+        pass
+    text = text or str(getattr(trial, "error_msg", None) or "the trial failed (no error message was recorded)")
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)  # Ray colours the worker's name
+
+
+@dataclass
+class SweepOutcome:
+    out: Path
+    counts: dict[str, int]
+    summary: dict[str, Any]
+    resumed: bool
+    before: dict[str, int]  # the counts when this call started
+
+
+def run_sweep(spec: SweepSpec, out: str | Path, *, address: str | None = None, holds_share: float = HOLDS_SHARE,
+              max_failures: int = 0, progress: bool = True, num_cpus: int | None = None,
+              max_concurrent: int | None = None) -> SweepOutcome:
+    """Run (or resume) the sweep; see the module docstring. Configs are checked before Ray starts."""
+    out = Path(out).resolve()
+    if not spec.seeds:
+        raise ConfigError("--seeds: no seeds given; write e.g. --seeds 0-4")
+    if spec.cpus_per_trial <= 0 or spec.gpus_per_trial < 0:
+        raise ConfigError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
+    if not 0 < holds_share <= 1:
+        raise ConfigError(f"--holds-share must be in (0, 1], got {holds_share}")
+    for t in spec.trials():  # one bad override fails here, in one line, not in every trial
+        trial_config(spec, t)
+    out.mkdir(parents=True, exist_ok=True)
+    spec_path = out / "sweep.json"
+    if spec_path.exists():
+        old = SweepSpec(**json.loads(spec_path.read_text()))
+        if old.essentials() != spec.essentials():
+            diff = sorted(k for k, v in spec.essentials().items() if old.essentials().get(k) != v)
+            raise ConfigError(f"--out {out} holds a sweep with different {', '.join(diff)}; rerun with the same "
+                              "options to resume it, or give a new --out")
+    atomic_write_text(spec_path, json.dumps(asdict(spec), indent=2) + "\n")
+
+    state = SweepState(spec, out, holds_share)
+    state.write()
+    started = start_ray(address, num_cpus=num_cpus)
+    from ray import tune
+    from tqdm.auto import tqdm
+
+    logging.getLogger("ray.tune").setLevel(logging.CRITICAL)  # failures are reported once, by the callback
+    trials = state.trials
+    param_space = {"job": tune.grid_search([
+        {"trial": asdict(t), "spec": asdict(spec), "run_dir": str(state.run_dir(t))} for t in trials])}
+    resources = {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial}
+    trainable = tune.with_resources(run_trial, resources)
+    exp_dir = out / "tune"
+    before = state.counts()
+    bar = tqdm(total=len(trials), initial=before["n_done"] + before["n_errors"], desc=f"sweep {Path(spec.study).name}", unit="trial",
+               disable=not progress, dynamic_ncols=True)
+    _LIVE[str(out)] = (state, bar)
+    try:
+        if tune.Tuner.can_restore(str(exp_dir)):
+            tuner = tune.Tuner.restore(str(exp_dir), trainable, resume_unfinished=True, resume_errored=False,
+                                       restart_errored=True)
+            resumed = True
+        else:
+            if exp_dir.exists():  # Tune never wrote a restorable state: the run directories are the record
+                shutil.rmtree(exp_dir)
+            tuner = tune.Tuner(
+                trainable, param_space=param_space,
+                tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=max_concurrent,
+                                            trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
+                run_config=tune.RunConfig(
+                    name="tune", storage_path=str(out), verbose=0,
+                    failure_config=tune.FailureConfig(max_failures=max_failures, fail_fast=False),
+                    callbacks=[_callback_class()(str(out))]))
+            resumed = False
+        tuner.fit()
+    finally:
+        bar.close()
+        _LIVE.pop(str(out), None)
+        if started:
+            import ray
+
+            ray.shutdown()
+    state = SweepState(spec, out, holds_share)
+    state.write()
+    summary = state.sweep_summary()
+    from lmlab.report import sweep_figures
+
+    sweep_figures(summary, out)
+    return SweepOutcome(out, state.counts(), summary, resumed, before)

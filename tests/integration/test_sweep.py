@@ -1,0 +1,195 @@
+"""`lmlab sweep` on one local Ray instance shared by the module: completes, resumes after a kill, survives a failure."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+
+from lmlab.config import ConfigError
+from lmlab.sweep import SweepSpec, parse_grid, parse_seeds, ray_env, run_sweep, start_ray
+
+ray_env()  # before Ray is imported: a local instance on 127.0.0.1
+pytest.importorskip("ray.tune", reason="needs the dist extra: pip install -e '.[dist]'")
+pq = pytest.importorskip("pyarrow.parquet")
+
+TOY = "lmlab.studies.toy:ToyStudy"
+FAST = ["train.steps=20", "train.eval_every=10"]
+
+
+def executions(run_dir: Path) -> list[dict]:
+    p = run_dir / "executions.log"
+    return [json.loads(line) for line in p.read_text().splitlines()] if p.exists() else []
+
+
+@pytest.fixture(scope="module")
+def ray_address():
+    import ray
+
+    started = start_ray(num_cpus=2)
+    yield ray.get_runtime_context().gcs_address
+    if started:
+        ray.shutdown()
+
+
+def test_parse_seeds_and_grid():
+    assert parse_seeds("0-2,5,4") == [0, 1, 2, 4, 5]
+    assert parse_grid(["a.b=1,2", "c=x"]) == {"a.b": ["1", "2"], "c": ["x"]}
+    with pytest.raises(ConfigError, match="--seeds"):
+        parse_seeds("3-1")
+    with pytest.raises(ConfigError, match="KEY=V1,V2"):
+        parse_grid(["train.lr"])
+    assert len(SweepSpec("x", [0, 1, 2], {"a": ["1", "2"], "b": ["x", "y"]}).trials()) == 12
+
+
+def test_bad_override_fails_before_ray_starts(tmp_path):
+    with pytest.raises(ConfigError, match="train.lrr"):
+        run_sweep(SweepSpec(TOY, [0], {"train.lrr": ["1"]}), tmp_path, progress=False)
+    assert not (tmp_path / "tune").exists()
+
+
+@pytest.mark.slow
+def test_sweep_of_three_seeds_by_two_configs_completes(tmp_path, ray_address):
+    spec = SweepSpec(TOY, [0, 1, 2], {"train.lr": ["0.0003", "0.03"]}, overrides=FAST)
+    res = run_sweep(spec, tmp_path, progress=False)
+    assert res.counts == {"n_trials": 6, "n_done": 6, "n_errors": 0, "n_pending": 0}
+    table = pq.read_table(tmp_path / "sweep.parquet").to_pylist()
+    assert len(table) == 6 * 2  # one row per trial and claim
+    assert {r["seed"] for r in table} == {0, 1, 2} and {r["train.lr"] for r in table} == {0.0003, 0.03}
+    assert {r["status"] for r in table} <= {"pass", "fail"}
+    summary = json.loads((tmp_path / "sweep-summary.json").read_text())
+    by_lr = {p["grid"]["train.lr"]: p["claims"]["learns"] for p in summary["points"]}
+    assert by_lr[0.03]["n_runs"] == 3 and by_lr[0.03]["holds"] and not by_lr[0.0003]["holds"]
+    assert by_lr[0.03]["paper_value"] == 0.0 and by_lr[0.03]["holds_share"] == 0.8
+    # a re-run does nothing: every trial finished
+    again = run_sweep(spec, tmp_path, progress=False)
+    assert again.counts["n_done"] == 6
+    assert all(len(executions(d)) == 1 for d in (tmp_path / "runs").iterdir())
+    with pytest.raises(ConfigError, match="different seeds"):
+        run_sweep(SweepSpec(TOY, [0, 1], {"train.lr": ["0.0003", "0.03"]}, overrides=FAST), tmp_path, progress=False)
+
+
+@pytest.mark.slow
+def test_failing_trial_is_reported_and_the_rest_complete(tmp_path, ray_address):
+    spec = SweepSpec(TOY, [0, 1, 2], overrides=FAST + ["fail_seeds=[1]"])
+    res = run_sweep(spec, tmp_path, progress=False)
+    assert res.counts == {"n_trials": 3, "n_done": 2, "n_errors": 1, "n_pending": 0}
+    rows = pq.read_table(tmp_path / "sweep.parquet").to_pylist()
+    failed = [r for r in rows if r["status"] == "error"]
+    assert [r["seed"] for r in failed] == [1] and "fail_seeds" in failed[0]["error"]
+    error = (tmp_path / "errors" / "seed1.txt").read_text()
+    assert "in execute" in error and "\x1b[" not in error  # the traceback, without terminal colours
+    learns = res.summary["points"][0]["claims"]["learns"]
+    assert learns["n_pass"] == 2 and learns["n_errors"] == 1 and learns["pass_rate"] == pytest.approx(2 / 3)
+    assert not learns["holds"]  # 2 of 3 < 0.8: the crashed seed counts against the claim
+
+
+@pytest.mark.slow
+def test_killed_sweep_resumes_without_redoing_finished_trials(tmp_path, ray_address):
+    # slow steps, frequent checkpoints: the kill lands while one trial is mid-way through training
+    spec = SweepSpec(TOY, [0, 1, 2, 3], overrides=["train.steps=40", "train.eval_every=20", "train.checkpoint_every=2", "step_sleep=0.1"])
+    script = ("import sys; from lmlab.sweep import SweepSpec, run_sweep; "
+              f"run_sweep(SweepSpec(**{asdict(spec)!r}), sys.argv[1], address=sys.argv[2], progress=False)")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in [str(Path(__file__).parents[2] / "src"),
+                                                                  os.environ.get("PYTHONPATH", "")] if p)}
+    driver = subprocess.Popen([sys.executable, "-c", script, str(tmp_path), ray_address], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    runs = tmp_path / "runs"
+
+    def finished():
+        return {d.name for d in runs.glob("*") if (d / "sweep-trial.json").exists()}
+
+    def interrupted(max_step=None):  # checkpointed, not finished (and not near its end)
+        return {d.name for d in runs.glob("*") if (d / "checkpoint.pt").exists() and d.name not in finished()
+                and (max_step is None or _last_step(d) <= max_step)}
+
+    deadline = time.time() + 120
+    try:
+        while not (finished() and interrupted(max_step=20)):
+            assert driver.poll() is None, "the sweep ended before it could be killed"
+            assert time.time() < deadline, "no trial finished within 120 s"
+            time.sleep(0.1)
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+    # Ray ends the dead driver's trials; wait until their processes are gone before resuming
+    pids = {e["pid"] for d in runs.iterdir() for e in executions(d)}
+    for _ in range(100):
+        if not any(_alive(p) for p in pids):
+            break
+        time.sleep(0.1)
+    finished_before = {n: executions(runs / n) for n in finished()}
+    mid = interrupted()
+    assert mid
+
+    res = run_sweep(spec, tmp_path, progress=False)
+    assert res.counts["n_done"] == 4 and res.counts["n_errors"] == 0
+    for name, before in finished_before.items():
+        assert executions(runs / name) == before, f"{name} finished before the kill and ran again"
+    for name in mid:  # resumed from its checkpoint, not from step 0
+        assert json.loads((runs / name / "summary.json").read_text())["metrics"]["resumed_from"] > 0, name
+
+
+def _last_step(run_dir: Path) -> int:
+    try:
+        rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    except (OSError, json.JSONDecodeError):
+        return 10**9
+    return rows[-1]["step"] if rows else 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def test_table_summary_and_report_without_ray(tmp_path):
+    """SweepState reads run directories (as trials leave them) into the table, the summary and the report."""
+    from lmlab.claims import Claim, Summary
+    from lmlab.report import build_report
+    from lmlab.sweep import DONE_FILE, SweepState
+
+    spec = SweepSpec(TOY, [0, 1, 2, 3, 4], {"train.lr": ["0.01", "0.1"], "d_model": ["8", "16"]})
+    state = SweepState(spec, tmp_path)
+    for t in state.trials:
+        d = state.run_dir(t)
+        if t.seed == 4 and t.point["d_model"] == "8":
+            state.record_error(t, "Traceback ...\nRuntimeError: out of memory\n")
+            continue
+        ok = float(t.point["train.lr"]) > 0.05 or t.seed < 2
+        Summary("toy", [Claim("learns", "it learns", 0.0, 0.1 if ok else 0.9, "loss <= 0.5", "pass" if ok else "fail")],
+                {}, t.seed, False, "toy/1", provenance={}).write(d)
+        (d / DONE_FILE).write_text("{}")
+    state.write()
+    rows = pq.read_table(tmp_path / "sweep.parquet").to_pylist()
+    assert len(rows) == 20 and sum(r["status"] == "error" for r in rows) == 2
+    assert set(rows[0]) >= {"seed", "train.lr", "d_model", "claim_id", "measured", "status"}
+    s = json.loads((tmp_path / "sweep-summary.json").read_text())
+    pts = {(p["grid"]["train.lr"], p["grid"]["d_model"]): p["claims"]["learns"] for p in s["points"]}
+    assert pts[(0.1, 16)]["holds"] and pts[(0.1, 16)]["pass_rate"] == 1.0
+    # 4 passes and 1 crash: the crash counts against, 4/5 = 0.8 still holds at the 0.8 threshold
+    assert pts[(0.1, 8)]["pass_rate"] == 0.8 and pts[(0.1, 8)]["n_errors"] == 1 and pts[(0.1, 8)]["holds"]
+    assert pts[(0.01, 16)]["pass_rate"] == 0.4 and not pts[(0.01, 16)]["holds"]
+    page, n = build_report(tmp_path, tmp_path / "report.html")
+    html = page.read_text()
+    assert n == 1 and "holds" in html and "at least 80%" in html and "out of memory" in html
+    assert (tmp_path / "sweep-grid.png").exists() and (tmp_path / "sweep-claims.png").exists()
+
+
+@pytest.mark.parametrize("name", ["lmlab.sweep", "lmlab.studies.runner"])
+def test_docstring_examples(name):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
