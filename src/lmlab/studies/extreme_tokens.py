@@ -202,7 +202,7 @@ class ExtremeTokensStudy(Study):
             )
             histories[v.name] = result.evals
             seconds[v.name] = round(result.seconds, 1)
-            layer = int(np.argmax(result.evals[-1]["sink_nontrigger"]))
+            layer = _sink_layer(result.evals[-1])
             by_token[v.name] = {"layer": layer, "bos_share": sink_by_token(model, task, x_eval, layer)}
 
         finals = {name: h[-1] for name, h in histories.items()}
@@ -314,7 +314,7 @@ class ExtremeTokensStudy(Study):
         for ax, (key, title) in zip(axes.ravel(), keys):
             for name, evals in h.items():
                 steps = [e["step"] for e in evals]
-                layer = int(np.argmax(evals[-1]["sink_nontrigger"]))  # the layer with the strongest sink
+                layer = _sink_layer(evals[-1])
                 vals = [(max(e[key]) if key == "resid_ratio" else e[key][layer]) if isinstance(e[key], list) else e[key]
                         for e in evals]
                 ax.plot(steps, vals, label=name)
@@ -330,7 +330,7 @@ class ExtremeTokensStudy(Study):
         for ax, (key, title) in zip(axes, [("sink_nontrigger", "BOS attention share"),
                                            ("value_out_ratio", "value drain ratio"),
                                            ("resid_ratio", "residual peak ratio (max layer)"), ("loss", "loss")]):
-            layers = [int(np.argmax(h[n][-1]["sink_nontrigger"])) for n in names]
+            layers = [_sink_layer(h[n][-1]) for n in names]
             vals = [max(h[n][-1][key]) if key == "resid_ratio" else
                     (h[n][-1][key][lay] if isinstance(h[n][-1][key], list) else h[n][-1][key])
                     for n, lay in zip(names, layers)]
@@ -341,10 +341,15 @@ class ExtremeTokensStudy(Study):
         return ["attention_maps.png", "dynamics.png", "mitigations.png"]
 
 
+def _sink_layer(row: dict[str, Any]) -> int:
+    """The layer with the strongest sink (largest non-trigger BOS share) in an eval row."""
+    return int(np.argmax(row["sink_nontrigger"]))
+
+
 def _sink_claim_3l(final: dict[str, Any]) -> Claim:
     """The same three measurements in the 3-layer softmax+Adam model, at its sink layer (the layer with the
     largest non-trigger BOS share): the paper finds the phenomena in 1- to 3-layer models."""
-    layer = int(np.argmax(final["sink_nontrigger"]))
+    layer = _sink_layer(final)
     sink, trig, value = (final[k][layer] for k in ("sink_nontrigger", "sink_trigger", "value_out_ratio"))
     return Claim.judged(
         "attention_sink_3l", "The 3-layer softmax+Adam model has the same active-dormant head: at its sink layer "

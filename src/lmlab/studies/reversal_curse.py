@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lmlab.analysis.curves import first_crossing
 from lmlab.config import Config, ConfigError, Variant
 from lmlab.nn import TinyConfig, TinyTransformer
 from lmlab.nn.bilinear import BilinearRun, train_bilinear
@@ -390,7 +391,7 @@ class ReversalCurseStudy(Study):
         aug = next((n for n in names if variants[n].task.augment_reversed), None)
         if aug is not None:
             a = h[aug]
-            cost = {"steps_to_forward_0.99": {n: _first_step(h[n], "forward_acc", FORWARD_ACC_MIN) for n in (first, aug)},
+            cost = {"steps_to_forward_0.99": {n: first_crossing([e["step"] for e in h[n]], [e["forward_acc"] for e in h[n]], FORWARD_ACC_MIN) for n in (first, aug)},
                     "training_sentences": {n: sizes[n] for n in (first, aug)}}
             claims.append(Claim.judged(
                 "mitigation_reverse_training", "Training on reversed copies of the data fixes the reverse direction",
@@ -504,10 +505,6 @@ class ReversalCurseStudy(Study):
                title="Final accuracy: trained or in reach (blue) vs held out, no help (red)")
         names.append(save_figure(fig, out, "summary_bars.png"))
         return names
-
-
-def _first_step(evals: list[dict[str, Any]], key: str, threshold: float) -> int | None:
-    return next((e["step"] for e in evals if e[key] >= threshold), None)
 
 
 def _epsilon_needed(run: BilinearRun) -> float:

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lmlab.analysis.curves import first_crossing
 from lmlab.config import Config, ConfigError
 from lmlab.nn import TinyConfig, TinyTransformer
 from lmlab.studies.base import (Claim, Result, Study, all_of, at_least, between, is_true, not_comparable, pyplot,
@@ -212,13 +213,6 @@ def analyze_transition(steps: list[int], acc: list[float], chance: float, solved
             if res["t_start"] is not None:
                 res["jump_steps"] = res["t_solved"] - res["t_start"]
     return res
-
-
-def first_crossing(steps: list[int], values: list[float], threshold: float = HALF_ACC) -> int | None:
-    for s, v in zip(steps, values):
-        if v >= threshold:
-            return int(s)
-    return None
 
 
 # ----------------------------------------------------------------------------------------------
