@@ -60,6 +60,10 @@ CHANCE_SE = 2.0  # accuracy "at chance": within this many standard errors
 NLL_FLOOR_SHARE = 0.95  # the reverse NLL never drops below this x log(alphabet)
 GAP_RHO_MIN = 0.9  # Spearman(step, reverse NLL - forward NLL)
 FIXED_ACC_MIN = 0.95  # reverse training, chain of thought, in-context copy: the answer is reached
+# The paper's numbers (the bilinear ones from a small CPU run of the secondary source, d = 256)
+PAPER_BILINEAR_FORWARD = "train NLL 5.298 -> 0.051 at step 3000 (a small CPU run, d=256)"
+PAPER_BILINEAR_REVERSE = "reverse NLL 5.298 -> 5.391 (log M = 5.298)"
+PAPER_NLL_FLOOR = ">= log 200 = 5.30"
 
 
 @dataclass(frozen=True)
@@ -105,8 +109,8 @@ class ReversalCurseConfig(Config):
     # GPT-2's initialisation (N(0, 0.02)) as in the reference code, which builds on HF GPT2Config.
     model: TinyConfig = field(default_factory=lambda: TinyConfig(n_layers=1, d_model=128, n_heads=4, init="gpt2"))
     train: TrainConfig = field(
-        # Cosine decay to 10%: with a constant rate, Adam at near-zero loss can spike late (seen once: the
-        # in-context control fell from 1.00 to 0.68 at the last of 1,500 steps).
+        # Cosine decay to 10%: with a constant rate, Adam at near-zero loss can spike late
+        # (docs/studies/reversal-curse.md).
         default_factory=lambda: TrainConfig(steps=16_000, lr=1e-3, betas=(0.9, 0.999), weight_decay=0.01,
                                             warmup_steps=50, schedule="cosine", min_lr_ratio=0.1,
                                             eval_every=250, log_every=50, checkpoint_every=1000)
@@ -212,7 +216,7 @@ class ReversalCurseStudy(Study):
     config_cls = ReversalCurseConfig
 
     def quick_config(self) -> ReversalCurseConfig:
-        """1,500 steps per transformer (about 280 epochs; the training sentences are learnt by step ~250)."""
+        """1,500 steps per transformer (about 280 epochs)."""
         base = ReversalCurseConfig()
         return base.replace(train=base.train.replace(steps=1500, eval_every=100, checkpoint_every=500))
 
@@ -289,12 +293,12 @@ class ReversalCurseStudy(Study):
         lo, hi = ((1 - CHANCE_REL_TOL) * log_m, (1 + CHANCE_REL_TOL) * log_m)
         claims = [
             Claim.judged("bilinear_forward", "Bilinear model, gradient descent from 0: the trained direction A -> B is learnt",
-                         paper_value="train NLL 5.298 -> 0.051 at step 3000 (a small CPU run, d=256)",
+                         paper_value=PAPER_BILINEAR_FORWARD,
                          measured={"nll_start": main.forward_nll[0], "nll_end": main.forward_nll[-1]},
                          rule=at_most(main.forward_nll[-1], BILINEAR_FORWARD_NLL_MAX, what="final forward NLL"),
                          source="[abstract] + [secondary] CPU run"),
             Claim.judged("bilinear_reverse_at_chance", "... while the reverse B -> A stays at chance (log M) and never improves",
-                         paper_value="reverse NLL 5.298 -> 5.391 (log M = 5.298)",
+                         paper_value=PAPER_BILINEAR_REVERSE,
                          measured={"min": min(main.reverse_nll), "end": main.reverse_nll[-1], "log_M": log_m},
                          rule=is_true(all(lo <= x <= hi for x in main.reverse_nll),
                                       f"reverse NLL within {CHANCE_REL_TOL:.0%} of log M at every eval"),
@@ -360,7 +364,7 @@ class ReversalCurseStudy(Study):
         nll_min = min(e["val_nll"] for e in h[first])
         claims.append(Claim.judged(
             "reverse_nll_not_below_chance", "Over the full vocabulary the reverse NLL never drops below log(alphabet)",
-            paper_value=">= log 200 = 5.30", measured={"nll_min_over_training": nll_min, "nll_end": f["val_nll"]},
+            paper_value=PAPER_NLL_FLOOR, measured={"nll_min_over_training": nll_min, "nll_end": f["val_nll"]},
             rule=at_least(nll_min, NLL_FLOOR_SHARE * math.log(cfg.task.alphabet_size),
                           what=f"min over evals of the reverse NLL ({NLL_FLOOR_SHARE} log(alphabet size))"),
             source="[recollection]"))

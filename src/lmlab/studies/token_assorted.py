@@ -28,7 +28,7 @@ that set and then m uniformly; we draw m uniformly over the chunks the trace has
 ``max_latent_chunks`` (0: no cap). Evaluation uses greedy decoding (the paper's maze metric is
 1-Feasible-10 with top-10 sampling; that is not implemented).
 
-``--quick``: 5x5 mazes with one key and door (traces of about 66 tokens), a VQ-VAE with L = r = 8
+``--quick``: 5x5 mazes with one key and door, a VQ-VAE with L = r = 8
 and 64 codes, 2-layer d=64 models for 1,200 steps. The default config is the paper-like setting
 (a GPU job, not run here): 9x9 mazes with two keys, L = r = 16, 1,024 codes, 100k VQ-VAE steps
 (Adam, lr 1e-5, batch 32 as in the paper), and GPT-2-sized (12 layers, width 768, 12 heads) models.
@@ -90,8 +90,8 @@ class TokenAssortedConfig(Config):
     max_latent_chunks: int = 0  # cap on m (0: up to every full chunk of the trace)
     arms: tuple[str, ...] = ARMS
     eval_batch_size: int = 250
-    # Training batches are random windows of the mazes sorted by trace length (padding costs up to 1.6x the
-    # compute otherwise); every maze is drawn about equally often, except the batch_size - 1 at each end.
+    # Training batches are random windows of the mazes sorted by trace length (less padding, so less wasted
+    # compute); every maze is drawn about equally often, except the batch_size - 1 at each end.
     bucket_by_length: bool = True
 
     def validate(self) -> None:
