@@ -64,3 +64,11 @@ def test_variant_applies_its_overrides_and_a_bad_one_fails_before_training(tmp_p
     with pytest.raises(ConfigError, match="variant 'softmax_sgd_3l'.*did you mean 'optimizer'"):
         ExtremeTokensStudy().run(bad, tmp_path)
     assert not (tmp_path / "softmax_adam_1l").exists()
+
+
+def test_device_and_progress_have_one_home():
+    from lmlab.config import set_everywhere
+
+    cfg = ExtremeTokensStudy().quick_config()
+    assert set_everywhere(cfg, "device", "cuda")[1] == ["train.device"]
+    assert set_everywhere(cfg, "progress", False)[1] == ["train.progress"]

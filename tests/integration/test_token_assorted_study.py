@@ -99,3 +99,10 @@ def test_teacher_forced_plan_metrics_cover_only_the_plan():
     assert perfect["val_plan_exact"] == 1.0 and perfect["val_plan_loss"] < 1e-6 and perfect["val_loss"] < 1e-6
     assert sum(plan_len) == int(((b.mask) & (torch.arange(b.tokens.shape[1])[None] >=
                                               (b.tokens == PLAN).float().argmax(1, keepdim=True))).sum())
+
+
+def test_device_reaches_the_vqvae_and_the_models():
+    from lmlab.config import set_everywhere
+
+    cfg, paths = set_everywhere(TokenAssortedStudy().quick_config(), "device", "cuda")
+    assert set(paths) == {"vq_train.device", "train.device"} and cfg.vq_train.device == "cuda"
