@@ -7,7 +7,7 @@ import pytest
 
 MODULES = ["lmlab.config", "lmlab.nn.hooks", "lmlab.nn.model", "lmlab.tasks.two_hop", "lmlab.tasks.bigram_backcopy",
            "lmlab.tasks.markov", "lmlab.tokenizers", "lmlab.tokenizers.char", "lmlab.tokenizers.lz78",
-           "lmlab.analysis.extreme_tokens", "lmlab.tasks.reversal", "lmlab.lm.dummy",
+           "lmlab.analysis.extreme_tokens", "lmlab.analysis.curves", "lmlab.tasks.reversal", "lmlab.lm.dummy",
            "lmlab.rewardeval.metrics", "lmlab.rewardeval.data", "lmlab.rewardeval.builder",
            "lmlab.rewardeval.models.length", "lmlab.tasks.maze", "lmlab.nn.vqvae",
            "lmlab.routing.data", "lmlab.routing.synthetic", "lmlab.io"]

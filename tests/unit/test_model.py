@@ -154,3 +154,55 @@ def test_ln_bias_follows_bias_unless_set():
     lin = [n for n, _ in TinyTransformer(TinyConfig(bias=False, ln_bias=True)).named_parameters() if ".b_" in n]
     assert lin == []  # the linear maps stay bias-free
     assert len(ln_biases(TinyConfig(bias=True, ln_bias=False, n_layers=1))) == 0
+
+
+@pytest.mark.parametrize("pos_embed", ["learned", "rotary", "none"])
+@pytest.mark.parametrize("layer_norm, attn_only, attn_act", [(True, False, "softmax"), (False, True, "relu")])
+def test_hook_names_lists_only_hooks_that_fire(pos_embed, layer_norm, attn_only, attn_act):
+    m = tiny(pos_embed=pos_embed, layer_norm=layer_norm, attn_only=attn_only, attn_act=attn_act)
+    _, cache = m.run_with_cache(torch.randint(0, 11, (2, 8)))
+    assert set(cache) == set(m.hook_names)
+    assert ("hook_pos_embed" in m.hook_names) == (pos_embed == "learned")
+
+
+def _greedy_by_hand(m, x, steps):
+    for _ in range(steps):
+        x = torch.cat([x, m(x)[:, -1].argmax(-1, keepdim=True)], dim=1)
+    return x
+
+
+@pytest.mark.parametrize("pos_embed", ["learned", "rotary"])
+def test_generate_greedy_equals_argmax_of_the_full_forward(pos_embed):
+    m = tiny(pos_embed=pos_embed).eval()
+    x = torch.randint(0, 11, (3, 2))
+    out = m.generate(x)
+    assert out.shape == (3, 8) and torch.equal(out[:, :2], x)
+    assert torch.equal(out, _greedy_by_hand(m, x, 6))
+    assert m.generate(x, max_len=5).shape == (3, 5)
+
+
+def test_generate_stops_at_eos_and_pads_finished_rows():
+    m = tiny().eval()
+    x = torch.randint(0, 11, (4, 2))
+    full = m.generate(x)
+    eos = int(full[0, 2])  # row 0 emits it at once
+    out = m.generate(x, eos=eos, pad=10)
+    for r in range(4):
+        gen, ref = out[r, 2:].tolist(), full[r, 2:].tolist()
+        k = ref.index(eos) if eos in ref else len(ref)
+        assert gen[:k + 1] == ref[:k + 1]  # the same tokens up to and including EOS,
+        assert all(t == 10 for t in gen[k + 1:])  # then padding
+    assert out.shape[1] == min(8, 2 + max((full[r, 2:].tolist() + [eos]).index(eos) + 1 for r in range(4)))
+
+
+def test_generate_sampling():
+    m = tiny().eval()
+    x = torch.randint(0, 11, (5, 2))
+    assert torch.equal(m.generate(x, temperature=1.0, top_k=1), m.generate(x))  # top-1 sampling is greedy
+    a = m.generate(x, temperature=2.0, generator=torch.Generator().manual_seed(1))
+    b = m.generate(x, temperature=2.0, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="exceeds n_ctx=8"):
+        m.generate(x, max_len=9)
+    with pytest.raises(ValueError, match="temperature"):
+        m.generate(x, temperature=-1.0)

@@ -6,7 +6,9 @@ Vocabulary follows TransformerLens: ``d_model, n_heads, d_head, n_layers, n_ctx,
 The switches the papers vary are config fields: attention activation (softmax or ReLU),
 positional encoding (learned, rotary, none), layer norm on/off, MLP on/off (attention-only).
 
-Hook points, for block ``i`` (``lmlab.nn.TinyTransformer(cfg).hook_names`` lists them all)::
+Hook points, for block ``i`` (``lmlab.nn.TinyTransformer(cfg).hook_names`` lists exactly those that fire for
+the model's config: ``hook_pos_embed`` only with learned positions, ``hook_normalized`` only with layer norm,
+the MLP hooks only with an MLP)::
 
     hook_embed, hook_pos_embed
     blocks.i.hook_resid_pre
@@ -234,7 +236,9 @@ class TinyTransformer(HookedRootModule):
         self.cfg = cfg
         self.W_E = nn.Parameter(torch.empty(cfg.d_vocab, cfg.d_model))
         self.W_pos = nn.Parameter(torch.empty(cfg.n_ctx, cfg.d_model)) if cfg.pos_embed == "learned" else None
-        self.hook_embed, self.hook_pos_embed = HookPoint(), HookPoint()
+        self.hook_embed = HookPoint()
+        if self.W_pos is not None:  # rotary positions act inside attention (on q and k); none: no position signal
+            self.hook_pos_embed = HookPoint()
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.ln_final = _maybe_ln(cfg)
         self.hook_resid_final = HookPoint()
@@ -277,6 +281,52 @@ class TinyTransformer(HookedRootModule):
             resid = block(resid, positions if i == last else None)
         resid = self.hook_resid_final(self.ln_final(resid))
         return resid @ (self.W_E.T if self.W_U is None else self.W_U)
+
+    @torch.no_grad()
+    def generate(self, prompts: torch.Tensor, max_len: int | None = None, eos: int | None = None, pad: int = 0,
+                 temperature: float = 0.0, top_k: int | None = None,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """Extend every row of ``prompts`` (batch, pos) until it has produced ``eos`` or is ``max_len`` tokens
+        long (default ``n_ctx``); returns (batch, <= max_len) on the prompts' device.
+
+        Greedy (argmax) when ``temperature`` is 0; otherwise samples from softmax(logits / temperature),
+        restricted to the ``top_k`` most likely tokens when given, drawing from ``generator``. Each step asks
+        the model for the logits at the last position only (``positions``); there is no KV cache, which at
+        these sizes costs little. Rows that are done are filled with ``pad``. Call ``model.eval()`` first.
+
+        >>> m = TinyTransformer(TinyConfig(d_vocab=10, n_ctx=6, n_layers=1, d_model=16, n_heads=2))
+        >>> m.generate(torch.zeros(2, 2, dtype=torch.long)).shape
+        torch.Size([2, 6])
+        """
+        if prompts.dim() != 2 or prompts.shape[1] < 1:
+            raise ValueError(f"prompts must be (batch, pos) with pos >= 1, got shape {tuple(prompts.shape)}")
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0 (0: greedy), got {temperature}")
+        if top_k is not None and top_k < 1:
+            raise ValueError(f"top_k must be >= 1 or None, got {top_k}")
+        max_len = self.cfg.n_ctx if max_len is None else max_len
+        if max_len > self.cfg.n_ctx:
+            raise ValueError(f"max_len {max_len} exceeds n_ctx={self.cfg.n_ctx}")
+        device = next(self.parameters()).device
+        x = prompts.to(device)
+        done = torch.zeros(x.shape[0], dtype=torch.bool, device=device)
+        while x.shape[1] < max_len and not done.all():
+            logits = self(x, positions=torch.tensor([x.shape[1] - 1], device=device))[:, -1]
+            if temperature == 0:
+                nxt = logits.argmax(-1)
+            else:
+                logits = logits.float() / temperature
+                if top_k is not None and top_k < logits.shape[-1]:
+                    kth = logits.topk(top_k, dim=-1).values[:, -1:]
+                    logits = logits.masked_fill(logits < kth, float("-inf"))
+                probs = logits.softmax(-1)
+                nxt = torch.multinomial(probs.cpu() if generator is not None and generator.device.type == "cpu"
+                                        else probs, 1, generator=generator)[:, 0].to(device)
+            nxt = torch.where(done, torch.full_like(nxt, pad), nxt)
+            x = torch.cat([x, nxt[:, None]], dim=1)
+            if eos is not None:
+                done |= nxt == eos
+        return x.to(prompts.device)
 
     @property
     def n_params(self) -> int:

@@ -7,7 +7,8 @@ where it attends to the previous token to copy it, and *dormant* elsewhere, wher
 attention on BOS, whose value has been driven to a no-op (mutual reinforcement: the sink grows as
 the BOS value shrinks).
 
-This study trains one model per variant, side by side:
+This study trains one model per variant, side by side (a variant is a name plus dotted overrides of the
+``model`` and ``train`` sections, :class:`lmlab.config.Variant`):
 
 =================  ======  ==========  =========  ==============================================
 variant            layers  attention   optimizer  what it shows
@@ -31,62 +32,72 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from lmlab.analysis.extreme_tokens import head_outputs, norm_ratio, sink_share, token_norms
-from lmlab.config import Config, ConfigError
+from lmlab.config import Config, ConfigError, Variant
 from lmlab.nn import TinyConfig, TinyTransformer
-from lmlab.studies.base import Claim, Study, Summary, check, pyplot, save_figure
+from lmlab.studies.base import (Claim, Result, Study, all_of, at_least, at_most, greater, is_true, not_comparable,
+                                pyplot, save_figure, within)
 from lmlab.tasks.bigram_backcopy import BigramBackcopyConfig, BigramBackcopyTask
 from lmlab.train import TrainConfig, train
 
 
-@dataclass(frozen=True)
-class Variant(Config):
-    name: str = "softmax_adam_1l"
-    n_layers: int = 1
-    attn_act: Literal["softmax", "relu"] = "softmax"
-    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
-    lr: float = 3e-4
-    momentum: float = 0.0
-    steps: int = 10_000
-
-    def validate(self) -> None:
-        if self.steps < 1 or self.lr <= 0 or self.n_layers < 1:
-            raise ConfigError(f"Variant '{self.name}': steps, lr and n_layers must be positive")
+def _variant(name: str, n_layers: int, attn_act: str, optimizer: str, lr: float, momentum: float,
+             steps: int) -> Variant:
+    return Variant(name, (f"model.n_layers={n_layers}", f"model.attn_act={attn_act}", f"train.optimizer={optimizer}",
+                          f"train.lr={lr!r}", f"train.momentum={momentum!r}", f"train.steps={steps}"))
 
 
 PAPER_VARIANTS = (
-    Variant("softmax_adam_1l", 1, "softmax", "adamw", 3e-4, 0.0, 10_000),
-    Variant("relu_adam_1l", 1, "relu", "adamw", 3e-3, 0.0, 100_000),
-    Variant("softmax_adam_3l", 3, "softmax", "adamw", 3e-4, 0.0, 10_000),
-    Variant("softmax_sgd_3l", 3, "softmax", "sgd", 0.03, 0.9, 10_000),
+    _variant("softmax_adam_1l", 1, "softmax", "adamw", 3e-4, 0.0, 10_000),
+    _variant("relu_adam_1l", 1, "relu", "adamw", 3e-3, 0.0, 100_000),
+    _variant("softmax_adam_3l", 3, "softmax", "adamw", 3e-4, 0.0, 10_000),
+    _variant("softmax_sgd_3l", 3, "softmax", "sgd", 0.03, 0.9, 10_000),
 )
 REQUIRED = {"softmax_adam_1l", "relu_adam_1l", "softmax_adam_3l", "softmax_sgd_3l"}
+
+# Claim thresholds (each rule's words are produced from these by lmlab.claims)
+SINK_MIN = 0.9  # BOS share of non-trigger queries: a sink
+TRIGGER_SINK_MAX = 0.2  # BOS share of trigger queries: the head is active there
+VALUE_RATIO_MAX = 0.2  # ||W_O v_BOS|| / median token's: drained (at least 5x smaller)
+BACKCOPY_MAX = 0.05  # backcopy CE: solved
+ORACLE_SLACK = 0.05  # bigram CE <= oracle + this
+REINFORCE_RHO_MAX = -0.5  # Spearman(sink, ||W_O v_BOS||) after the value peak
+VALUE_FALL_SHARE = 0.5  # ||W_O v_BOS|| ends below this share of its peak
+RELU_SINK_MAX = 0.3  # the ReLU model's BOS share stays below this (strict)
+LOSS_MATCH_TOL = 0.05  # |loss(ReLU) - loss(softmax)|
+PEAK_MIN_RATIO = 2.0  # BOS residual norm / median token's: a residual peak
+# The paper's numbers (with the small CPU run of the secondary source where the paper gives none)
+PAPER_SINK = ">= 0.9 (a small CPU run: 0.986)"
+PAPER_TRIGGER_SINK = "~0 (a small CPU run: 0.000)"
+PAPER_VALUE_DRAIN = "~12x smaller (a small CPU run: 1.27 vs 15.0)"
+PAPER_TASK = {"backcopy": 5.5e-6, "bigram_vs_oracle": "2.2299 (tiny-Shakespeare)"}
+PAPER_RELU = {"sink": "none", "bigram": 2.2284}
+PAPER_PEAK = "BOS residual-norm excess 106.1 (d=256, 10k steps)"
 
 
 @dataclass(frozen=True)
 class ExtremeTokensConfig(Config):
-    """The paper's setting. The model's n_layers and attn_act come from each variant."""
+    """The paper's setting. Each variant overrides ``model`` and ``train`` (layers, attention, optimizer, lr,
+    momentum, steps); ``seed`` seeds the data, the initialisation and, unless ``train.seed`` is set, training."""
 
     seed: int = 42
     task: BigramBackcopyConfig = field(default_factory=BigramBackcopyConfig)
-    # As in the paper's code: no biases in the linear maps, but nn.LayerNorm's default bias (ln_bias). Without
-    # the LN bias the 1-layer sink grows much more slowly (quick config, 1.5k steps: 0.68 vs 0.84).
+    # As in the paper's code: no biases in the linear maps, but nn.LayerNorm's default bias (ln_bias); without
+    # the LN bias the 1-layer sink grows much more slowly (docs/studies/extreme-tokens.md).
     model: TinyConfig = field(default_factory=lambda: TinyConfig(d_model=256, n_heads=1, act_fn="relu", bias=False,
                                                                  ln_bias=True))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        steps=10_000, optimizer="adamw", lr=3e-4, betas=(0.9, 0.99), weight_decay=1e-4, eval_every=250, log_every=10,
+        checkpoint_every=250))
     variants: tuple[Variant, ...] = PAPER_VARIANTS
     batch_size: int = 512
-    weight_decay: float = 1e-4
-    betas: tuple[float, float] = (0.9, 0.99)
-    eval_every: int = 250
     eval_size: int = 64
-    progress: bool = True
-    device: str = "cpu"
 
     def validate(self) -> None:
         names = [v.name for v in self.variants]
@@ -157,48 +168,41 @@ class ExtremeTokensStudy(Study):
 
     def quick_config(self) -> ExtremeTokensConfig:
         """d_model 64, sequences of 64, batch 64; AdamW at 3e-3 for 2k steps (1 layer), at 1e-3 for 2.5k steps
-        (3 layers); SGD 0.03 with momentum 0.9 for 2.5k steps: all four variants in about 8 minutes on 2 cores."""
+        (3 layers); SGD 0.03 with momentum 0.9 for 2.5k steps (why these rates: docs/studies/extreme-tokens.md)."""
         base = ExtremeTokensConfig()
         return base.replace(
             task=base.task.replace(seq_len=64),
             model=base.model.replace(d_model=64),
+            train=base.train.replace(eval_every=100),
             variants=(
-                # 1 layer: AdamW at 3e-3 (the paper's ReLU rate) to make up for 5x fewer steps; at 1e-3 the
-                # sink was still rising through 3k steps (0.84 for seed 42). The 3-layer model stays at 1e-3:
-                # at 3e-3 its sink layer reached only 0.88 and its BOS residual ratio 1.33 (1.58 at 1e-3).
-                Variant("softmax_adam_1l", 1, "softmax", "adamw", 3e-3, 0.0, 2000),
-                Variant("relu_adam_1l", 1, "relu", "adamw", 3e-3, 0.0, 2000),
-                Variant("softmax_adam_3l", 3, "softmax", "adamw", 1e-3, 0.0, 2500),
-                Variant("softmax_sgd_3l", 3, "softmax", "sgd", 0.03, 0.9, 2500),
+                _variant("softmax_adam_1l", 1, "softmax", "adamw", 3e-3, 0.0, 2000),
+                _variant("relu_adam_1l", 1, "relu", "adamw", 3e-3, 0.0, 2000),
+                _variant("softmax_adam_3l", 3, "softmax", "adamw", 1e-3, 0.0, 2500),
+                _variant("softmax_sgd_3l", 3, "softmax", "sgd", 0.03, 0.9, 2500),
             ),
             batch_size=64,
-            eval_every=100,
         )
 
-    def execute(self, cfg: ExtremeTokensConfig, out: Path, quick: bool, resume: bool) -> Summary:
+    def execute(self, cfg: ExtremeTokensConfig, out: Path, quick: bool, resume: bool) -> Result:
         task = BigramBackcopyTask(cfg.task, seed=cfg.seed)
         x_eval = task.eval_sample(cfg.eval_size)
         oracle = task.oracle_bigram_ce(x_eval)
+        variants = [(v, v.apply(cfg)) for v in cfg.variants]  # every variant's overrides checked before training
         histories: dict[str, list[dict[str, Any]]] = {}
         seconds, by_token = {}, {}
-        for v in cfg.variants:
-            model_cfg = cfg.model.replace(d_vocab=task.d_vocab, n_ctx=task.n_ctx, n_layers=v.n_layers, attn_act=v.attn_act)
+        for v, vcfg in variants:
+            model_cfg = vcfg.model.replace(d_vocab=task.d_vocab, n_ctx=task.n_ctx)
             torch.manual_seed(cfg.seed)
             model = TinyTransformer(model_cfg)
-            train_cfg = TrainConfig(
-                steps=v.steps, optimizer=v.optimizer, lr=v.lr, momentum=v.momentum, betas=cfg.betas,
-                weight_decay=cfg.weight_decay, eval_every=cfg.eval_every, log_every=10,
-                checkpoint_every=max(cfg.eval_every, 250), seed=cfg.seed, device=cfg.device, progress=cfg.progress,
-            )
             result = train(
-                model, train_cfg, lambda step: task.batch(step, cfg.batch_size), out / v.name,
+                model, vcfg.train.seeded(cfg.seed), lambda step: task.batch(step, cfg.batch_size), out / v.name,
                 eval_fn=lambda m, step: bb_metrics(m, task, x_eval), resume=resume,
                 meta={"task": cfg.task.to_dict(), "task_version": task.version, "model": model_cfg.to_dict(),
                       "batch_size": cfg.batch_size, "variant": v.to_dict()},
             )
             histories[v.name] = result.evals
             seconds[v.name] = round(result.seconds, 1)
-            layer = int(np.argmax(result.evals[-1]["sink_nontrigger"]))
+            layer = _sink_layer(result.evals[-1])
             by_token[v.name] = {"layer": layer, "bos_share": sink_by_token(model, task, x_eval, layer)}
 
         finals = {name: h[-1] for name, h in histories.items()}
@@ -213,7 +217,7 @@ class ExtremeTokensStudy(Study):
             "train_seconds": seconds,
             "sink_by_query_char": by_token,
         }
-        return Summary(self.name, claims, cfg.to_dict(), cfg.seed, quick, task.version, metrics, figures)
+        return Result(claims, metrics, figures, task.version)
 
     @staticmethod
     def _claims(h: dict[str, list[dict[str, Any]]], oracle: float) -> list[Claim]:
@@ -221,26 +225,27 @@ class ExtremeTokensStudy(Study):
 
         s1, r1, s3, g3 = (h[n][-1] for n in ("softmax_adam_1l", "relu_adam_1l", "softmax_adam_3l", "softmax_sgd_3l"))
         claims = [
-            Claim("attention_sink", "A 1-layer softmax transformer trained with Adam on BB puts almost all attention of "
-                  "non-trigger queries on BOS (the head is dormant there)",
-                  paper_value=">= 0.9 (a small CPU run: 0.986)", measured=s1["sink_nontrigger"][0],
-                  tolerance="BOS share of non-trigger queries >= 0.9", status=check(s1["sink_nontrigger"][0] >= 0.9),
-                  source="[abstract] + [secondary] CPU run"),
-            Claim("active_on_triggers", "At trigger tokens the same head is active: it attends away from BOS (to the "
-                  "token to copy)", paper_value="~0 (a small CPU run: 0.000)", measured=s1["sink_trigger"][0],
-                  tolerance="BOS share of trigger queries <= 0.2", status=check(s1["sink_trigger"][0] <= 0.2),
-                  source="[abstract] + [secondary] CPU run"),
-            Claim("value_drain", "BOS's value state is drained: ||W_O v_BOS|| far below the other tokens'",
-                  paper_value="~12x smaller (a small CPU run: 1.27 vs 15.0)", measured=s1["value_out_ratio"][0],
-                  tolerance="||W_O v_BOS|| / median token's <= 0.2 (at least 5x smaller)",
-                  status=check(s1["value_out_ratio"][0] <= 0.2), source="[abstract] + [secondary] CPU run"),
+            Claim.judged("attention_sink", "A 1-layer softmax transformer trained with Adam on BB puts almost all "
+                         "attention of non-trigger queries on BOS (the head is dormant there)",
+                         paper_value=PAPER_SINK, measured=s1["sink_nontrigger"][0],
+                         rule=at_least(s1["sink_nontrigger"][0], SINK_MIN, what="BOS share of non-trigger queries"),
+                         source="[abstract] + [secondary] CPU run"),
+            Claim.judged("active_on_triggers", "At trigger tokens the same head is active: it attends away from BOS "
+                         "(to the token to copy)", paper_value=PAPER_TRIGGER_SINK, measured=s1["sink_trigger"][0],
+                         rule=at_most(s1["sink_trigger"][0], TRIGGER_SINK_MAX, what="BOS share of trigger queries"),
+                         source="[abstract] + [secondary] CPU run"),
+            Claim.judged("value_drain", "BOS's value state is drained: ||W_O v_BOS|| far below the other tokens'",
+                         paper_value=PAPER_VALUE_DRAIN, measured=s1["value_out_ratio"][0],
+                         rule=at_most(s1["value_out_ratio"][0], VALUE_RATIO_MAX, what="||W_O v_BOS|| / median token's"),
+                         source="[abstract] + [secondary] CPU run"),
             _sink_claim_3l(s3),
-            Claim("task_solved", "The model solves BB: backcopy loss near 0, bigram loss at the oracle",
-                  paper_value={"backcopy": 5.5e-6, "bigram_vs_oracle": "2.2299 (tiny-Shakespeare)"},
-                  measured={"backcopy": s1["backcopy_loss"], "bigram": s1["bigram_loss"], "oracle": round(oracle, 4)},
-                  tolerance="backcopy CE <= 0.05 and bigram CE <= oracle + 0.05",
-                  status=check(s1["backcopy_loss"] is not None and s1["backcopy_loss"] <= 0.05
-                               and s1["bigram_loss"] <= oracle + 0.05), source="[code] notebook"),
+            Claim.judged("task_solved", "The model solves BB: backcopy loss near 0, bigram loss at the oracle",
+                         paper_value=PAPER_TASK,
+                         measured={"backcopy": s1["backcopy_loss"], "bigram": s1["bigram_loss"], "oracle": round(oracle, 4)},
+                         rule=all_of(at_most(s1["backcopy_loss"], BACKCOPY_MAX, what="backcopy CE"),
+                                     at_most(s1["bigram_loss"], oracle + ORACLE_SLACK,
+                                             what=f"bigram CE (oracle + {ORACLE_SLACK})")),
+                         source="[code] notebook"),
         ]
         # Mutual reinforcement is a claim about the drain phase: from init every norm first grows, then the
         # BOS value falls while the sink rises. So we read the curves from the peak of ||W_O v_BOS|| on.
@@ -249,38 +254,40 @@ class ExtremeTokensStudy(Study):
         peak = int(np.argmax(value_curve))
         sink_after, value_after = sink_curve[peak:], value_curve[peak:]
         rho = float(spearmanr(sink_after, value_after).statistic) if len(sink_after) > 2 else float("nan")
-        claims.append(Claim(
+        claims.append(Claim.judged(
             "mutual_reinforcement", "Over training the sink grows while the BOS value norm falls (mutual reinforcement)",
             paper_value="sink up, ||v_BOS|| down",
             measured={"spearman_sink_vs_bos_value_after_peak": round(rho, 3),
                       "bos_value_peak_step": h["softmax_adam_1l"][peak]["step"],
                       "sink_peak_to_end": [sink_after[0], sink_after[-1]],
                       "bos_value_peak_to_end": [value_after[0], value_after[-1]]},
-            tolerance="from the step where ||W_O v_BOS|| peaks to the end: Spearman(sink, ||W_O v_BOS||) <= -0.5, "
-                      "the sink rises and ||W_O v_BOS|| ends below half its peak",
-            status=check(rho <= -0.5 and sink_after[-1] > sink_after[0] and value_after[-1] <= 0.5 * value_after[0]),
+            rule=all_of(at_most(rho, REINFORCE_RHO_MAX, what="from the ||W_O v_BOS|| peak on: Spearman(sink, ||W_O v_BOS||)"),
+                        greater(sink_after[-1], sink_after[0], what="final sink", than="the sink at the value peak"),
+                        at_most(value_after[-1], VALUE_FALL_SHARE * value_after[0],
+                                what=f"final ||W_O v_BOS|| ({VALUE_FALL_SHARE} x its peak)")),
             source="[abstract]"))
-        claims.append(Claim(
+        claims.append(Claim.judged(
             "relu_removes_sink", "ReLU attention removes the sink at a comparable loss",
-            paper_value={"sink": "none", "bigram": 2.2284},
+            paper_value=PAPER_RELU,
             measured={"relu_sink": r1["sink_nontrigger"][0], "relu_loss": r1["loss"], "softmax_loss": s1["loss"]},
-            tolerance="ReLU model's BOS share < 0.3 and |loss(ReLU) - loss(softmax)| <= 0.05",
-            status=check(r1["sink_nontrigger"][0] < 0.3 and abs(r1["loss"] - s1["loss"]) <= 0.05),
+            rule=all_of(is_true(r1["sink_nontrigger"][0] < RELU_SINK_MAX, f"ReLU model's BOS share < {RELU_SINK_MAX}"),
+                        within(r1["loss"], s1["loss"], LOSS_MATCH_TOL, what="loss(ReLU)")),
             source="[abstract] + [code]"))
         peak_adam, peak_sgd = max(s3["resid_ratio"]), max(g3["resid_ratio"])
-        claims.append(Claim(
+        claims.append(Claim.judged(
             "residual_peak", "A 3-layer softmax transformer trained with Adam develops a residual-state peak at BOS",
-            paper_value="BOS residual-norm excess 106.1 (d=256, 10k steps)",
+            paper_value=PAPER_PEAK,
             measured={"max_layer_resid_ratio": round(peak_adam, 3), "per_layer": s3["resid_ratio"]},
-            tolerance="BOS residual norm >= 2x the median token's in some layer",
-            status=check(peak_adam >= 2.0), source="[code] notebook"))
-        claims.append(Claim(
+            rule=at_least(peak_adam, PEAK_MIN_RATIO, what="BOS residual norm / median token's, in some layer"),
+            source="[code] notebook"))
+        sgd_rule = greater(peak_adam, peak_sgd, what="max-layer BOS residual ratio with Adam", than="with SGD")
+        claims.append(Claim.judged(
             "sgd_weakens_peak", "Training with SGD instead of Adam gives a smaller BOS residual peak",
             paper_value="SGD removes the peak (qualitative)",
             measured={"adam": round(peak_adam, 3), "sgd": round(peak_sgd, 3), "sgd_loss": g3["loss"],
                       "adam_loss": s3["loss"]},
-            tolerance="max-layer BOS residual ratio: SGD < Adam; judged only if Adam has a peak (ratio >= 2)",
-            status=check(peak_sgd < peak_adam) if peak_adam >= 2.0 else "not_comparable",
+            rule=sgd_rule if peak_adam >= PEAK_MIN_RATIO else not_comparable(
+                f"{sgd_rule.tolerance}; judged only if Adam has a peak (ratio >= {PEAK_MIN_RATIO})"),
             source="[abstract]"))
         return claims
 
@@ -307,7 +314,7 @@ class ExtremeTokensStudy(Study):
         for ax, (key, title) in zip(axes.ravel(), keys):
             for name, evals in h.items():
                 steps = [e["step"] for e in evals]
-                layer = int(np.argmax(evals[-1]["sink_nontrigger"]))  # the layer with the strongest sink
+                layer = _sink_layer(evals[-1])
                 vals = [(max(e[key]) if key == "resid_ratio" else e[key][layer]) if isinstance(e[key], list) else e[key]
                         for e in evals]
                 ax.plot(steps, vals, label=name)
@@ -323,7 +330,7 @@ class ExtremeTokensStudy(Study):
         for ax, (key, title) in zip(axes, [("sink_nontrigger", "BOS attention share"),
                                            ("value_out_ratio", "value drain ratio"),
                                            ("resid_ratio", "residual peak ratio (max layer)"), ("loss", "loss")]):
-            layers = [int(np.argmax(h[n][-1]["sink_nontrigger"])) for n in names]
+            layers = [_sink_layer(h[n][-1]) for n in names]
             vals = [max(h[n][-1][key]) if key == "resid_ratio" else
                     (h[n][-1][key][lay] if isinstance(h[n][-1][key], list) else h[n][-1][key])
                     for n, lay in zip(names, layers)]
@@ -334,16 +341,21 @@ class ExtremeTokensStudy(Study):
         return ["attention_maps.png", "dynamics.png", "mitigations.png"]
 
 
+def _sink_layer(row: dict[str, Any]) -> int:
+    """The layer with the strongest sink (largest non-trigger BOS share) in an eval row."""
+    return int(np.argmax(row["sink_nontrigger"]))
+
+
 def _sink_claim_3l(final: dict[str, Any]) -> Claim:
     """The same three measurements in the 3-layer softmax+Adam model, at its sink layer (the layer with the
     largest non-trigger BOS share): the paper finds the phenomena in 1- to 3-layer models."""
-    layer = int(np.argmax(final["sink_nontrigger"]))
+    layer = _sink_layer(final)
     sink, trig, value = (final[k][layer] for k in ("sink_nontrigger", "sink_trigger", "value_out_ratio"))
-    return Claim(
+    return Claim.judged(
         "attention_sink_3l", "The 3-layer softmax+Adam model has the same active-dormant head: at its sink layer "
         "non-trigger queries put almost all attention on BOS, trigger queries attend elsewhere, BOS's value is drained",
         paper_value="sinks and drains in 1- to 3-layer models", source="[abstract]",
         measured={"layer": layer, "sink_nontrigger": sink, "sink_trigger": trig, "value_out_ratio": value},
-        tolerance="at the layer with the largest non-trigger BOS share: share >= 0.9, trigger share <= 0.2, "
-                  "||W_O v_BOS|| / median <= 0.2",
-        status=check(sink >= 0.9 and trig <= 0.2 and value <= 0.2))
+        rule=all_of(at_least(sink, SINK_MIN, what="at the sink layer: non-trigger BOS share"),
+                    at_most(trig, TRIGGER_SINK_MAX, what="trigger BOS share"),
+                    at_most(value, VALUE_RATIO_MAX, what="||W_O v_BOS|| / median")))

@@ -9,8 +9,8 @@ What this study does, in order:
    reverse/forward ratio falls with the dimension d (theory: about sqrt(N)/d), with exactly
    orthonormal embeddings as the limit where the reverse logits do not move at all.
 2. **Transformers** on the reference code's data (``lmlab.tasks.reversal``): one variant per row of
-   ``variants`` (1 layer with learned, rotary and no positions, 2 layers, and the reversal-augmented
-   mitigation), logging over training the forward accuracy (the trained direction of the held-out
+   ``variants`` (a name plus dotted overrides of the study config, :class:`lmlab.config.Variant`: 1 layer
+   with learned, rotary and no positions, 2 layers, and the reversal-augmented mitigation), logging over training the forward accuracy (the trained direction of the held-out
    pairs), the reverse accuracy and NLL, against chance.
 3. **Chain**: ``x -> y`` and ``y -> z`` trained, ``x ~> z`` held out; direct answer vs the answer
    through the intermediate step (chain of thought: predict y from ``x ->``, then z from ``y ->``).
@@ -33,21 +33,44 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 
-from lmlab.config import Config, ConfigError
+from lmlab.analysis.curves import first_crossing
+from lmlab.config import Config, ConfigError, Variant
 from lmlab.nn import TinyConfig, TinyTransformer
 from lmlab.nn.bilinear import BilinearRun, train_bilinear
-from lmlab.studies.base import Claim, Study, Summary, check, pyplot, save_figure
+from lmlab.studies.base import (Claim, Result, Rule, Study, all_of, at_least, at_most, between, is_true, pyplot,
+                                save_figure, within)
 from lmlab.tasks.reversal import FWD, ReversalData, ReversalTask, ReversalTaskConfig, answer_alphabet
 from lmlab.train import TrainConfig, train
 
 
+# Claim thresholds (each rule's words are produced from these by lmlab.claims)
+BILINEAR_FORWARD_NLL_MAX = 0.1  # the trained direction is learnt
+CHANCE_REL_TOL = 0.05  # a NLL "at chance": within this share of log(number of candidates)
+ASYMMETRY_MAX = 0.1  # rms reverse logit / forward logit at d = 256
+ORTHO_REVERSE_MAX = 1e-9  # max |reverse logit| with orthonormal embeddings: exactly 0
+THEORY_PEARSON_MIN = 0.9  # theory's reverse logits vs measured
+SLOPE_RANGE = (-1.25, -0.75)  # log-log slope of the reverse/forward ratio against d (theory: -1)
+FORWARD_ACC_MIN = 0.99  # a transformer has learnt the trained facts
+CHANCE_SE = 2.0  # accuracy "at chance": within this many standard errors
+NLL_FLOOR_SHARE = 0.95  # the reverse NLL never drops below this x log(alphabet)
+GAP_RHO_MIN = 0.9  # Spearman(step, reverse NLL - forward NLL)
+FIXED_ACC_MIN = 0.95  # reverse training, chain of thought, in-context copy: the answer is reached
+# The paper's numbers (the bilinear ones from a small CPU run of the secondary source, d = 256)
+PAPER_BILINEAR_FORWARD = "train NLL 5.298 -> 0.051 at step 3000 (a small CPU run, d=256)"
+PAPER_BILINEAR_REVERSE = "reverse NLL 5.298 -> 5.391 (log M = 5.298)"
+PAPER_NLL_FLOOR = ">= log 200 = 5.30"
+
+
 @dataclass(frozen=True)
 class BilinearConfig(Config):
+    """The bilinear model's gradient descent (plain GD from 0 on fixed embeddings, ``lmlab.nn.bilinear``;
+    not the lab's training loop, so its steps and lr live here)."""
+
     n_pairs: int = 100  # M = 2 n_pairs tokens
     d: int = 256
     steps: int = 3000
@@ -62,28 +85,15 @@ class BilinearConfig(Config):
             raise ConfigError("BilinearConfig.d_sweep: every dimension must be >= 1")
 
 
-@dataclass(frozen=True)
-class Variant(Config):
-    name: str = "1l_learned"
-    variant: Literal["reversal", "chain", "in_context"] = "reversal"
-    n_layers: int = 1
-    pos_embed: Literal["learned", "rotary", "none"] = "learned"
-    augment_reversed: bool = False
-    whole_sequence: bool = False  # loss on every token (the in-context control) instead of the last
-
-    def validate(self) -> None:
-        if self.n_layers < 1:
-            raise ConfigError(f"Variant '{self.name}'.n_layers must be >= 1")
-
-
+# The first variant is the main one (repeated over n_seeds); the others are read by their task variant.
 VARIANTS = (
     Variant("1l_learned"),
-    Variant("1l_rotary", pos_embed="rotary"),
-    Variant("1l_nopos", pos_embed="none"),
-    Variant("2l_learned", n_layers=2),
-    Variant("1l_reversal_augmented", augment_reversed=True),
-    Variant("chain_1l", variant="chain"),
-    Variant("in_context_1l", variant="in_context", whole_sequence=True),
+    Variant("1l_rotary", ("model.pos_embed=rotary",)),
+    Variant("1l_nopos", ("model.pos_embed=none",)),
+    Variant("2l_learned", ("model.n_layers=2",)),
+    Variant("1l_reversal_augmented", ("task.augment_reversed=true",)),
+    Variant("chain_1l", ("task.variant=chain",)),
+    Variant("in_context_1l", ("task.variant=in_context", "whole_sequence=true")),
 )
 
 
@@ -99,13 +109,14 @@ class ReversalCurseConfig(Config):
     # GPT-2's initialisation (N(0, 0.02)) as in the reference code, which builds on HF GPT2Config.
     model: TinyConfig = field(default_factory=lambda: TinyConfig(n_layers=1, d_model=128, n_heads=4, init="gpt2"))
     train: TrainConfig = field(
-        # Cosine decay to 10%: with a constant rate, Adam at near-zero loss can spike late (seen once: the
-        # in-context control fell from 1.00 to 0.68 at the last of 1,500 steps).
+        # Cosine decay to 10%: with a constant rate, Adam at near-zero loss can spike late
+        # (docs/studies/reversal-curse.md).
         default_factory=lambda: TrainConfig(steps=16_000, lr=1e-3, betas=(0.9, 0.999), weight_decay=0.01,
                                             warmup_steps=50, schedule="cosine", min_lr_ratio=0.1,
                                             eval_every=250, log_every=50, checkpoint_every=1000)
     )
     batch_size: int = 64
+    whole_sequence: bool = False  # loss on every token (the in-context control) instead of the last
     variants: tuple[Variant, ...] = VARIANTS
 
     def validate(self) -> None:
@@ -182,7 +193,7 @@ def chain_of_thought_acc(model: TinyTransformer, data: ReversalData) -> float:
     return float((z_hat == data.val[:, 2]).mean())
 
 
-def eval_variant(model: TinyTransformer, data: ReversalData, v: Variant) -> dict[str, Any]:
+def eval_variant(model: TinyTransformer, data: ReversalData, variant: str) -> dict[str, Any]:
     """One eval row: forward (trained direction of held-out pairs), all training sentences, held-out."""
     fwd = data.train[data.train_heldout] if data.train_heldout.any() else data.train
     f = answer_stats(answer_logprobs(model, fwd), data, fwd)
@@ -190,7 +201,7 @@ def eval_variant(model: TinyTransformer, data: ReversalData, v: Variant) -> dict
     held = summarize_stats(answer_stats(answer_logprobs(model, data.val), data, data.val))
     row = {"forward_acc": float(f["acc_alphabet"].mean()), "forward_nll": float(f["nll"].mean()),
            "train_acc": float(tr.mean()), **{f"val_{k}": val for k, val in held.items()}}
-    if v.variant == "chain":
+    if variant == "chain":
         row["val_cot_acc"] = chain_of_thought_acc(model, data)
     return row
 
@@ -205,11 +216,11 @@ class ReversalCurseStudy(Study):
     config_cls = ReversalCurseConfig
 
     def quick_config(self) -> ReversalCurseConfig:
-        """1,500 steps per transformer (about 280 epochs; the training sentences are learnt by step ~250)."""
+        """1,500 steps per transformer (about 280 epochs)."""
         base = ReversalCurseConfig()
         return base.replace(train=base.train.replace(steps=1500, eval_every=100, checkpoint_every=500))
 
-    def execute(self, cfg: ReversalCurseConfig, out: Path, quick: bool, resume: bool) -> Summary:
+    def execute(self, cfg: ReversalCurseConfig, out: Path, quick: bool, resume: bool) -> Result:
         # 1. bilinear model: the main run, the dimension sweep, and orthonormal embeddings
         b = cfg.bilinear
         main = train_bilinear(b.n_pairs, b.d, b.steps, b.lr, cfg.seed, eval_every=b.eval_every)
@@ -217,26 +228,27 @@ class ReversalCurseStudy(Study):
                  for d in b.d_sweep]
         ortho = train_bilinear(b.n_pairs, max(b.d, 2 * b.n_pairs), b.steps, b.lr, cfg.seed, "orthonormal", b.steps)
 
-        # 2-4. transformers
+        # 2-4. transformers; every variant's overrides are checked before anything trains
+        variants = {v.name: v.apply(cfg) for v in cfg.variants}
         histories: dict[str, list[dict[str, Any]]] = {}
         pooled: list[dict[str, np.ndarray]] = []
         seconds: dict[str, float] = {}
         sizes: dict[str, int] = {}
-        for i, v in enumerate(cfg.variants):
+        for i, (vname, vcfg) in enumerate(variants.items()):
             for k in range(cfg.n_seeds if i == 0 else 1):
                 seed = cfg.seed + k
-                name = v.name if k == 0 else f"{v.name}_seed{seed}"
-                model, data, result = self._train_variant(cfg, v, seed, out / name, resume)
+                name = vname if k == 0 else f"{vname}_seed{seed}"
+                model, data, result = self._train_variant(vcfg, vname, seed, out / name, resume)
                 seconds[name] = round(result.seconds, 1)
                 if k == 0:
-                    histories[v.name] = result.evals
-                    sizes[v.name] = len(data.train)
+                    histories[vname] = result.evals
+                    sizes[vname] = len(data.train)
                 if i == 0:
                     pooled.append(answer_stats(answer_logprobs(model, data.val), data, data.val))
         main_pooled = summarize_stats({key: np.concatenate([p[key] for p in pooled]) for key in pooled[0]})
 
-        claims = self._claims(cfg, main, sweep, ortho, histories, main_pooled, sizes)
-        figures = self._figures(out, cfg, main, sweep, histories)
+        claims = self._claims(cfg, variants, main, sweep, ortho, histories, main_pooled, sizes)
+        figures = self._figures(out, cfg, variants, main, sweep, histories)
         metrics = {
             "bilinear": {"log_M": math.log(2 * b.n_pairs), "final_forward_nll": main.forward_nll[-1],
                          "final_reverse_nll": main.reverse_nll[-1], "forward_logit": main.forward_logit[-1],
@@ -249,163 +261,179 @@ class ReversalCurseStudy(Study):
             "train_seconds": seconds,
             "training_sentences": sizes,
         }
-        return Summary(self.name, claims, cfg.to_dict(), cfg.seed, quick, ReversalTask.version, metrics, figures)
+        return Result(claims, metrics, figures, ReversalTask.version)
 
     @staticmethod
-    def _train_variant(cfg: ReversalCurseConfig, v: Variant, seed: int, run_dir: Path, resume: bool):
-        task = ReversalTask(cfg.task.replace(variant=v.variant, augment_reversed=v.augment_reversed), seed=seed)
+    def _train_variant(cfg: ReversalCurseConfig, name: str, seed: int, run_dir: Path, resume: bool):
+        """Train one variant (``cfg``: the study config with the variant's overrides applied)."""
+        task = ReversalTask(cfg.task, seed=seed)
         data = task.data()
-        model_cfg = cfg.model.replace(d_vocab=data.d_vocab, n_ctx=data.n_ctx, n_layers=v.n_layers, pos_embed=v.pos_embed)
+        model_cfg = cfg.model.replace(d_vocab=data.d_vocab, n_ctx=data.n_ctx)
         torch.manual_seed(seed)
         model = TinyTransformer(model_cfg)
         result = train(
-            model, cfg.train.replace(seed=seed), task.epoch_batches(data, cfg.batch_size, v.whole_sequence), run_dir,
-            eval_fn=lambda m, step: eval_variant(m, data, v), resume=resume,
+            model, cfg.train.seeded(seed), task.epoch_batches(data, cfg.batch_size, cfg.whole_sequence), run_dir,
+            eval_fn=lambda m, step: eval_variant(m, data, cfg.task.variant), resume=resume,
             meta={"task": task.cfg.to_dict(), "task_version": task.version, "model": model_cfg.to_dict(),
-                  "batch_size": cfg.batch_size, "variant": v.to_dict(), "seed": seed},
+                  "batch_size": cfg.batch_size, "variant": name, "whole_sequence": cfg.whole_sequence, "seed": seed},
         )
         return model, data, result
 
     # -- claims ---------------------------------------------------------------------------------
     @staticmethod
-    def _claims(cfg: ReversalCurseConfig, main: BilinearRun, sweep: list[BilinearRun], ortho: BilinearRun,
-                h: dict[str, list[dict[str, Any]]], pooled: dict[str, float], sizes: dict[str, int]) -> list[Claim]:
+    def _claims(cfg: ReversalCurseConfig, variants: dict[str, ReversalCurseConfig], main: BilinearRun,
+                sweep: list[BilinearRun], ortho: BilinearRun, h: dict[str, list[dict[str, Any]]],
+                pooled: dict[str, float], sizes: dict[str, int]) -> list[Claim]:
         from scipy.stats import linregress, pearsonr, spearmanr
 
+        def at_chance(acc: float, chance: float, se: float, what: str) -> Rule:
+            return within(acc, chance, CHANCE_SE * se, what=what)
+
         log_m = math.log(2 * cfg.bilinear.n_pairs)
-        lo, hi = (0.95 * log_m, 1.05 * log_m)
+        lo, hi = ((1 - CHANCE_REL_TOL) * log_m, (1 + CHANCE_REL_TOL) * log_m)
         claims = [
-            Claim("bilinear_forward", "Bilinear model, gradient descent from 0: the trained direction A -> B is learnt",
-                  paper_value="train NLL 5.298 -> 0.051 at step 3000 (a small CPU run, d=256)",
-                  measured={"nll_start": main.forward_nll[0], "nll_end": main.forward_nll[-1]},
-                  tolerance="final forward NLL <= 0.1", status=check(main.forward_nll[-1] <= 0.1),
-                  source="[abstract] + [secondary] CPU run"),
-            Claim("bilinear_reverse_at_chance", "... while the reverse B -> A stays at chance (log M) and never improves",
-                  paper_value="reverse NLL 5.298 -> 5.391 (log M = 5.298)",
-                  measured={"min": min(main.reverse_nll), "end": main.reverse_nll[-1], "log_M": log_m},
-                  tolerance="reverse NLL within 5% of log M at every eval",
-                  status=check(all(lo <= x <= hi for x in main.reverse_nll)), source="[abstract] + [secondary] CPU run",
-                  evidence={"epsilon_needed_for_bound": _epsilon_needed(main)}),
+            Claim.judged("bilinear_forward", "Bilinear model, gradient descent from 0: the trained direction A -> B is learnt",
+                         paper_value=PAPER_BILINEAR_FORWARD,
+                         measured={"nll_start": main.forward_nll[0], "nll_end": main.forward_nll[-1]},
+                         rule=at_most(main.forward_nll[-1], BILINEAR_FORWARD_NLL_MAX, what="final forward NLL"),
+                         source="[abstract] + [secondary] CPU run"),
+            Claim.judged("bilinear_reverse_at_chance", "... while the reverse B -> A stays at chance (log M) and never improves",
+                         paper_value=PAPER_BILINEAR_REVERSE,
+                         measured={"min": min(main.reverse_nll), "end": main.reverse_nll[-1], "log_M": log_m},
+                         rule=is_true(all(lo <= x <= hi for x in main.reverse_nll),
+                                      f"reverse NLL within {CHANCE_REL_TOL:.0%} of log M at every eval"),
+                         source="[abstract] + [secondary] CPU run",
+                         evidence={"epsilon_needed_for_bound": _epsilon_needed(main)}),
         ]
         ratio = main.reverse_logit_rms[-1] / main.forward_logit[-1]
-        claims.append(Claim(
+        ortho_max = float(np.abs(ortho.final_reverse_logits).max())
+        claims.append(Claim.judged(
             "bilinear_asymmetry", "The learnt weights are asymmetric: raising the A -> B logit leaves B -> A unchanged",
             paper_value="asymmetric (qualitative)",
             measured={"forward_centred_logit": main.forward_logit[-1], "reverse_centred_logit_rms": main.reverse_logit_rms[-1],
-                      "ratio": ratio, "orthonormal_max_abs_reverse": float(np.abs(ortho.final_reverse_logits).max())},
-            tolerance="rms reverse logit <= 0.1 x forward logit (d=256), and exactly 0 (<1e-9) with orthonormal embeddings",
-            status=check(ratio <= 0.1 and float(np.abs(ortho.final_reverse_logits).max()) < 1e-9), source="[abstract]"))
+                      "ratio": ratio, "orthonormal_max_abs_reverse": ortho_max},
+            rule=all_of(at_most(ratio, ASYMMETRY_MAX, what=f"rms reverse logit / forward logit (d={cfg.bilinear.d})"),
+                        is_true(ortho_max < ORTHO_REVERSE_MAX,
+                                f"max |reverse logit| < {ORTHO_REVERSE_MAX:g} with orthonormal embeddings")),
+            source="[abstract]"))
         corr = float(pearsonr(main.predicted_reverse_logits, main.final_reverse_logits).statistic)
         ds = [r.d for r in sweep]
         ratios = [r.reverse_logit_rms[-1] / r.forward_logit[-1] for r in sweep]
         slope = float(linregress(np.log(ds), np.log(ratios)).slope) if len(ds) > 2 else float("nan")
-        claims.append(Claim(
+        claims.append(Claim.judged(
             "bilinear_theory_matches", "The theory's first-order reverse logit, f * sum_i <e_Bj,e_Ai><e_Bi,e_Aj>, predicts "
             "the measured reverse logits, and the reverse/forward ratio falls like 1/d",
             paper_value="reverse logit = sum of products of near-zero inner products [secondary]",
             measured={"pearson_pred_vs_measured": round(corr, 4), "loglog_slope_ratio_vs_d": round(slope, 3),
                       "ratio_by_d": dict(zip(ds, [round(r, 5) for r in ratios]))},
-            tolerance="Pearson >= 0.9 at d=256 and log-log slope of ratio vs d in [-1.25, -0.75]",
-            status=check(corr >= 0.9 and -1.25 <= slope <= -0.75), source="[secondary] derivation in lmlab.nn.bilinear"))
+            rule=all_of(at_least(corr, THEORY_PEARSON_MIN, what=f"Pearson(theory, measured) at d={cfg.bilinear.d}"),
+                        between(slope, *SLOPE_RANGE, what="log-log slope of the ratio vs d")),
+            source="[secondary] derivation in lmlab.nn.bilinear"))
 
         # transformers
         first = cfg.variants[0].name
         f = h[first][-1]
-        claims.append(Claim(
+        claims.append(Claim.judged(
             "forward_learned", f"A one-layer transformer ({first}) learns every trained fact",
             paper_value="train NLL -> ~0", measured={"forward_acc": f["forward_acc"], "train_acc": f["train_acc"],
                                                      "forward_nll": f["forward_nll"]},
-            tolerance="accuracy on the trained direction of held-out pairs >= 0.99", status=check(f["forward_acc"] >= 0.99),
+            rule=at_least(f["forward_acc"], FORWARD_ACC_MIN, what="accuracy on the trained direction of held-out pairs"),
             source="[abstract]"))
         p = pooled
-        claims.append(Claim(
+        claims.append(Claim.judged(
             "reverse_acc_at_chance", f"... but not the reverse: accuracy on the held-out direction is at chance "
             f"({cfg.n_seeds} seeds pooled, {p['n']} sentences)",
             paper_value="fails (qualitative)",
             measured={"acc": p["acc_exch"], "chance": p["chance_acc_exch"], "se": p["se_acc_exch"],
                       "acc_over_alphabet": p["acc_alphabet"], "chance_over_alphabet": p["chance_acc_alphabet"]},
-            tolerance="|acc - chance| <= 2 SE among exchangeable candidates, and likewise over the 200-token alphabet",
-            status=check(abs(p["acc_exch"] - p["chance_acc_exch"]) <= 2 * p["se_acc_exch"]
-                         and abs(p["acc_alphabet"] - p["chance_acc_alphabet"]) <= 2 * p["se_acc_alphabet"]),
+            rule=all_of(at_chance(p["acc_exch"], p["chance_acc_exch"], p["se_acc_exch"],
+                                  f"accuracy among exchangeable candidates (tolerance {CHANCE_SE:g} SE)"),
+                        at_chance(p["acc_alphabet"], p["chance_acc_alphabet"], p["se_acc_alphabet"],
+                                  f"accuracy over the {cfg.task.alphabet_size}-token alphabet ({CHANCE_SE:g} SE)")),
             source="[abstract]"))
-        claims.append(Claim(
+        rel = p["nll_exch"] / p["chance_nll_exch"] - 1
+        claims.append(Claim.judged(
             "reverse_nll_at_chance", "The reverse NLL stays at chance: log(number of candidates)",
             paper_value="validation NLL >= log(#candidates)",
-            measured={"nll_exch": p["nll_exch"], "log_n_candidates": p["chance_nll_exch"],
-                      "relative": p["nll_exch"] / p["chance_nll_exch"] - 1},
-            tolerance="NLL among exchangeable candidates within 5% of log(n)",
-            status=check(abs(p["nll_exch"] / p["chance_nll_exch"] - 1) <= 0.05), source="[recollection]",
+            measured={"nll_exch": p["nll_exch"], "log_n_candidates": p["chance_nll_exch"], "relative": rel},
+            rule=within(rel, 0.0, CHANCE_REL_TOL, what="NLL among exchangeable candidates / log(n) - 1"),
+            source="[recollection]",
             evidence={"nll_full_vocab": p["nll"], "log_alphabet": math.log(cfg.task.alphabet_size),
                       "note": "over the full vocabulary the held-out answers are pushed below the other candidates "
                               "(never seen after this relation), so the NLL is above log(alphabet): at or above chance"}))
-        claims.append(Claim(
+        nll_min = min(e["val_nll"] for e in h[first])
+        claims.append(Claim.judged(
             "reverse_nll_not_below_chance", "Over the full vocabulary the reverse NLL never drops below log(alphabet)",
-            paper_value=">= log 200 = 5.30", measured={"nll_min_over_training": min(e["val_nll"] for e in h[first]),
-                                                       "nll_end": f["val_nll"]},
-            tolerance="min over evals of the reverse NLL >= 0.95 log(alphabet size)",
-            status=check(min(e["val_nll"] for e in h[first]) >= 0.95 * math.log(cfg.task.alphabet_size)),
+            paper_value=PAPER_NLL_FLOOR, measured={"nll_min_over_training": nll_min, "nll_end": f["val_nll"]},
+            rule=at_least(nll_min, NLL_FLOOR_SHARE * math.log(cfg.task.alphabet_size),
+                          what=f"min over evals of the reverse NLL ({NLL_FLOOR_SHARE} log(alphabet size))"),
             source="[recollection]"))
         gap = [e["val_nll"] - e["forward_nll"] for e in h[first]]
         rho = float(spearmanr([e["step"] for e in h[first]], gap).statistic)
-        claims.append(Claim(
+        claims.append(Claim.judged(
             "gap_grows", "The forward/reverse NLL gap grows with training",
             paper_value="grows monotonically (spec pass criterion)", measured={"spearman_step_vs_gap": round(rho, 3),
                                                                                 "gap_start": gap[0], "gap_end": gap[-1]},
-            tolerance="Spearman(step, reverse NLL - forward NLL) >= 0.9", status=check(rho >= 0.9), source="[secondary]"))
+            rule=at_least(rho, GAP_RHO_MIN, what="Spearman(step, reverse NLL - forward NLL)"), source="[secondary]"))
 
-        others = [v for v in cfg.variants[1:] if v.variant == "reversal" and not v.augment_reversed]
+        names = list(variants)
+        others = [n for n in names[1:] if variants[n].task.variant == "reversal" and not variants[n].task.augment_reversed]
         if others:
-            finals = {v.name: h[v.name][-1] for v in others}
-            ok = all(e["forward_acc"] >= 0.99 and abs(e["val_acc_exch"] - e["val_chance_acc_exch"]) <= 2 * e["val_se_acc_exch"]
+            finals = {n: h[n][-1] for n in others}
+            ok = all(e["forward_acc"] >= FORWARD_ACC_MIN
+                     and at_chance(e["val_acc_exch"], e["val_chance_acc_exch"], e["val_se_acc_exch"], "").ok
                      for e in finals.values())
-            claims.append(Claim(
+            claims.append(Claim.judged(
                 "curse_across_architectures", "The same failure with rotary / no positional encoding and with 2 layers",
                 paper_value="same failure for absolute, rotary, none", source="[recollection]",
                 measured={n: {"forward_acc": e["forward_acc"], "reverse_acc": e["val_acc_exch"],
                               "chance": e["val_chance_acc_exch"], "reverse_nll_exch": e["val_nll_exch"],
                               "log_n": e["val_chance_nll_exch"]} for n, e in finals.items()},
-                tolerance="each: forward acc >= 0.99 and reverse acc within 2 SE of chance", status=check(ok)))
+                rule=is_true(ok, f"each: forward acc >= {FORWARD_ACC_MIN} and reverse acc within {CHANCE_SE:g} SE "
+                                 "of chance")))
 
-        aug = next((v for v in cfg.variants if v.augment_reversed), None)
+        aug = next((n for n in names if variants[n].task.augment_reversed), None)
         if aug is not None:
-            a = h[aug.name]
-            cost = {"steps_to_forward_0.99": {n: _first_step(h[n], "forward_acc", 0.99) for n in (first, aug.name)},
-                    "training_sentences": {n: sizes[n] for n in (first, aug.name)}}
-            claims.append(Claim(
+            a = h[aug]
+            cost = {"steps_to_forward_0.99": {n: first_crossing([e["step"] for e in h[n]], [e["forward_acc"] for e in h[n]], FORWARD_ACC_MIN) for n in (first, aug)},
+                    "training_sentences": {n: sizes[n] for n in (first, aug)}}
+            claims.append(Claim.judged(
                 "mitigation_reverse_training", "Training on reversed copies of the data fixes the reverse direction",
                 paper_value="reverse training (Golovneva et al.) fixes it (peer)",
                 measured={"reverse_acc": a[-1]["val_acc_alphabet"], "forward_acc": a[-1]["forward_acc"],
-                          "final_forward_nll": {n: h[n][-1]["forward_nll"] for n in (first, aug.name)}, **cost},
-                tolerance="reverse accuracy >= 0.95 with the forward accuracy kept >= 0.99",
-                status=check(a[-1]["val_acc_alphabet"] >= 0.95 and a[-1]["forward_acc"] >= 0.99), source="peer"))
+                          "final_forward_nll": {n: h[n][-1]["forward_nll"] for n in (first, aug)}, **cost},
+                rule=all_of(at_least(a[-1]["val_acc_alphabet"], FIXED_ACC_MIN, what="reverse accuracy"),
+                            at_least(a[-1]["forward_acc"], FORWARD_ACC_MIN, what="forward accuracy")),
+                source="peer"))
 
-        chain = next((v for v in cfg.variants if v.variant == "chain"), None)
+        chain = next((n for n in names if variants[n].task.variant == "chain"), None)
         if chain is not None:
-            c = h[chain.name][-1]
-            claims.append(Claim(
+            c = h[chain][-1]
+            claims.append(Claim.judged(
                 "chain_needs_cot", "Intransitivity: x -> y and y -> z trained, the held-out x ~> z fails directly but "
                 "succeeds through the intermediate step",
                 paper_value="fails without CoT, succeeds with it (qualitative)",
                 measured={"direct_acc": c["val_acc_exch"], "chance": c["val_chance_acc_exch"], "se": c["val_se_acc_exch"],
                           "cot_acc": c["val_cot_acc"], "train_acc": c["train_acc"]},
-                tolerance="direct within 2 SE of chance among the held-out z's, CoT >= 0.95",
-                status=check(abs(c["val_acc_exch"] - c["val_chance_acc_exch"]) <= 2 * c["val_se_acc_exch"]
-                             and c["val_cot_acc"] >= 0.95), source="[abstract]"))
+                rule=all_of(at_chance(c["val_acc_exch"], c["val_chance_acc_exch"], c["val_se_acc_exch"],
+                                      f"direct accuracy among the held-out z's ({CHANCE_SE:g} SE)"),
+                            at_least(c["val_cot_acc"], FIXED_ACC_MIN, what="CoT accuracy")),
+                source="[abstract]"))
 
-        icl = next((v for v in cfg.variants if v.variant == "in_context"), None)
+        icl = next((n for n in names if variants[n].task.variant == "in_context"), None)
         if icl is not None:
-            c = h[icl.name][-1]
-            claims.append(Claim(
+            c = h[icl][-1]
+            claims.append(Claim.judged(
                 "in_context_control", "With the forward fact in the context, the reverse is answered (copied)",
                 paper_value="near-perfect validation", measured={"val_acc": c["val_acc_alphabet"]},
-                tolerance="held-out reverse accuracy >= 0.95", status=check(c["val_acc_alphabet"] >= 0.95),
+                rule=at_least(c["val_acc_alphabet"], FIXED_ACC_MIN, what="held-out reverse accuracy"),
                 source="[recollection]"))
         return claims
 
     # -- figures --------------------------------------------------------------------------------
     @staticmethod
-    def _figures(out: Path, cfg: ReversalCurseConfig, main: BilinearRun, sweep: list[BilinearRun],
-                 h: dict[str, list[dict[str, Any]]]) -> list[str]:
+    def _figures(out: Path, cfg: ReversalCurseConfig, variants: dict[str, ReversalCurseConfig], main: BilinearRun,
+                 sweep: list[BilinearRun], h: dict[str, list[dict[str, Any]]]) -> list[str]:
         plt = pyplot()
         log_m = math.log(2 * cfg.bilinear.n_pairs)
         names = []
@@ -442,7 +470,7 @@ class ReversalCurseStudy(Study):
         ax.legend()
         names.append(save_figure(fig, out, "bilinear_dimension.png"))
 
-        reversal = [v.name for v in cfg.variants if v.variant == "reversal"]
+        reversal = [n for n, vc in variants.items() if vc.task.variant == "reversal"]
         fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
         for n in reversal:
             steps = [e["step"] for e in h[n]]
@@ -462,12 +490,12 @@ class ReversalCurseStudy(Study):
         names.append(save_figure(fig, out, "transformer_reversal.png"))
 
         bars = []  # (label, accuracy, True if the answer was trained or in reach: CoT, in context, augmented)
-        for v in cfg.variants:
-            e = h[v.name][-1]
-            if v.variant == "reversal":
-                bars.append((f"{v.name}\nforward", e["forward_acc"], True))
-                bars.append((f"{v.name}\nreverse", e["val_acc_alphabet"], v.augment_reversed))
-            elif v.variant == "chain":
+        for n, vc in variants.items():
+            e = h[n][-1]
+            if vc.task.variant == "reversal":
+                bars.append((f"{n}\nforward", e["forward_acc"], True))
+                bars.append((f"{n}\nreverse", e["val_acc_alphabet"], vc.task.augment_reversed))
+            elif vc.task.variant == "chain":
                 bars.append(("chain\nx~>z direct", e["val_acc_alphabet"], False))
                 bars.append(("chain\nvia y (CoT)", e["val_cot_acc"], True))
             else:
@@ -481,10 +509,6 @@ class ReversalCurseStudy(Study):
                title="Final accuracy: trained or in reach (blue) vs held out, no help (red)")
         names.append(save_figure(fig, out, "summary_bars.png"))
         return names
-
-
-def _first_step(evals: list[dict[str, Any]], key: str, threshold: float) -> int | None:
-    return next((e["step"] for e in evals if e[key] >= threshold), None)
 
 
 def _epsilon_needed(run: BilinearRun) -> float:

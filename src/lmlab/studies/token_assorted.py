@@ -17,7 +17,7 @@ What this study does, in order (the maze setting of the paper, trained from scra
      ``BOS grid TRACE BOL z_1 .. z_{m L / r} EOL trace[m L:] PLAN path EOS``, with m drawn afresh for
      every example from Uniform{0, .., min(max_latent_chunks, full chunks)} (left-to-right prefix
      replacement, a single stage, no curriculum). The vocabulary is extended by the codebook.
-4. **Evaluation**: batched greedy generation from ``BOS grid`` on the held-out mazes; the path after
+4. **Evaluation**: batched greedy generation (``TinyTransformer.generate``) from ``BOS grid`` on the held-out mazes; the path after
    ``PLAN`` is checked by :func:`lmlab.tasks.maze.validate_path` (never compared with the solver's
    string). Solve rate and the generated trace length (tokens before ``PLAN``, latent tokens and
    their markers counted) for each model.
@@ -28,7 +28,7 @@ that set and then m uniformly; we draw m uniformly over the chunks the trace has
 ``max_latent_chunks`` (0: no cap). Evaluation uses greedy decoding (the paper's maze metric is
 1-Feasible-10 with top-10 sampling; that is not implemented).
 
-``--quick``: 5x5 mazes with one key and door (traces of about 66 tokens), a VQ-VAE with L = r = 8
+``--quick``: 5x5 mazes with one key and door, a VQ-VAE with L = r = 8
 and 64 codes, 2-layer d=64 models for 1,200 steps. The default config is the paper-like setting
 (a GPU job, not run here): 9x9 mazes with two keys, L = r = 16, 1,024 codes, 100k VQ-VAE steps
 (Adam, lr 1e-5, batch 32 as in the paper), and GPT-2-sized (12 layers, width 768, 12 heads) models.
@@ -49,11 +49,19 @@ from tqdm.auto import tqdm
 from lmlab.config import Config, ConfigError
 from lmlab.nn import TinyConfig, TinyTransformer
 from lmlab.nn.vqvae import VQVAE, VQVAEConfig, codebook_usage
-from lmlab.studies.base import Claim, Study, Summary, check, pyplot, save_figure
+from lmlab.studies.base import Claim, Result, Study, all_of, at_least, at_most, greater, pyplot, save_figure
 from lmlab.tasks.maze import BOL, EOL, EOS, PAD, PLAN, TRACE, Maze, MazeTask, MazeTaskConfig, validate_path
 from lmlab.train import Batch, TrainConfig, train
 
 ARMS = ("answer", "trace", "mixed")
+
+# Claim thresholds (each rule's words are produced from these by lmlab.claims)
+LENGTH_RATIO_MAX = 0.8  # mixed / text-trace mean generated trace length: "markedly shorter"
+SE_MULT = 2.0  # solve-rate differences are judged in standard errors of the difference
+MIN_TRACE_SOLVE = 0.1  # the text-trace model must solve this share, else "equal solve rate" is vacuous
+# The paper's numbers (maze setting; 1-Feasible-10 in %)
+PAPER_TRACE_TOKENS = {"cot": 1312, "latent": 374.6}
+PAPER_FEASIBLE = {"sol_only": 3, "cot": 43, "latent": 62.8}
 
 
 @dataclass(frozen=True)
@@ -82,8 +90,8 @@ class TokenAssortedConfig(Config):
     max_latent_chunks: int = 0  # cap on m (0: up to every full chunk of the trace)
     arms: tuple[str, ...] = ARMS
     eval_batch_size: int = 250
-    # Training batches are random windows of the mazes sorted by trace length (padding costs up to 1.6x the
-    # compute otherwise); every maze is drawn about equally often, except the batch_size - 1 at each end.
+    # Training batches are random windows of the mazes sorted by trace length (less padding, so less wasted
+    # compute); every maze is drawn about equally often, except the batch_size - 1 at each end.
     bucket_by_length: bool = True
 
     def validate(self) -> None:
@@ -175,27 +183,13 @@ def teacher_forced_metrics(model: TinyTransformer, b: Batch) -> dict[str, float]
 # ----------------------------------------------------------------------------------------------
 # Generation and evaluation
 # ----------------------------------------------------------------------------------------------
-@torch.no_grad()
-def greedy_generate(model: TinyTransformer, prompts: torch.Tensor, max_len: int) -> torch.Tensor:
-    """Batched greedy decoding without a KV cache until every row has EOS or ``max_len`` tokens: (batch, <= max_len)."""
-    device = next(model.parameters()).device
-    x = prompts.to(device)
-    done = torch.zeros(x.shape[0], dtype=torch.bool, device=device)
-    while x.shape[1] < max_len and not done.all():
-        nxt = model(x, positions=torch.tensor([x.shape[1] - 1], device=device))[:, -1].argmax(-1)
-        nxt = torch.where(done, torch.full_like(nxt, PAD), nxt)
-        x = torch.cat([x, nxt[:, None]], dim=1)
-        done |= nxt == EOS
-    return x.cpu()
-
-
 def evaluate_arm(model: TinyTransformer, task: MazeTask, data: MazeData, max_len: int, batch_size: int,
                  latent0: int, progress: bool = True) -> dict[str, Any]:
     """Generate on every held-out maze and check the plan with the validator."""
     model.eval()
     rows = []
     for s in tqdm(range(0, len(data.mazes), batch_size), desc="generate", leave=False, disable=not progress):
-        out = greedy_generate(model, torch.from_numpy(data.prompts[s:s + batch_size]), max_len)
+        out = model.generate(torch.from_numpy(data.prompts[s:s + batch_size]), max_len, eos=EOS, pad=PAD)
         for r in range(out.shape[0]):
             gen = out[r, task.prompt_len:].tolist()
             if EOS in gen:
@@ -251,7 +245,7 @@ class TokenAssortedStudy(Study):
             batch_size=32,
         )
 
-    def execute(self, cfg: TokenAssortedConfig, out: Path, quick: bool, resume: bool) -> Summary:
+    def execute(self, cfg: TokenAssortedConfig, out: Path, quick: bool, resume: bool) -> Result:
         task = MazeTask(cfg.task, seed=cfg.seed)
         bar = not cfg.train.progress
         train_data = build_data(task, [task.maze(i) for i in tqdm(range(cfg.n_train), desc="mazes", leave=False,
@@ -297,7 +291,7 @@ class TokenAssortedStudy(Study):
                                  if arm == "mixed" else 0, L, latent0) for i in eval_idx]
                 return teacher_forced_metrics(m, pad_batch(seqs, task.prompt_len))
 
-            result = train(model, cfg.train.replace(seed=cfg.seed), batch_fn, out / arm, eval_fn=val_loss,
+            result = train(model, cfg.train.seeded(cfg.seed), batch_fn, out / arm, eval_fn=val_loss,
                            resume=resume, meta={"task": cfg.task.to_dict(), "task_version": task.version,
                                                 "model": model_cfg.to_dict(), "arm": arm, "n_train": cfg.n_train,
                                                 "batch_size": cfg.batch_size, "vqvae": cfg.vqvae.to_dict(),
@@ -323,7 +317,7 @@ class TokenAssortedStudy(Study):
         }
         claims = self._claims(results)
         figures = self._figures(out, task, eval_data, results, histories, solver_trace)
-        return Summary(self.name, claims, cfg.to_dict(), cfg.seed, quick, task.version, metrics, figures)
+        return Result(claims, metrics, figures, task.version)
 
     @staticmethod
     def _train_vqvae(cfg: TokenAssortedConfig, task: MazeTask, train_data: MazeData, eval_data: MazeData,
@@ -361,7 +355,7 @@ class TokenAssortedStudy(Study):
 
         torch.manual_seed(cfg.seed)
         vq = VQVAE(vq_cfg)
-        result = train(vq, cfg.vq_train.replace(seed=cfg.seed, progress=cfg.vq_train.progress and cfg.train.progress), batch_fn, run_dir,
+        result = train(vq, cfg.vq_train.seeded(cfg.seed), batch_fn, run_dir,
                        eval_fn=lambda m, step: {f"val_{k}": v for k, v in recon(m, e_seqs[:512]).items()},
                        resume=resume, meta={"task": cfg.task.to_dict(), "task_version": task.version,
                                             "vqvae": vq_cfg.to_dict(), "n_train": cfg.n_train,
@@ -386,30 +380,37 @@ class TokenAssortedStudy(Study):
         if "trace" in r and "mixed" in r:
             ratio = r["mixed"]["mean_trace_len"] / max(r["trace"]["mean_trace_len"], 1e-9)
             gap = r["mixed"]["solve_rate"] - r["trace"]["solve_rate"]
+            se = diff_se("mixed", "trace")
             # both near zero would be "equal" vacuously: the text-trace model must solve a real share first
-            ok = ratio <= 0.8 and gap >= -2 * diff_se("mixed", "trace") and r["trace"]["solve_rate"] >= 0.1
-            claims.append(Claim(
+            claims.append(Claim.judged(
                 "mixed_shorter_at_equal_or_better_solve",
                 "The mixed latent/text model's traces are markedly shorter than the text-trace model's at equal or "
-                "better solve rate",
-                paper_value={"trace_tokens": {"cot": 1312, "latent": 374.6}, "1-feasible-10": {"cot": 43, "latent": 62.8}},
+                "better solve rate (greedy decoding, not 1-Feasible-10)",
+                paper_value={"trace_tokens": PAPER_TRACE_TOKENS,
+                             "1-feasible-10": {k: PAPER_FEASIBLE[k] for k in ("cot", "latent")}},
                 measured={"trace": summ("trace"), "mixed": summ("mixed"), "length_ratio": ratio, "solve_gap": gap},
-                tolerance="mixed / text-trace mean trace length <= 0.8 and mixed solve rate >= text-trace solve rate "
-                          "- 2 SE (SE of the difference), with the text-trace model solving >= 10% (else the "
-                          "comparison is vacuous); greedy decoding, not 1-Feasible-10",
-                status=check(ok), source="[secondary]"))
-            claims.append(Claim(
+                rule=all_of(at_most(ratio, LENGTH_RATIO_MAX, what="mixed / text-trace mean trace length"),
+                            at_least(gap, -SE_MULT * se, what=f"mixed - text-trace solve rate (-{SE_MULT:g} SE of the "
+                                                              "difference)"),
+                            at_least(r["trace"]["solve_rate"], MIN_TRACE_SOLVE,
+                                     what="text-trace solve rate (else the comparison is vacuous)")),
+                source="[secondary]"))
+            claims.append(Claim.judged(
                 "mixed_solves_more_than_trace", "The mixed model solves more mazes than the text-trace (CoT) model",
-                paper_value={"cot": 43, "latent": 62.8}, measured={"trace": summ("trace"), "mixed": summ("mixed")},
-                tolerance="mixed solve rate - text-trace solve rate > 2 SE of the difference",
-                status=check(gap > 2 * diff_se("mixed", "trace")), source="[secondary]"))
+                paper_value={k: PAPER_FEASIBLE[k] for k in ("cot", "latent")},
+                measured={"trace": summ("trace"), "mixed": summ("mixed")},
+                rule=greater(gap, SE_MULT * se, what="mixed - text-trace solve rate",
+                             than=f"{SE_MULT:g} SE of the difference"),
+                source="[secondary]"))
         if "trace" in r and "answer" in r:
             gap = r["trace"]["solve_rate"] - r["answer"]["solve_rate"]
-            claims.append(Claim(
+            claims.append(Claim.judged(
                 "trace_beats_answer_only", "Training on the search trace (CoT) solves more mazes than answer-only",
-                paper_value={"sol_only": 3, "cot": 43}, measured={"answer": summ("answer"), "trace": summ("trace")},
-                tolerance="text-trace solve rate - answer-only solve rate > 2 SE of the difference",
-                status=check(gap > 2 * diff_se("trace", "answer")), source="[secondary]"))
+                paper_value={k: PAPER_FEASIBLE[k] for k in ("sol_only", "cot")},
+                measured={"answer": summ("answer"), "trace": summ("trace")},
+                rule=greater(gap, SE_MULT * diff_se("trace", "answer"), what="text-trace - answer-only solve rate",
+                             than=f"{SE_MULT:g} SE of the difference"),
+                source="[secondary]"))
         return claims
 
     # -- figures --------------------------------------------------------------------------------

@@ -20,16 +20,18 @@ What this study does, in order:
    the total token negative log-likelihood of a row divided by its ``seq_chars`` characters
    (``lmlab.analysis.tokenization.per_char_loss``), measured on a fixed evaluation set. The model
    is the default of the base code the paper builds on (Makkuva et al.: 1 layer, 1 head, width 8,
-   AdamW 2e-3, betas 0.9/0.95, weight decay 1e-3, cosine). A larger ``probe_model`` (2 layers,
-   width 64) is also trained on characters, to show how much the plateau depends on model size.
+   AdamW 2e-3, betas 0.9/0.95, weight decay 1e-3, cosine). A larger model, the ``probe`` variant
+   (dotted overrides of ``model`` and ``train``: 2 layers, width 64), is also trained on characters, to
+   show how much the plateau depends on model size.
 3. Figures (cross-entropy against dictionary size with the entropy-rate and unigram lines; the
    per-character loss of every transformer over training) and ``summary.json``, whose claims
    carry the measured gaps to ``H_inf`` in nats per character.
 
 The default config is our long setting (the paper's model sizes and step counts are not known to
-us): three sources, sequences of 512 characters, 4,000 steps, dictionaries 8-512 (about 2 h on
-2 CPU cores, estimated). ``--quick`` trains on two sources (k = 2 and k = 4), sequences of 256 characters,
-500 steps per model (300 for the probe), dictionaries 32/128/512, one thread: about 5 minutes.
+us): three sources, sequences of 512 characters, 4,000 steps, dictionaries 8-512. ``--quick`` trains
+on two sources (k = 2 and k = 4), sequences of 256 characters, 500 steps per model (300 for the
+probe), dictionaries 32/128/512 (run times in docs/studies/tokenization.md; use ``--threads 1`` when
+other jobs share the cores).
 """
 
 from __future__ import annotations
@@ -43,9 +45,9 @@ import torch
 import torch.nn.functional as F
 
 from lmlab.analysis.tokenization import per_char_loss, token_unigram_eval
-from lmlab.config import Config, ConfigError
+from lmlab.config import Config, ConfigError, Variant
 from lmlab.nn import TinyConfig, TinyTransformer
-from lmlab.studies.base import Claim, Study, Summary, check, pyplot, save_figure
+from lmlab.studies.base import Claim, Result, Rule, Study, is_true, not_comparable, pyplot, save_figure
 from lmlab.tasks.markov import EVAL_STREAM, MarkovConfig, MarkovSource
 from lmlab.tokenizers.base import Tokenizer
 from lmlab.tokenizers.bpe import BPETokenizer
@@ -60,6 +62,10 @@ SPEC_SOURCES = (
     MarkovConfig(kind="switching", order=4, delta=0.1),
 )
 SPEC_DICT_SIZES = (8, 32, 128, 512)
+# The spec's count-based protocol: characters to train BPE, LZ78 and the unigram on, and to test on.
+SPEC_PROTOCOL = {"bpe_train_chars": 50_000, "lz_train_chars": 200_000, "unigram_train_chars": 200_000,
+                 "test_chars": 100_000}
+SPEC_BPE_GAPS = {"k=1": 0.033, "k=2": 0.031, "k=4": 0.068}  # BPE token unigram - H_inf at d = 512
 SPEC_TABLE = {  # (order, delta) -> tokenizer -> values at SPEC_DICT_SIZES
     (1, 0.2): {"bpe": (0.679, 0.609, 0.550, 0.533), "lz78": (0.788, 0.588, 0.550, 0.536)},
     (2, 0.2): {"bpe": (0.748, 0.602, 0.548, 0.531), "lz78": (0.743, 0.634, 0.583, 0.557)},
@@ -73,7 +79,8 @@ GAP_BPE_UNIGRAM = 0.07  # the spec's pass criterion for the BPE token unigram at
 GAP_TRANSFORMER = 0.07  # same bar for the transformer on the largest BPE dictionary
 PLATEAU_TOL = 0.05  # "near the unigram": |char-model loss - H(pi_1)| <= this
 MONOTONE_TOL = 0.01  # "the gap shrinks": each larger dictionary may be at most this much worse
-SPEC_CELL_TOL = 0.03  # reproduction of the spec's table, cells with d >= 32
+SPEC_CELL_TOL = 0.03  # reproduction of the spec's table, cells with d >= MIN_DICT
+MIN_DICT = 32  # smaller dictionaries can be worse than characters (the spec): monotone and table claims start here
 UNIGRAM_SLACK = 0.02  # the transformer on tokens does at least as well as the count-based token unigram
 
 
@@ -85,20 +92,19 @@ class TokenizationConfig(Config):
     sources: tuple[MarkovConfig, ...] = SPEC_SOURCES
     # count-based check (the spec's protocol)
     dict_sizes: tuple[int, ...] = SPEC_DICT_SIZES
-    bpe_train_chars: int = 50_000
-    lz_train_chars: int = 200_000
-    unigram_train_chars: int = 200_000
-    test_chars: int = 100_000
+    bpe_train_chars: int = SPEC_PROTOCOL["bpe_train_chars"]
+    lz_train_chars: int = SPEC_PROTOCOL["lz_train_chars"]
+    unigram_train_chars: int = SPEC_PROTOCOL["unigram_train_chars"]
+    test_chars: int = SPEC_PROTOCOL["test_chars"]
     # transformers: indices into `sources`, and the BPE sizes to train on (characters are always trained)
     transformer_sources: tuple[int, ...] = (0, 1, 2)
     transformer_dict_sizes: tuple[int, ...] = SPEC_DICT_SIZES
     transformer_tokenizer: Literal["bpe", "lz78"] = "bpe"
     # The base code's model (Makkuva et al., which the paper builds on): 1 layer, 1 head, width 8, GPT-2 init.
     model: TinyConfig = field(default_factory=lambda: TinyConfig(n_layers=1, d_model=8, n_heads=1, init="gpt2"))
-    # A larger model trained on characters only, with the same schedule (null: skip): does it leave the plateau?
-    probe_model: TinyConfig | None = field(
-        default_factory=lambda: TinyConfig(n_layers=2, d_model=64, n_heads=1, init="gpt2"))
-    probe_steps: int | None = None  # training steps of the probe (null: train.steps)
+    # A larger model trained on characters only (null: skip): does it leave the plateau? Overrides of `model`
+    # and `train` (its own step count, e.g. "train.steps=300"), applied to this config.
+    probe: Variant | None = Variant("probe", ("model.n_layers=2", "model.d_model=64"))
     # Makkuva et al.'s optimiser: AdamW 2e-3, betas (0.9, 0.95), weight decay 1e-3, cosine.
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
         steps=4000, lr=2e-3, betas=(0.9, 0.95), weight_decay=1e-3, warmup_steps=100, schedule="cosine",
@@ -106,9 +112,6 @@ class TokenizationConfig(Config):
     seq_chars: int = 512
     batch_size: int = 32
     eval_size: int = 128
-    # torch intra-op threads while this study runs (0: leave torch's default). These models are tiny: a
-    # second thread saves little on an idle 2-core machine and costs 6x when the other core is busy.
-    num_threads: int = 0
 
     def validate(self) -> None:
         if not self.sources:
@@ -124,10 +127,6 @@ class TokenizationConfig(Config):
             raise ConfigError(f"TokenizationConfig.transformer_dict_sizes {missing} must also be in dict_sizes")
         if list(self.transformer_dict_sizes) != sorted(set(self.transformer_dict_sizes)):
             raise ConfigError("TokenizationConfig.transformer_dict_sizes must be increasing")
-        if self.probe_steps is not None and self.probe_steps < 1:
-            raise ConfigError(f"TokenizationConfig.probe_steps must be >= 1 or null, got {self.probe_steps}")
-        if self.num_threads < 0:
-            raise ConfigError(f"TokenizationConfig.num_threads must be >= 0 (0: torch's default), got {self.num_threads}")
         for name in ("bpe_train_chars", "lz_train_chars", "unigram_train_chars", "test_chars", "seq_chars",
                      "batch_size", "eval_size"):
             if getattr(self, name) < 1:
@@ -186,30 +185,18 @@ class TokenizationStudy(Study):
     config_cls = TokenizationConfig
 
     def quick_config(self) -> TokenizationConfig:
-        """Transformers on k=2 and k=4 only, sequences of 256 characters, 500 steps (probe 300), BPE 32/128/512, one thread.
-
-        About 4 minutes on 2 idle cores, 5-7 when another job holds one of them.
-        """
+        """Transformers on k=2 and k=4 only, sequences of 256 characters, 500 steps (probe 300), BPE 32/128/512."""
         base = TokenizationConfig()
         return base.replace(
             transformer_sources=(1, 2),
             transformer_dict_sizes=(32, 128, 512),
             seq_chars=256,
-            num_threads=1,
-            probe_steps=300,  # the probe leaves the plateau by step ~200
+            probe=Variant("probe", base.probe.overrides + ("train.steps=300",)),
             train=base.train.replace(steps=500, warmup_steps=50, eval_every=50, checkpoint_every=100),
         )
 
-    def execute(self, cfg: TokenizationConfig, out: Path, quick: bool, resume: bool) -> Summary:
-        threads = torch.get_num_threads()
-        if cfg.num_threads:
-            torch.set_num_threads(cfg.num_threads)
-        try:
-            return self._execute(cfg, out, quick, resume)
-        finally:
-            torch.set_num_threads(threads)
-
-    def _execute(self, cfg: TokenizationConfig, out: Path, quick: bool, resume: bool) -> Summary:
+    def execute(self, cfg: TokenizationConfig, out: Path, quick: bool, resume: bool) -> Result:
+        probe = cfg.probe.apply(cfg) if cfg.probe is not None else None  # checked before anything trains
         sources = [MarkovSource(s, seed=cfg.seed) for s in cfg.sources]
         count_based, tokenizers = [], {}
         for i, src in enumerate(sources):
@@ -226,14 +213,13 @@ class TokenizationStudy(Study):
             for kind, d, tok in specs:
                 name = f"{_slug(src.cfg)}-{kind}{'' if kind == 'char' else d}"
                 runs[name] = {"source": i, "tokenizer": kind, "dict_size": d, "model": "paper",
-                              **self._train_one(cfg, cfg.model, src, tok, out / name, resume)}
-            if cfg.probe_model is not None:
+                              **self._train_one(cfg, src, tok, out / name, resume)}
+            if probe is not None:
                 name = f"{_slug(src.cfg)}-char-probe"
                 runs[name] = {"source": i, "tokenizer": "char", "dict_size": src.m, "model": "probe",
-                              **self._train_one(cfg, cfg.probe_model, src, char_tok, out / name, resume,
-                                                steps=cfg.probe_steps)}
+                              **self._train_one(probe, src, char_tok, out / name, resume)}
 
-        figures = self._figures(cfg, out, sources, count_based, runs)
+        figures = self._figures(cfg, probe, out, sources, count_based, runs)
         claims = self._claims(cfg, sources, count_based, runs)
         metrics = {
             "sources": [{"config": s.cfg.to_dict(), "label": s.cfg.label, "entropy_rate": s.entropy_rate,
@@ -243,7 +229,7 @@ class TokenizationStudy(Study):
             "count_based": count_based,
             "transformers": {n: {k: v for k, v in r.items() if k != "evals"} for n, r in runs.items()},
         }
-        return Summary(self.name, claims, cfg.to_dict(), cfg.seed, quick, sources[0].version, metrics, figures)
+        return Result(claims, metrics, figures, sources[0].version)
 
     # -- step 1: count-based token unigrams -----------------------------------------------------
     @staticmethod
@@ -271,10 +257,11 @@ class TokenizationStudy(Study):
 
     # -- step 2: one transformer ------------------------------------------------------------------
     @staticmethod
-    def _train_one(cfg: TokenizationConfig, arch: TinyConfig, src: MarkovSource, tok: Tokenizer, run_dir: Path,
-                   resume: bool, steps: int | None = None) -> dict[str, Any]:
-        """Train one model (``arch`` with the tokenizer's vocabulary + BOS) in ``run_dir``; resumable."""
-        model_cfg = arch.replace(d_vocab=tok.vocab_size + 1, n_ctx=cfg.seq_chars)  # + BOS; n tokens <= n chars
+    def _train_one(cfg: TokenizationConfig, src: MarkovSource, tok: Tokenizer, run_dir: Path,
+                   resume: bool) -> dict[str, Any]:
+        """Train one model (``cfg.model`` with the tokenizer's vocabulary + BOS, ``cfg.train``) in ``run_dir``;
+        resumable. ``cfg`` is the study config, or the probe variant of it."""
+        model_cfg = cfg.model.replace(d_vocab=tok.vocab_size + 1, n_ctx=cfg.seq_chars)  # + BOS; n tokens <= n chars
         torch.manual_seed(cfg.seed)
         model = TinyTransformer(model_cfg)
         ev_batch, ev_chars = token_batch(tok, src.sample_text(cfg.eval_size, cfg.seq_chars, src.rng(EVAL_STREAM + EVAL_ROWS)))
@@ -283,9 +270,8 @@ class TokenizationStudy(Study):
             # The same characters for every model of this source: a pure function of (seed, step).
             return token_batch(tok, src.sample_text(cfg.batch_size, cfg.seq_chars, src.rng(step)))[0]
 
-        train_cfg = cfg.train.replace(seed=cfg.seed, **({} if steps is None else {"steps": steps}))
         result = train(
-            model, train_cfg, batch_fn, run_dir,
+            model, cfg.train.seeded(cfg.seed), batch_fn, run_dir,
             eval_fn=lambda m, step: eval_per_char(m, ev_batch, ev_chars), resume=resume,
             meta={"source": src.cfg.to_dict(), "task_version": src.version, "model": model_cfg.to_dict(),
                   "tokenizer": {"name": tok.name, "vocab_size": tok.vocab_size, "fingerprint": tok.fingerprint()},
@@ -326,13 +312,13 @@ class TokenizationStudy(Study):
         measured = {lab: {"loss_per_char": r4(r["final_loss_per_char"]), "unigram": r4(sources[i].unigram_entropy),
                           "gap_to_unigram": r4(r["gap_to_unigram"]), "gap_to_entropy_rate": r4(r["gap_to_entropy_rate"])}
                     for i, (lab, r) in zip(high, chars.items())}
-        claims.append(Claim(
+        claims.append(Claim.judged(
             "char_transformer_unigram_plateau",
             "Without tokenization, a transformer on a k >= 2 switching source predicts like a character unigram "
             "(per-character loss stays near H(pi) = ln 2, far above the entropy rate)",
             paper_value="ln 2 = 0.6931 (qualitative, Makkuva et al.'s unigram plateau)", measured=measured,
-            tolerance=f"for every trained source with k >= 2: |final loss per char - H(pi_1)| <= {PLATEAU_TOL}",
-            status=check(all(abs(r["gap_to_unigram"]) <= PLATEAU_TOL for r in chars.values())) if chars else "not_comparable",
+            rule=_unless_empty(chars, all(abs(r["gap_to_unigram"]) <= PLATEAU_TOL for r in chars.values()),
+                               f"for every trained source with k >= 2: |final loss per char - H(pi_1)| <= {PLATEAU_TOL}"),
             source="[abstract]",
             evidence={"steps": cfg.train.steps, "seq_chars": cfg.seq_chars, "model": cfg.model.to_dict(),
                       "note": "judged for the base code's model at this step budget only; a longer run may leave the plateau",
@@ -345,7 +331,7 @@ class TokenizationStudy(Study):
         # (2) With tokenization the transformer gets near the entropy rate.
         kind = cfg.transformer_tokenizer
         tops = {sources[i].cfg.label: by_source(i, kind)[-1] for i in cfg.transformer_sources if by_source(i, kind)}
-        claims.append(Claim(
+        claims.append(Claim.judged(
             "token_transformer_near_entropy_rate",
             f"With tokenization ({kind}, largest dictionary) the transformer's per-character loss gets near the "
             "entropy rate H_inf",
@@ -353,8 +339,8 @@ class TokenizationStudy(Study):
             measured={lab: {"dict_size": r["dict_size"], "loss_per_char": r4(r["final_loss_per_char"]),
                             "entropy_rate": r4(sources[r["source"]].entropy_rate),
                             "gap_nats_per_char": r4(r["gap_to_entropy_rate"])} for lab, r in tops.items()},
-            tolerance=f"for every trained source: final loss per char - H_inf <= {GAP_TRANSFORMER} nats/char",
-            status=check(all(r["gap_to_entropy_rate"] <= GAP_TRANSFORMER for r in tops.values())) if tops else "not_comparable",
+            rule=_unless_empty(tops, all(r["gap_to_entropy_rate"] <= GAP_TRANSFORMER for r in tops.values()),
+                               f"for every trained source: final loss per char - H_inf <= {GAP_TRANSFORMER} nats/char"),
             source="[abstract]",
         ))
 
@@ -363,14 +349,14 @@ class TokenizationStudy(Study):
                 for i in cfg.transformer_sources}
         gaps = {k: v for k, v in gaps.items() if len(v) >= 2}
         ok = all(_shrinks([g for _, g in v]) for v in gaps.values())
-        claims.append(Claim(
+        claims.append(Claim.judged(
             "token_transformer_gap_shrinks_with_dictionary",
             "The transformer's gap to the entropy rate shrinks as the dictionary grows",
             paper_value="decreasing in d (qualitative)",
             measured={lab: {str(d): r4(g) for d, g in v} for lab, v in gaps.items()},
-            tolerance=f"for every source: each larger dictionary's gap <= the previous one's + {MONOTONE_TOL}, "
-                      "and the largest dictionary's gap < the smallest's",
-            status=check(ok) if gaps else "not_comparable", source="[abstract]",
+            rule=_unless_empty(gaps, ok, f"for every source: each larger dictionary's gap <= the previous one's + "
+                                         f"{MONOTONE_TOL}, and the largest dictionary's gap < the smallest's"),
+            source="[abstract]",
         ))
 
         # (4) The transformer learns at least the token unigram (the theory's model is a unigram over tokens).
@@ -381,48 +367,49 @@ class TokenizationStudy(Study):
             row = cb[r["source"]]
             uni = row[r["tokenizer"]][row["dict_sizes"].index(r["dict_size"])]
             pairs[f"{sources[r['source']].cfg.label}, d={r['dict_size']}"] = (r["final_loss_per_char"], uni)
-        claims.append(Claim(
+        claims.append(Claim.judged(
             "token_transformer_at_least_token_unigram",
             "A transformer on tokens does at least as well as the count-based unigram over the same tokens",
             paper_value="transformer <= token unigram (the theory's upper bound is a token unigram)",
             measured={k: {"transformer": r4(t), "count_unigram": r4(u), "difference": r4(t - u)} for k, (t, u) in pairs.items()},
-            tolerance=f"every (source, d): transformer loss per char <= count-based unigram + {UNIGRAM_SLACK}",
-            status=check(all(t <= u + UNIGRAM_SLACK for t, u in pairs.values())) if pairs else "not_comparable",
+            rule=_unless_empty(pairs, all(t <= u + UNIGRAM_SLACK for t, u in pairs.values()),
+                               f"every (source, d): transformer loss per char <= count-based unigram + {UNIGRAM_SLACK}"),
             source="[abstract]",
         ))
 
-        # (5) Count-based: BPE token unigram at the largest dictionary is within 0.07 of H_inf.
-        dmax = cfg.dict_sizes[-1]
+        # (5) Count-based: BPE token unigram at the largest dictionary is near H_inf.
+        dmax, spec_dmax = cfg.dict_sizes[-1], SPEC_DICT_SIZES[-1]
         bpe_gaps = {row["source"]: row["bpe_gap"][-1] for row in cb}
-        claims.append(Claim(
+        bpe_words = f"every source: BPE unigram gap at d = {dmax} < {GAP_BPE_UNIGRAM}"
+        claims.append(Claim.judged(
             "bpe_token_unigram_near_entropy_rate",
             f"Count-based: a unigram over BPE tokens (d = {dmax}) is within {GAP_BPE_UNIGRAM} nats/char of H_inf",
-            paper_value={"spec_criterion": f"gap < {GAP_BPE_UNIGRAM} at d = 512 for every source",
-                         "spec_gaps": {"k=1": 0.033, "k=2": 0.031, "k=4": 0.068}},
+            paper_value={"spec_criterion": f"gap < {GAP_BPE_UNIGRAM} at d = {spec_dmax} for every source",
+                         "spec_gaps": SPEC_BPE_GAPS},
             measured={k: r4(v) for k, v in bpe_gaps.items()},
-            tolerance=f"every source: BPE unigram gap at d = {dmax} < {GAP_BPE_UNIGRAM} (judged only when d = 512)",
-            status=check(all(g < GAP_BPE_UNIGRAM for g in bpe_gaps.values())) if dmax == 512 else "not_comparable",
+            rule=is_true(all(g < GAP_BPE_UNIGRAM for g in bpe_gaps.values()), bpe_words) if dmax == spec_dmax
+            else not_comparable(f"{bpe_words}, judged only when d = {spec_dmax}"),
             source="[secondary] spec small CPU run; theorem [recollection]",
         ))
 
-        # (6) Count-based: the gap shrinks as the dictionary grows (BPE and LZ78), from d = 32 up.
-        mono = {f"{row['source']} {kind}": [r4(g) for d, g in zip(row["dict_sizes"], row[f"{kind}_gap"]) if d >= 32]
+        # (6) Count-based: the gap shrinks as the dictionary grows (BPE and LZ78), from d = MIN_DICT up.
+        mono = {f"{row['source']} {kind}": [r4(g) for d, g in zip(row["dict_sizes"], row[f"{kind}_gap"]) if d >= MIN_DICT]
                 for row in cb for kind in ("bpe", "lz78")}
         mono = {k: v for k, v in mono.items() if len(v) >= 2}
-        claims.append(Claim(
+        claims.append(Claim.judged(
             "token_unigram_gap_shrinks_with_dictionary",
             "Count-based: the token unigram's gap to H_inf shrinks as the dictionary grows (BPE and LZ78; the spec "
-            "notes very small dictionaries can be worse than characters, so d >= 32)",
+            f"notes very small dictionaries can be worse than characters, so d >= {MIN_DICT})",
             paper_value="decreasing toward H_inf", measured=mono,
-            tolerance=f"each larger dictionary's gap <= the previous one's + {MONOTONE_TOL}; largest < smallest",
-            status=check(all(_shrinks(v) for v in mono.values())) if mono else "not_comparable",
+            rule=_unless_empty(mono, all(_shrinks(v) for v in mono.values()),
+                               f"each larger dictionary's gap <= the previous one's + {MONOTONE_TOL}; largest < smallest"),
             source="[secondary] spec; theorem [recollection]",
             evidence={"char_unigram": {row["source"]: r4(row["char_unigram"]) for row in cb}},
         ))
 
-        # (7) The spec's count-based table, reproduced (cells with d >= 32; d = 8 is recorded).
-        comparable = list(cfg.dict_sizes) == list(SPEC_DICT_SIZES) and cfg.bpe_train_chars == 50_000 \
-            and cfg.lz_train_chars == 200_000 and cfg.unigram_train_chars == 200_000 and cfg.test_chars == 100_000
+        # (7) The spec's count-based table, reproduced (cells with d >= MIN_DICT; smaller ones are recorded).
+        comparable = list(cfg.dict_sizes) == list(SPEC_DICT_SIZES) and all(
+            getattr(cfg, k) == v for k, v in SPEC_PROTOCOL.items())
         cells, diffs = {}, []
         for src, row in zip(sources, cb):
             key = (src.k, src.cfg.delta)
@@ -431,16 +418,17 @@ class TokenizationStudy(Study):
             for kind in ("bpe", "lz78"):
                 for d, ours, theirs in zip(row["dict_sizes"], row[kind], SPEC_TABLE[key][kind]):
                     cells[f"k={src.k} {kind} d={d}"] = {"spec": theirs, "ours": r4(ours), "diff": r4(ours - theirs)}
-                    if d >= 32:
+                    if d >= MIN_DICT:
                         diffs.append(abs(ours - theirs))
-        claims.append(Claim(
+        table_words = f"every cell with d >= {MIN_DICT} within {SPEC_CELL_TOL} nats/char of the spec"
+        claims.append(Claim.judged(
             "spec_count_table_reproduced",
-            "The spec's count-based table (token-unigram nats/char, BPE and LZ78, d = 32-512) is reproduced",
+            f"The spec's count-based table (token-unigram nats/char, BPE and LZ78, d = {MIN_DICT}-{SPEC_DICT_SIZES[-1]}) "
+            "is reproduced",
             paper_value={k: v["spec"] for k, v in cells.items()},
             measured={k: v["ours"] for k, v in cells.items()},
-            tolerance=f"every cell with d >= 32 within {SPEC_CELL_TOL} nats/char of the spec (judged only at the spec's "
-                      "protocol and sources)",
-            status=check(bool(diffs) and max(diffs) <= SPEC_CELL_TOL) if comparable and diffs else "not_comparable",
+            rule=is_true(max(diffs) <= SPEC_CELL_TOL, table_words) if comparable and diffs
+            else not_comparable(f"{table_words}, judged only at the spec's protocol and sources"),
             source="[secondary] spec small CPU run (unverified)",
             evidence={"max_abs_diff_d_ge_32": r4(max(diffs)) if diffs else None, "cells": cells},
         ))
@@ -448,7 +436,7 @@ class TokenizationStudy(Study):
 
     # -- figures ------------------------------------------------------------------------------------
     @staticmethod
-    def _figures(cfg: TokenizationConfig, out: Path, sources: list[MarkovSource], cb: list[dict[str, Any]],
+    def _figures(cfg: TokenizationConfig, probe: TokenizationConfig | None, out: Path, sources: list[MarkovSource], cb: list[dict[str, Any]],
                  runs: dict[str, dict[str, Any]]) -> list[str]:
         plt = pyplot()
         names = []
@@ -490,7 +478,7 @@ class TokenizationStudy(Study):
                     ev = r["evals"]
                     lab = "characters" if r["tokenizer"] == "char" else f"{r['tokenizer'].upper()} d={r['dict_size']}"
                     if r["model"] == "probe":
-                        lab = f"characters, larger model ({cfg.probe_model.n_layers} layers, d_model {cfg.probe_model.d_model})"
+                        lab = f"characters, larger model ({probe.model.n_layers} layers, d_model {probe.model.d_model})"
                     ax.plot([e["step"] for e in ev], [e["loss_per_char"] for e in ev], c=f"C{j}",
                             ls="--" if r["model"] == "probe" else "-", label=lab)
                 ax.axhline(src.unigram_entropy, c="gray", ls="--", label="character unigram")
@@ -508,3 +496,8 @@ class TokenizationStudy(Study):
 def _shrinks(gaps: list[float], tol: float = MONOTONE_TOL) -> bool:
     """Non-increasing within ``tol`` step to step, and the last strictly below the first."""
     return all(b <= a + tol for a, b in zip(gaps, gaps[1:])) and gaps[-1] < gaps[0]
+
+
+def _unless_empty(judged: Any, ok: bool, words: str) -> Rule:
+    """``is_true(ok, words)``, or not comparable when nothing was measured (``judged`` is empty)."""
+    return is_true(ok, words) if judged else not_comparable(f"{words}; nothing at this config to judge it on")

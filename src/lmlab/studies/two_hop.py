@@ -16,10 +16,9 @@ What this study does, in order:
    (``query_end``), and when each appears;
 5. writes figures and ``summary.json`` with the paper's claims beside our numbers.
 
-The default config is the paper's (d_model 256, AdamW 3e-4, batch 512, 10k steps; about 3.5 s
-per step on 2 CPU cores, so use a GPU). ``--quick`` is d_model 64 with lr 1e-3 and at most 4,000
-steps (training stops once the task is solved), which shows the same two phases in about five
-minutes on a laptop CPU.
+The default config is the paper's (d_model 256, AdamW 3e-4, batch 512, 10k steps: a GPU job).
+``--quick`` is d_model 64 with lr 1e-3 and at most 4,000 steps (training stops once the task is
+solved), which shows the same two phases on a laptop CPU (timings in docs/studies/two-hop.md).
 """
 
 from __future__ import annotations
@@ -32,29 +31,49 @@ from typing import Any
 import numpy as np
 import torch
 
+from lmlab.analysis.curves import first_crossing
 from lmlab.config import Config, ConfigError
 from lmlab.nn import TinyConfig, TinyTransformer
-from lmlab.studies.base import Claim, Study, Summary, check, pyplot, save_figure
+from lmlab.studies.base import (Claim, Result, Study, all_of, at_least, between, is_true, not_comparable, pyplot,
+                                save_figure, within)
 from lmlab.tasks.two_hop import TwoHopSample, TwoHopTask, TwoHopTaskConfig
 from lmlab.train import TrainConfig, train
 
 PAPER_MODEL = dict(n_layers=3, n_heads=1, d_model=256, act_fn="relu", pos_embed="learned", layer_norm=True, bias=False)
+PAPER_LR, PAPER_BATCH, PAPER_N_CHAINS = 3e-4, 512, 5
+
+# Claim thresholds (each rule's words are produced from these by lmlab.claims)
+SLOW_PHASE_TOL = 0.1  # |slow-phase accuracy - 1/K|; also "near chance" when finding the slow phase's end
+HALF_ACC = 0.5  # accuracy that marks the transition (t_half); attention score that marks an edge as formed
+SOLVED_ACC = 0.99  # "full accuracy"
+ABRUPT_MAX_SHARE = 0.5  # jump length <= this x slow-phase length
+PAPER_T_HALF_RANGE = (600, 1200)  # judged only at the paper's configuration
+PLATEAU_TOL = 0.1  # three-parameter model: |plateau - ln 31|
+COLLAPSED_LOSS = 0.05  # three-parameter model: final loss below this
+MIN_HALVING_STEP = 100  # three-parameter model: the loss halves only after this step (a plateau first)
+MIN_EDGE_ATTN = 0.5  # each circuit edge's final attention in its layer
+ORDER_WINDOW = 300  # steps between each edge forming and t_half
+# The paper's numbers
+PAPER_T_HALF = "800-900"
+PAPER_PLATEAU = math.log(31)
+PAPER_EDGE_STEPS = {"prev_token": 800, "bridge": 850, "query_end": 900}
 
 
 @dataclass(frozen=True)
 class TwoHopStudyConfig(Config):
-    """The paper's setting. ``seed`` seeds the data stream and the initialisation (it overrides train.seed)."""
+    """The paper's setting. ``seed`` seeds the data stream and the initialisation, and the training loop
+    unless ``train.seed`` is set."""
 
     seed: int = 42
     task: TwoHopTaskConfig = field(default_factory=TwoHopTaskConfig)
     model: TinyConfig = field(default_factory=lambda: TinyConfig(**PAPER_MODEL))
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(
-            steps=10_000, lr=3e-4, betas=(0.9, 0.99), eps=1e-8, weight_decay=1e-4, eval_every=50, log_every=10,
+            steps=10_000, lr=PAPER_LR, betas=(0.9, 0.99), eps=1e-8, weight_decay=1e-4, eval_every=50, log_every=10,
             checkpoint_every=250,
         )
     )
-    batch_size: int = 512
+    batch_size: int = PAPER_BATCH
     eval_size: int = 1024
     # Feed only the tokens up to the answer: exact (causal attention, loss only at the answer), 1/8 cheaper.
     trim_after_answer: bool = True
@@ -166,20 +185,20 @@ def attention_scores(patterns: list[torch.Tensor], sample: TwoHopSample, answer_
     return out
 
 
-def analyze_transition(steps: list[int], acc: list[float], chance: float, solved: float = 0.99) -> dict[str, Any]:
+def analyze_transition(steps: list[int], acc: list[float], chance: float, solved: float = SOLVED_ACC) -> dict[str, Any]:
     """Find the slow phase and the jump in an accuracy curve.
 
-    ``t_half``: first eval with accuracy >= 0.5 (None: no transition).
-    ``t_start``: last eval before ``t_half`` with accuracy <= chance + 0.1: the end of the slow phase.
+    ``t_half``: first eval with accuracy >= ``HALF_ACC`` (None: no transition).
+    ``t_start``: last eval before ``t_half`` with accuracy <= chance + ``SLOW_PHASE_TOL``: the end of the slow phase.
     ``t_solved``: first eval at or after ``t_half`` with accuracy >= ``solved``.
     ``slow_acc``: mean accuracy over the slow phase, skipping its first quarter (the initial transient).
     """
     steps_a, acc_a = np.asarray(steps), np.asarray(acc)
-    above = np.nonzero(acc_a >= 0.5)[0]
+    above = np.nonzero(acc_a >= HALF_ACC)[0]
     res: dict[str, Any] = {"t_half": None, "t_start": None, "t_solved": None, "jump_steps": None,
                            "slow_acc": None, "slow_window": None, "slow_steps": None}
     end = above[0] if len(above) else len(acc_a)
-    low = np.nonzero(acc_a[:end] <= chance + 0.1)[0]
+    low = np.nonzero(acc_a[:end] <= chance + SLOW_PHASE_TOL)[0]
     if len(low):
         i_start = low[-1]
         t_start = int(steps_a[i_start])
@@ -196,13 +215,6 @@ def analyze_transition(steps: list[int], acc: list[float], chance: float, solved
     return res
 
 
-def first_crossing(steps: list[int], values: list[float], threshold: float = 0.5) -> int | None:
-    for s, v in zip(steps, values):
-        if v >= threshold:
-            return int(s)
-    return None
-
-
 # ----------------------------------------------------------------------------------------------
 # The study
 # ----------------------------------------------------------------------------------------------
@@ -213,10 +225,7 @@ class TwoHopStudy(Study):
     config_cls = TwoHopStudyConfig
 
     def quick_config(self) -> TwoHopStudyConfig:
-        """d_model 64 and lr 1e-3 (paper: 256 and 3e-4), at most 4,000 steps: same data, loss and architecture.
-
-        On 2 CPU cores a step takes about 0.14 s; seed 0 leaves the slow phase near step 1,950.
-        """
+        """d_model 64 and lr 1e-3 (paper: 256 and 3e-4), at most 4,000 steps: same data, loss and architecture."""
         base = TwoHopStudyConfig()
         return base.replace(
             model=base.model.replace(d_model=64),
@@ -224,10 +233,10 @@ class TwoHopStudy(Study):
             eval_size=1024,
         )
 
-    def execute(self, cfg: TwoHopStudyConfig, out: Path, quick: bool, resume: bool) -> Summary:
+    def execute(self, cfg: TwoHopStudyConfig, out: Path, quick: bool, resume: bool) -> Result:
         task = TwoHopTask(cfg.task, seed=cfg.seed)
         model_cfg = cfg.model.replace(d_vocab=task.d_vocab, n_ctx=task.n_ctx)
-        train_cfg = cfg.train.replace(seed=cfg.seed)
+        train_cfg = cfg.train.seeded(cfg.seed)
         torch.manual_seed(cfg.seed)
         model = TinyTransformer(model_cfg)
         ev = task.eval_sample(cfg.eval_size)
@@ -259,7 +268,7 @@ class TwoHopStudy(Study):
         K = cfg.task.n_chains
         steps = [e["step"] for e in evals]
         acc = [e["acc"] for e in evals]
-        tr = analyze_transition(steps, acc, chance=1 / K, solved=0.99)
+        tr = analyze_transition(steps, acc, chance=1 / K)
         three = simulate_three_param(list(range(cfg.three_param_seeds)), cfg.three_param_steps, cfg.three_param_lr)
         mech = self._mechanism(evals, model_cfg.n_layers)
 
@@ -275,7 +284,7 @@ class TwoHopStudy(Study):
                              "halving_step": _halving_step(t["loss"])} for t in three],
             "n_params": model.n_params,
         }
-        return Summary(self.name, claims, cfg.to_dict(), cfg.seed, quick, task.version, metrics, figures)
+        return Result(claims, metrics, figures, task.version)
 
     # -- analysis -----------------------------------------------------------------------------
     @staticmethod
@@ -288,7 +297,7 @@ class TwoHopStudy(Study):
             layer, head = max(((l, h) for l in range(n_layers) for h in range(len(final[l]))), key=lambda lh: final[lh[0]][lh[1]])
             curve = [e["attn"][key][layer][head] for e in evals]
             mech[key] = {"layer": layer, "head": head, "final": final[layer][head],
-                         "step_crossed_0.5": first_crossing(steps, curve), "all_layers_final": final}
+                         "step_crossed_0.5": first_crossing(steps, curve, HALF_ACC), "all_layers_final": final}
         return mech
 
     def _claims(self, cfg: TwoHopStudyConfig, model_cfg: TinyConfig, evals: list[dict[str, Any]], tr: dict[str, Any],
@@ -299,41 +308,44 @@ class TwoHopStudy(Study):
 
         slow = tr["slow_acc"]
         window = [e for e in evals if tr["slow_window"] and tr["slow_window"][0] <= e["step"] <= tr["slow_window"][1]]
-        claims.append(Claim(
+        claims.append(Claim.judged(
             "slow_phase_random_guessing",
             "In the slow phase the transformer guesses at random among the K candidate End tokens",
             paper_value=round(1 / K, 3), measured=None if slow is None else round(slow, 3),
-            tolerance="|slow-phase accuracy - 1/K| <= 0.1",
-            status=check(slow is not None and abs(slow - 1 / K) <= 0.1), source="[abstract]",
+            rule=within(slow, 1 / K, SLOW_PHASE_TOL, what="slow-phase accuracy"), source="[abstract]",
             evidence={"slow_window": tr["slow_window"],
                       "mean_candidate_mass": _mean([e["candidate_mass"] for e in window]),
                       "mean_target_share_of_candidates": _mean([e["target_share"] for e in window])},
         ))
-        claims.append(Claim(
+        claims.append(Claim.judged(
             "transition_to_full_accuracy",
             "After an abrupt phase transition the transformer reaches 100% accuracy",
             paper_value=1.0, measured=round(final["acc"], 4),
-            tolerance="a transition is detected (accuracy crosses 0.5) and final accuracy >= 0.99",
-            status=check(tr["t_half"] is not None and final["acc"] >= 0.99), source="[abstract]",
-            evidence={"t_half": tr["t_half"], "final_step": final["step"]},
+            rule=all_of(is_true(tr["t_half"] is not None, f"a transition is detected (accuracy crosses {HALF_ACC})"),
+                        at_least(final["acc"], SOLVED_ACC, what="final accuracy")),
+            source="[abstract]", evidence={"t_half": tr["t_half"], "final_step": final["step"]},
         ))
         jump, slow_steps = tr["jump_steps"], tr["slow_steps"]
-        claims.append(Claim(
+        claims.append(Claim.judged(
             "transition_is_abrupt",
             "The jump from guessing to solved is abrupt: much shorter than the slow phase before it",
             paper_value="abrupt (qualitative)", measured={"jump_steps": jump, "slow_phase_steps": slow_steps},
-            tolerance="steps from end of slow phase to accuracy >= 0.99 <= 0.5 x slow-phase length",
-            status=check(jump is not None and slow_steps is not None and jump <= 0.5 * slow_steps), source="[abstract]",
+            rule=is_true(jump is not None and slow_steps is not None and jump <= ABRUPT_MAX_SHARE * slow_steps,
+                         f"steps from end of slow phase to accuracy >= {SOLVED_ACC} <= {ABRUPT_MAX_SHARE} x "
+                         "slow-phase length"),
+            source="[abstract]",
         ))
-        paper_setting = (model_cfg.d_model == 256 and cfg.batch_size == 512 and math.isclose(cfg.train.lr, 3e-4)
-                         and cfg.task.n_chains == 5)
+        paper_setting = (model_cfg.d_model == PAPER_MODEL["d_model"] and cfg.batch_size == PAPER_BATCH
+                         and math.isclose(cfg.train.lr, PAPER_LR) and cfg.task.n_chains == PAPER_N_CHAINS)
         t_half = tr["t_half"]
-        claims.append(Claim(
+        lo, hi = PAPER_T_HALF_RANGE
+        claims.append(Claim.judged(
             "transition_step_paper_config",
             "Transition near step 800-900 at the paper's configuration (d=256, batch 512, AdamW 3e-4)",
-            paper_value="800-900", measured=t_half,
-            tolerance="t_half in [600, 1200] (only judged at the paper's configuration)",
-            status=check(t_half is not None and 600 <= t_half <= 1200) if paper_setting else "not_comparable",
+            paper_value=PAPER_T_HALF, measured=t_half,
+            rule=between(t_half, lo, hi, what="t_half") if paper_setting else not_comparable(
+                f"t_half in [{lo}, {hi}], judged only at the paper's configuration (d_model "
+                f"{PAPER_MODEL['d_model']}, batch {PAPER_BATCH}, lr {PAPER_LR}, K = {PAPER_N_CHAINS})"),
             source="[code] repository notes",
             evidence={"paper_setting": paper_setting, "d_model": model_cfg.d_model, "lr": cfg.train.lr},
         ))
@@ -341,42 +353,46 @@ class TwoHopStudy(Study):
         plateau = [float(np.median(t["loss"][: max(1, len(t["loss"]) // 10)])) for t in three]
         finals = [float(t["loss"][-1]) for t in three]
         halving = [_halving_step(t["loss"]) for t in three]
-        claims.append(Claim(
+        claims.append(Claim.judged(
             "three_param_plateau_then_collapse",
             "The three-parameter model plateaus at ln 31 = 3.434 (z = 0), then its loss collapses",
-            paper_value={"plateau": round(math.log(31), 3), "collapse": "to ~0 within 4,000 SGD steps"},
+            paper_value={"plateau": round(PAPER_PLATEAU, 3), "collapse": "to ~0 within 4,000 SGD steps"},
             measured={"plateau_median_first_10pct": [round(p, 3) for p in plateau], "final": [round(f, 4) for f in finals],
                       "halving_step": halving},
-            tolerance="every seed: |plateau - ln 31| <= 0.1, final loss < 0.05, and loss halves after step 100",
-            status=check(all(abs(p - math.log(31)) <= 0.1 for p in plateau) and all(f < 0.05 for f in finals)
-                         and all(h is not None and h > 100 for h in halving)),
+            rule=is_true(all(abs(p - PAPER_PLATEAU) <= PLATEAU_TOL for p in plateau)
+                         and all(f < COLLAPSED_LOSS for f in finals)
+                         and all(h is not None and h > MIN_HALVING_STEP for h in halving),
+                         f"every seed: |plateau - ln 31| <= {PLATEAU_TOL}, final loss < {COLLAPSED_LOSS}, and loss "
+                         f"halves after step {MIN_HALVING_STEP}"),
             source="[code]",
         ))
 
         # The bridge step can be routed two ways; we take whichever the model built (the stronger at the end).
         bridge = max(("query_bridge", "end_bridge"), key=lambda k: mech[k]["final"])
         expected = {"prev_token": 0, bridge: 1, "query_end": model_cfg.n_layers - 1}
-        layers_ok = all(mech[k]["layer"] == v and mech[k]["final"] >= 0.5 for k, v in expected.items())
-        claims.append(Claim(
+        layers_ok = all(mech[k]["layer"] == v and mech[k]["final"] >= MIN_EDGE_ATTN for k, v in expected.items())
+        layers_words = f"each edge is carried most strongly by the expected layer, with attention >= {MIN_EDGE_ATTN}"
+        claims.append(Claim.judged(
             "mechanism_layers",
             "After the transition the early layers fetch the preceding entity (layer 0) and the bridge (layer 1), "
             "and the last layer's query attends to the target End",
             paper_value={"prev_token": "layer 0", "bridge": "layer 1", "query_end": "last layer"},
             measured={k: {"layer": mech[k]["layer"], "score": mech[k]["final"]} for k in expected},
-            tolerance="each edge is carried most strongly by the expected layer, with attention >= 0.5",
-            status=check(layers_ok) if model_cfg.n_layers >= 3 else "not_comparable",
+            rule=is_true(layers_ok, layers_words) if model_cfg.n_layers >= 3 else not_comparable(
+                f"{layers_words}; needs at least 3 layers"),
             source="[abstract] + [code] notebook",
             evidence={"bridge_route": bridge, "query_bridge": mech["query_bridge"], "end_bridge": mech["end_bridge"]},
         ))
         order = [mech[k]["step_crossed_0.5"] for k in expected]
-        claims.append(Claim(
+        claims.append(Claim.judged(
             "mechanism_order",
             "The three attention edges form in order (layer 0, then 1, then 2), at the transition",
-            paper_value={"prev_token": 800, "bridge": 850, "query_end": 900},
+            paper_value=PAPER_EDGE_STEPS,
             measured=dict(zip(expected, order)),
-            tolerance="all three cross 0.5, in order prev_token <= bridge <= query_end, within 300 steps of t_half",
-            status=check(all(o is not None for o in order) and order[0] <= order[1] <= order[2]
-                         and tr["t_half"] is not None and all(abs(o - tr["t_half"]) <= 300 for o in order)),
+            rule=is_true(all(o is not None for o in order) and order[0] <= order[1] <= order[2]
+                         and tr["t_half"] is not None and all(abs(o - tr["t_half"]) <= ORDER_WINDOW for o in order),
+                         f"all three cross {HALF_ACC}, in order prev_token <= bridge <= query_end, within "
+                         f"{ORDER_WINDOW} steps of t_half"),
             source="[code] repository notes (d=256 steps)",
         ))
         return claims

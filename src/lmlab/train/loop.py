@@ -65,7 +65,8 @@ class TrainConfig(Config):
     eval_every: int = 100
     log_every: int = 10
     checkpoint_every: int = 500
-    seed: int = 0
+    # None: the owner fills it in (a study uses its top-level ``seed``, see :meth:`seeded`); train() uses 0
+    seed: int | None = None
     device: str = "cpu"
     progress: bool = True
 
@@ -85,6 +86,11 @@ class TrainConfig(Config):
             raise ConfigError("TrainConfig.grad_clip must be > 0 or null")
         if not (self.device == "cpu" or self.device.startswith("cuda") or self.device == "mps"):
             raise ConfigError(f"TrainConfig.device must be cpu, cuda[:N] or mps, got {self.device!r}")
+
+    def seeded(self, seed: int) -> TrainConfig:
+        """This config with ``seed`` filled in where it is None; an explicit ``train.seed`` is kept (so
+        ``--set train.seed=5`` is not overwritten by the study's seed)."""
+        return self if self.seed is not None else self.replace(seed=seed)
 
 
 @dataclass
@@ -178,6 +184,7 @@ def train(
     ``meta`` (configs of the task and model) is stored in each checkpoint and must match on resume.
     """
     started = time.perf_counter()
+    cfg = cfg.seeded(0)
     ddp, rank, world = distributed.active(), distributed.rank(), distributed.world_size()
     main = rank == 0  # the process that writes the checkpoint
     run_dir = Path(run_dir)
