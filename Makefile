@@ -53,8 +53,13 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[dev,bench]'
 	$(BIN)/python benchmarks/train_throughput.py
 
+# lmlab's inference paths and llama.cpp side by side (builds the `fast` extra and llama-batched-bench first:
+# needs cmake and g++, 10-20 minutes on 2 cores the first time).
 bench-lm: $(STAMP) models
-	$(BIN)/python benchmarks/lm_throughput.py
+	$(BIN)/python -c "import llama_cpp" 2>/dev/null || CMAKE_ARGS='-DLLAVA_BUILD=OFF' $(BIN)/python -m pip install -q -e '.[fast]'
+	PIP="$(BIN)/python -m pip" PATH="$(abspath $(BIN)):$$PATH" scripts/build_llama_batched_bench.sh >/dev/null
+	$(BIN)/python benchmarks/lm_throughput.py --threads 2
+	$(BIN)/python benchmarks/lm_agreement.py --threads 2
 
 bench-routing: $(STAMP)
 	$(BIN)/python benchmarks/routing_latency.py
