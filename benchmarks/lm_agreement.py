@@ -24,7 +24,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 PROMPTS = HERE / "data" / "agreement_prompts.jsonl"
-PATHS = ("float32", "bfloat16", "int8", "int8-dynamic")
+PATHS = ("int8", "bfloat16", "float32", "int8-dynamic")
 # prompts per path, an evenly spaced subset of the 1,000 (0 = all): on a CPU without native bfloat16
 # (AVX2 only) the bfloat16 and int8 paths prefill 3-5x slower than float32, so the paths that are not
 # candidates for use (float32 through the engine: a consistency check; int8-dynamic: far off) get fewer
@@ -88,6 +88,9 @@ def main() -> None:
         got, secs = logits_of(eng.logits, p, subset)
         result["paths"][p] = dict(compare(ref[subset], got[subset]), seconds=round(secs, 1))
         print(p, result["paths"][p], flush=True)
+        if args.out:  # partial results survive an interrupted run
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(Path(args.out), json.dumps(result, indent=2) + "\n")
     if args.llamacpp:
         from lmlab.lm.llamacpp import load_llamacpp
 
