@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -94,7 +95,9 @@ class _Linear:
             lin = torch.nn.Linear(w.shape[1], w.shape[0], bias=False)
             lin.weight = torch.nn.Parameter(w.float(), requires_grad=False)
             lin.qconfig = torch.ao.quantization.per_channel_dynamic_qconfig
-            self.mod = DynLinear.from_float(lin)
+            with warnings.catch_warnings():  # torch.ao's eager quantization is deprecated in favour of torchao
+                warnings.simplefilter("ignore")
+                self.mod = DynLinear.from_float(lin)
         else:
             raise LMError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
 
@@ -180,7 +183,7 @@ class DecodeEngine:
         return tuple((p.data_ptr(), p._version) for p in self.model.parameters())
 
     def _prepare(self) -> list[_Layer]:
-        key = self._weights_key() if self.precision != "float32" or self._layers is None else self._key
+        key = self._weights_key()  # float32 rebuilds only its wrappers (no copies); others re-convert
         if self._layers is not None and key == self._key:
             return self._layers
         p = self.precision
