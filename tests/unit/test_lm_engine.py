@@ -180,3 +180,14 @@ def test_hooks_or_other_models_fall_back(lm):
     with pytest.raises(LMError, match="precision"):
         DecodeEngine(lm.model, lm.tokenizer, "fp4")
     assert engine_for(lm, "int8") is not None
+
+
+def test_idle_slots_do_not_fill_the_cache(lm, one_thread):
+    # slot 0 ends early and stays idle while slot 1 decodes for a long time: the idle row must not grow
+    eng = DecodeEngine(lm.model, lm.tokenizer, "float32", encode=lm.encode)
+    eng.eos_ids = []  # every request runs to max_new_tokens
+    with eng.queue(max_batch=2, max_pending=4, max_len=40) as q:
+        a = q.submit("abcdefghijklmn", max_new_tokens=2)
+        b = q.submit("abcd", max_new_tokens=30)
+        assert isinstance(a.result(timeout=60), str)
+        assert b.result(timeout=60) == eng.generate(["abcd"], max_new_tokens=30)[0]

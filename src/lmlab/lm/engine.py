@@ -534,6 +534,9 @@ class GenerationQueue:
                 if not live:
                     continue
                 rows = max(live) + 1
+                for s in range(rows):  # idle rows below the last live one decode a pad token at index 0
+                    if active[s] is None:
+                        cache.lens[s] = 0
                 logits = eng.decode(cache, next_tok[:rows])
                 self.stats["steps"] += 1
                 for s in live:
