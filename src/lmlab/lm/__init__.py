@@ -9,6 +9,8 @@
 ``http(s)://host/v1``  an OpenAI-compatible endpoint; the model name after ``#``, e.g.
                        ``http://localhost:8000/v1#Qwen/Qwen2.5-0.5B-Instruct``
 ``"dummy"``            :class:`DummyLM`, deterministic, no weights (tests)
+``generation_only``    ``load_lm(spec, generation_only=True)``: a GGUF spec runs on llama.cpp
+                       (:mod:`lmlab.lm.llamacpp`) when llama-cpp-python is installed
 anything else          a Hugging Face hub id (needs network and the user's HF cache)
 =====================  =======================================================================
 
@@ -28,6 +30,13 @@ __all__ = ["LM", "LMError", "load_lm", "DummyLM", "HFLM", "OpenAILM"]
 def load_lm(spec: str | Path | None = "default", device: str = "cpu", batch_size: int = 8, **kwargs: Any) -> LM:
     """Load a model from a spec string (see the module docstring); errors are one-line :class:`LMError`."""
     s = str(spec) if spec is not None else "default"
+    # generation-only callers (no logits, no hooks) get llama.cpp for a GGUF when the `fast` extra is installed
+    if kwargs.pop("generation_only", False) and (s in ("default", "smollm2", "") or s.endswith(".gguf")):
+        from lmlab.lm.llamacpp import load_llamacpp
+
+        fast = load_llamacpp(None if s in ("default", "smollm2", "") else s, **kwargs)
+        if fast is not None:
+            return fast
     if s in ("default", "smollm2", ""):
         from lmlab.lm.gguf import load_gguf
 

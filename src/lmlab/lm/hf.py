@@ -202,9 +202,25 @@ class HFLM(LM):
                 results.append(logp[row, positions - 1, torch.tensor(c)])
         return results if per_token else torch.stack([r.sum() for r in results])
 
+    #: "engine": generate through lmlab.lm.engine (static KV cache, batched; greedy outputs identical to
+    #: transformers'), falling back to transformers' generate where it does not apply; "hf": always transformers'
+    generate_with: str = "engine"
+
+    def engine(self, precision: str = "float32") -> Any:
+        """The fast decoding engine over this model (:mod:`lmlab.lm.engine`), or None where it does not apply."""
+        from lmlab.lm.engine import engine_for
+
+        return engine_for(self, precision)
+
     @torch.no_grad()
     def generate(self, prompts: Sequence[str], max_new_tokens: int = 32, temperature: float = 0.0,
                  top_p: float = 1.0, seed: int | None = None, stop: Sequence[str] = ()) -> list[str]:
+        eng = self.engine() if self.generate_with == "engine" else None
+        if eng is not None:
+            from lmlab.lm.engine import sampling_top_k
+
+            return eng.generate(_seq(prompts), max_new_tokens, temperature, top_p, sampling_top_k(self.model), seed,
+                                stop, batch_size=self.batch_size)
         if seed is not None:
             torch.manual_seed(seed)
         seqs = [self.encode(p) for p in _seq(prompts)]
