@@ -18,8 +18,9 @@ class EmbeddingDetector(ToxicityScorer):
     kind = "embed-lr"
 
     def __init__(self, embedder: Any = None, embedder_path: str | None = None, Cs: Sequence[float] = C_GRID,
-                 seed: int = 0):
+                 seed: int = 0, cache_dir: str | Path | None = None):
         self.embedder = embedder
+        self.cache_dir = cache_dir  # None: no cache; "default": lmlab.io.cache_root(); else a directory
         self.embedder_path = embedder_path  # None: the default MiniLM wheel
         self.Cs = tuple(Cs)
         self.seed = seed
@@ -35,9 +36,21 @@ class EmbeddingDetector(ToxicityScorer):
         return self.embedder
 
     def embed(self, prompts: Sequence[str]) -> np.ndarray:
+        """(n, dim) unit-norm embeddings; with ``cache_dir``, each text's row is cached under the embedder's
+        fingerprint (:class:`lmlab.io.ArtifactCache`, ``embeddings.sqlite``)."""
         if isinstance(prompts, str):
             raise TypeError("prompts must be a sequence of strings; wrap a single prompt in a list")
-        return self._emb().encode(list(prompts))
+        prompts = list(prompts)
+        emb = self._emb()
+        if self.cache_dir is None or not prompts:
+            return emb.encode(prompts)
+        from lmlab.io import ArtifactCache
+
+        cache = ArtifactCache("embeddings", model=emb.fingerprint, code=("lmlab.lm.embed",),
+                              root=None if self.cache_dir == "default" else self.cache_dir, label=str(emb.name))
+        rows = cache.map(prompts, lambda idx: [(idx, list(emb.encode([prompts[i] for i in idx])))])
+        self.cache_stats = cache.stats
+        return np.stack(rows).astype(np.float32)
 
     def fit_embeddings(self, X: np.ndarray, y: Any) -> EmbeddingDetector:
         r = fit_linear_cv(X, y, self.Cs, seed=self.seed)

@@ -151,12 +151,9 @@ class LLMTwoHopStudy(Study):
         from lmlab.lm import load_lm
 
         started = time.perf_counter()
-        lm = load_lm(cfg.model, device=cfg.device, batch_size=cfg.batch_size)
+        lm = load_lm(cfg.model, device=cfg.device, batch_size=cfg.batch_size, needs=("logits",))
         load_seconds = round(time.perf_counter() - started, 2)
         tok = lm.tokenizer
-        if tok is None:
-            raise ConfigError(f"LLMTwoHopConfig.model: {cfg.model!r} has no tokenizer/logits (an HTTP endpoint); "
-                              "this probe needs next-token logits")
         names = single_token_names(tok)
         need = 3 * (max(cfg.ks) + 1)
         if len(names) < need:

@@ -35,7 +35,6 @@ from typing import Any
 import numpy as np
 
 from lmlab.config import Config, ConfigError
-from lmlab.io import atomic_path
 from lmlab.studies.base import Claim, Study, Summary, check, pyplot, save_figure
 
 PAPER_MODEL = "Llama-2-7b/13b-chat (7-13B parameters)"
@@ -59,7 +58,7 @@ class MULIConfig(Config):
     n_boot: int = 1000
     fprs: tuple[float, ...] = (0.001, 0.01, 0.1)
     train_fractions: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)
-    cache_dir: str = ""  # "" = $LMLAB_CACHE/first-token (or ~/.cache/lmlab/first-token)
+    cache_dir: str = ""  # "" = $LMLAB_CACHE (or ~/.cache/lmlab): first-token.sqlite, embeddings.sqlite
     device: str = "cpu"
     progress: bool = True
 
@@ -92,29 +91,6 @@ def _subsample(y: np.ndarray, frac: float, seed: int) -> np.ndarray:
     return np.sort(idx)
 
 
-def _cached_embeddings(det: Any, texts: list[str], cache_dir: str) -> np.ndarray:
-    """Sentence embeddings of ``texts``, cached as one .npy keyed by the embedder and the texts' hashes."""
-    import hashlib
-
-    from lmlab.moderation.features import default_cache_dir, text_hash
-
-    root = Path(cache_dir) if cache_dir else default_cache_dir()
-    name = str(getattr(det._emb(), "name", "embedder"))
-    key = hashlib.sha256((name + "|" + "|".join(text_hash(t) for t in texts)).encode()).hexdigest()[:20]
-    path = root.parent / "embeddings" / f"{name}-{key}.npy" if not cache_dir else root / "embeddings" / f"{name}-{key}.npy"
-    if path.exists():
-        try:
-            X = np.load(path, allow_pickle=False)
-            if X.shape[0] == len(texts):
-                return X
-        except (ValueError, OSError):
-            pass
-    X = det.embed(texts)
-    with atomic_path(path) as tmp:
-        np.save(tmp, X)
-    return X
-
-
 class MULIStudy(Study):
     name = "muli"
     title = "Toxicity detection from first-token logits (MULI) vs TF-IDF and MiniLM baselines"
@@ -142,7 +118,7 @@ class MULIStudy(Study):
         tr, te = stratified_split(y, cfg.test_frac, cfg.seed)
         texts = data.texts
         t0 = time.perf_counter()
-        lm = load_lm(cfg.model, device=cfg.device, batch_size=cfg.batch_size)
+        lm = load_lm(cfg.model, device=cfg.device, batch_size=cfg.batch_size, needs=("logits",))
         timings["load_model_s"] = time.perf_counter() - t0
         template = PromptTemplate(kind="chat", suffix=cfg.suffix, system=cfg.system, max_tokens=cfg.max_prompt_tokens)
         feats = FirstTokenFeatures(lm, template, cache_dir=cfg.cache_dir or "default", batch_size=cfg.batch_size,
@@ -150,7 +126,7 @@ class MULIStudy(Study):
         t0 = time.perf_counter()
         logits = feats.logits(texts)
         timings["first_token_logits_s"] = time.perf_counter() - t0
-        n_tokens = [len(lm.encode(template.format(lm, t))) for t in texts] if hasattr(lm, "encode") else []
+        n_tokens = [len(lm.encode(template.format(lm, t))) for t in texts] if lm.has("weights") else []
 
         dec: dict[str, np.ndarray] = {}  # decision statistics on the test set, per detector
         detectors: dict[str, Any] = {}
@@ -181,8 +157,8 @@ class MULIStudy(Study):
         emb_X = None
         if cfg.embed:
             t0 = time.perf_counter()
-            embd = EmbeddingDetector(seed=cfg.seed)
-            emb_X = _cached_embeddings(embd, texts, cfg.cache_dir)
+            embd = EmbeddingDetector(seed=cfg.seed, cache_dir=cfg.cache_dir or "default")
+            emb_X = embd.embed(texts)
             timings["embed_s"] = time.perf_counter() - t0
             embd.fit_embeddings(emb_X[tr], y[tr])
             dec["MiniLM embedding + LR"] = embd.decision_embeddings(emb_X[te])
