@@ -122,7 +122,8 @@ def fingerprint(*parts: Any, n: int = 16) -> str:
 
 
 def code_fingerprint(modules: Sequence[str]) -> dict[str, str]:
-    """``{module: hash of its source file}`` for each declared module (imported packages' parents only).
+    """``{module: hash of its code}`` for each declared module: the hash of its syntax tree without docstrings,
+    so editing comments or docs keeps every artifact and editing code invalidates the ones that declared it.
 
     An unknown module name is an error: a typo in a declaration would otherwise never invalidate anything.
     """
@@ -136,8 +137,25 @@ def code_fingerprint(modules: Sequence[str]) -> dict[str, str]:
             spec = None
         if spec is None or not spec.origin or not Path(spec.origin).is_file():
             raise ValueError(f"code fingerprint: module {m!r} has no source file; declare an existing module")
-        out[m] = fingerprint(Path(spec.origin).read_bytes())
+        out[m] = fingerprint(_code_only(Path(spec.origin).read_bytes()))
     return out
+
+
+def _code_only(source: bytes) -> str | bytes:
+    """The module's syntax tree with docstrings dropped (comments never reach the tree)."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return source
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, annotate_fields=False)
 
 
 # -- the artifact cache --------------------------------------------------------------------------------
