@@ -36,8 +36,11 @@ def pyplot() -> Any:
 
 def save_figure(fig: Any, out: Path, name: str) -> str:
     """Lay out, write ``out/name`` as PNG, close; returns ``name`` for Summary.figures."""
+    from lmlab.io import atomic_path
+
     fig.tight_layout()
-    fig.savefig(Path(out) / name, dpi=110)
+    with atomic_path(Path(out) / name) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     pyplot().close(fig)
     return name
 

@@ -39,4 +39,6 @@ def build_rm(spec: str, lm: Any = None, **kwargs: Any) -> RewardModel:
     """Build a reward model from ``name`` or ``name:argument`` (see the module table)."""
     name, _, arg = spec.partition(":")
     cls = REWARD_MODELS.get(name)
-    return cls.from_spec(arg, lm=lm, **kwargs)
+    rm = cls.from_spec(arg, lm=lm, **kwargs)
+    rm.spec = spec
+    return rm
