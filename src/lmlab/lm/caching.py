@@ -43,7 +43,7 @@ class CachingLM:
         self.share_prefix = share_prefix
         code = lm_code(lm) + tuple(code)
         if root is None:
-            self._logits = self._lp = ArtifactCache.off(kind)
+            self._logits, self._lp = ArtifactCache.off(kind), ArtifactCache.off(kind)
         else:
             r = None if root is DEFAULT else Path(root)  # type: ignore[arg-type]
             self._logits = ArtifactCache(kind, model=lm.fingerprint, config={"fn": "next_token_logits", "cfg": config},

@@ -85,10 +85,6 @@ class PromptTemplate:
         return body + self.suffix
 
 
-def text_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 class FirstTokenFeatures:
     """First-token logits for texts, through ``lm`` (an :class:`lmlab.lm.LM` with logits), cached on disk.
 
@@ -119,6 +115,11 @@ class FirstTokenFeatures:
     @property
     def stats(self) -> dict[str, int]:
         return self.cached_lm.stats
+
+    @property
+    def cache(self) -> Path | None:
+        """The SQLite file holding the cached rows (None: no cache)."""
+        return self.cached_lm._logits.path
 
     @property
     def meta(self) -> dict[str, Any]:
