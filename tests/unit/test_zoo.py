@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from lmlab.config import ConfigError
-from lmlab.zoo.families import FAMILIES
 from lmlab.zoo import PAD, ZooConfig, ZooVocab, answer_correct, bag_of_tokens, config_hash, model_specs
+from lmlab.zoo.families import FAMILIES
 
 SMALL = ZooConfig(questions_per_family=40, sizes=("1x8",), budgets=(3,), mixes=("two-hop", "all"))
 

@@ -5,7 +5,7 @@ What this study does, in order:
 
 1. **Zoo** (:mod:`lmlab.zoo`): trains many small TinyTransformers (training mix x size x budget)
    on the lab's tasks and asks each one every question of a shared bank drawn from all tasks; the 0/1
-   matrix is cached under the zoo config's hash, so a rerun reuses it.
+   matrix is cached by the zoo config and the code it depends on, so a rerun reuses it.
 2. **Question features**: the bag of tokens of each question (EmbedLLM's projection of it is a learned
    token table, see :func:`lmlab.zoo.bag_of_tokens`), or sentence embeddings of the question text
    (``question_features="embedder"``, all-MiniLM-L6-v2 by default).
@@ -36,8 +36,8 @@ import numpy as np
 
 from lmlab.config import Config, ConfigError
 from lmlab.routing.embedllm import EmbedLLMConfig
-from lmlab.zoo import ZooConfig
 from lmlab.studies.base import Claim, Study, Summary, check, pyplot, save_figure
+from lmlab.zoo import ZooConfig
 
 
 @dataclass(frozen=True)

@@ -143,8 +143,8 @@ ZOO_CODE = ("lmlab.zoo", "lmlab.zoo.families.base", "lmlab.nn.model", "lmlab.nn.
 def zoo_code(cfg: ZooConfig) -> tuple[str, ...]:
     mods = list(ZOO_CODE)
     for f in cfg.families:
-        mods.append(FAMILIES.entries[f].partition(":")[0])
-        mods += list(FAMILIES.get(f).code)
+        fam = FAMILIES.get(f)
+        mods += [fam.__module__, *fam.code]
     return tuple(mods)
 
 
