@@ -2,7 +2,7 @@
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import torch
@@ -79,7 +79,7 @@ class _FakeServer(BaseHTTPRequestHandler):
 
 @pytest.fixture()
 def server():
-    httpd = HTTPServer(("127.0.0.1", 0), _FakeServer)
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _FakeServer)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     _FakeServer.requests, _FakeServer.client_ports, _FakeServer.flaky = [], [], []
@@ -88,6 +88,7 @@ def server():
     httpd.server_close()
 
 
+@pytest.mark.slow  # importing openai (pydantic models) takes about 2 s
 def test_openai_compatible_endpoint(server):
     lm = load_lm(f"{server}#tiny-model", api_key="k", max_retries=0)
     assert isinstance(lm, OpenAILM) and lm.model == "tiny-model"
