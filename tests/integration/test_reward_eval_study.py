@@ -109,13 +109,13 @@ def test_scoring_resumes_from_a_partial_cache_and_ignores_a_stale_one(tmp_path):
 
     rm = build_rm("length")
     items = [f"text {i}" for i in range(10)]
-    calls = []
+    calls, current = [], [items]
 
     def fn(idx):
         calls.append(idx[0])
         if len(calls) == 3 and stop:
             raise KeyboardInterrupt  # killed during the third chunk
-        return [len(items[i]) * 1.5 for i in idx]
+        return [len(current[0][i]) * 1.5 for i in idx]
 
     stop = True
     with pytest.raises(KeyboardInterrupt):
@@ -125,9 +125,10 @@ def test_scoring_resumes_from_a_partial_cache_and_ignores_a_stale_one(tmp_path):
     full = cached_scores(rm, items, fn, tmp_path, 3, "t")
     assert calls == [6, 9] and full.tolist() == [len(x) * 1.5 for x in items]
     calls.clear()
-    other = items[:-1] + ["changed"]
+    other = current[0] = items[:-1] + ["changed"]
     assert cached_scores(rm, other, fn, tmp_path, 3, "t")[-1] == len("changed") * 1.5
     assert calls == [9]  # only the changed text is scored afresh
     calls.clear()
+    current[0] = items
     cached_scores(build_rm("length"), items, fn, tmp_path, 3, "t", fn_name="compare")  # another function: its own key
     assert calls == [0, 3, 6, 9]
