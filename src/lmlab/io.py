@@ -1,35 +1,88 @@
-"""Atomic file writes, shared by checkpoints, caches and data files.
+"""Atomic file writes, fingerprints and the one keyed artifact cache.
 
-A run killed mid-write must leave either the old file or the new one, never a truncated file that a
-resumed run would read back: write to a temporary name beside the target, then ``os.replace`` it.
+Atomic writes. A run killed mid-write must leave either the old file or the new one, never a truncated
+file that a resumed run would read back: write to a temporary name beside the target, fsync it, then
+``os.replace`` it (and fsync the directory, so the rename itself survives a power cut).
 
 >>> import tempfile, pathlib
 >>> p = pathlib.Path(tempfile.mkdtemp()) / "x.json"
 >>> atomic_write_text(p, '{"a": 1}') == p and p.read_text()
 '{"a": 1}'
+
+Fingerprints. :func:`fingerprint` hashes JSON-able parts; :func:`code_fingerprint` hashes the source files of
+the modules an artifact declares it depends on, so editing one of them invalidates the artifact and editing
+an unrelated module does not.
+
+The artifact cache. :class:`ArtifactCache` is the one mechanism behind every cache of computed values
+(first-token logits, reward-model scores, sentence embeddings, the zoo's correctness rows): one SQLite file
+per kind, entries keyed by ``(key, input)`` where the key is the fingerprint of the model, the config and the
+declared code. SQLite commits are atomic and, in its default rollback-journal mode with ``synchronous=FULL``,
+fsynced; a killed computation keeps every batch committed before it. When the key differs from the one last
+used under the same label, the first miss logs one line naming what changed.
+
+>>> c = ArtifactCache("demo", model="m1", config={"k": 1}, root=pathlib.Path(tempfile.mkdtemp()))
+>>> c.map(["a", "b"], lambda idx: [(idx, [len(s) for s in ("a", "b")])])
+[1, 1]
+>>> c.map(["a"], lambda idx: []) , c.stats
+([1], {'computed': 2, 'cached': 1})
 """
 
 from __future__ import annotations
 
+import hashlib
+import io as _io
+import json
+import logging
 import os
-from collections.abc import Iterator
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger("lmlab.cache")
 
 
+# -- atomic writes -------------------------------------------------------------------------------------
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; it replaces ``path`` when the block ends without error and is
-    removed otherwise. The temporary name keeps the suffix, so ``np.save``/``np.savez`` add nothing to it."""
+    """Yield a temporary path beside ``path``; when the block ends without error it is fsynced and replaces
+    ``path``, otherwise it is removed. The temporary name keeps the suffix, so ``np.save``/``np.savez``/
+    ``torch.save``/``save_file`` add nothing to it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.stem}.tmp-{os.getpid()}{path.suffix}")
     try:
         yield tmp
+        _fsync(tmp)
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # some platforms cannot open directories; the file itself is already on disk
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def cache_root() -> Path:
@@ -58,3 +111,229 @@ def read_json(path: str | Path, error: type[Exception] = ValueError, what: str =
     except json.JSONDecodeError as e:
         raise error(f"{label} is not valid JSON: line {e.lineno} column {e.colno}: {e.msg}"
                     f"{'; ' + fix if fix else ''}") from None
+def atomic_write_json(path: str | Path, obj: Any, **kwargs: Any) -> Path:
+    return atomic_write_text(path, json.dumps(obj, **kwargs))
+
+
+# -- fingerprints --------------------------------------------------------------------------------------
+def fingerprint(*parts: Any, n: int = 16) -> str:
+    """sha256 of the parts (strings as UTF-8, bytes as is, anything else as canonical JSON), ``n`` hex digits.
+
+    >>> fingerprint("a") == fingerprint("a") != fingerprint("b")
+    True
+    """
+    h = hashlib.sha256()
+    for p in parts:
+        if isinstance(p, bytes):
+            b = p
+        elif isinstance(p, str):
+            b = p.encode("utf-8")
+        else:
+            b = json.dumps(p, sort_keys=True, default=str, ensure_ascii=False).encode("utf-8")
+        h.update(len(b).to_bytes(8, "little"))  # length-prefixed: ("ab", "c") != ("a", "bc")
+        h.update(b)
+    return h.hexdigest()[:n]
+
+
+def code_fingerprint(modules: Sequence[str]) -> dict[str, str]:
+    """``{module: hash of its code}`` for each declared module: the hash of its syntax tree without docstrings,
+    so editing comments or docs keeps every artifact and editing code invalidates the ones that declared it.
+
+    An unknown module name is an error: a typo in a declaration would otherwise never invalidate anything.
+    """
+    import importlib.util
+
+    out = {}
+    for m in sorted(set(modules)):
+        try:
+            spec = importlib.util.find_spec(m)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is None or not spec.origin or not Path(spec.origin).is_file():
+            raise ValueError(f"code fingerprint: module {m!r} has no source file; declare an existing module")
+        out[m] = fingerprint(_code_only(Path(spec.origin).read_bytes()))
+    return out
+
+
+def _code_only(source: bytes) -> str | bytes:
+    """The module's syntax tree with docstrings dropped (comments never reach the tree)."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return source
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, annotate_fields=False)
+
+
+# -- the artifact cache --------------------------------------------------------------------------------
+def _encode(value: Any) -> tuple[str, bytes]:
+    if isinstance(value, np.ndarray):
+        buf = _io.BytesIO()
+        np.save(buf, value, allow_pickle=False)
+        return "npy", buf.getvalue()
+    return "json", json.dumps(value).encode("utf-8")
+
+
+def _decode(fmt: str, blob: bytes) -> Any:
+    if fmt == "npy":
+        return np.load(_io.BytesIO(blob), allow_pickle=False)
+    if fmt == "json":
+        return json.loads(blob.decode("utf-8"))
+    raise ValueError(f"unknown cache format {fmt!r}")
+
+
+class ArtifactCache:
+    """Computed values keyed by what made them: ``kind`` + fingerprints of model, config, declared code + input.
+
+    ``model`` is a model fingerprint (``lm.fingerprint``), ``config`` anything JSON-able that changes the values,
+    ``code`` the modules whose source the values depend on. ``label`` names the slot whose last key is
+    remembered, so a changed key is explained (default: the model fingerprint). ``root=None`` uses
+    :func:`cache_root`; :meth:`off` gives a cache that stores nothing (same interface).
+    """
+
+    def __init__(self, kind: str, *, model: str = "", config: Any = None, code: Sequence[str] = (),
+                 root: str | Path | None = None, label: str | None = None):
+        self.kind = kind
+        self.parts = {"model": model, "config": config, "code": code_fingerprint(code)}
+        self.digest = fingerprint(kind, self.parts)
+        self.label = label if label is not None else model
+        self.path: Path | None = (Path(root) if root is not None else cache_root()) / f"{kind}.sqlite"
+        self.stats = {"computed": 0, "cached": 0}
+        self.reason: str | None = None  # why entries under an earlier key do not apply (logged on the first miss)
+        self._logged = False
+        self._con: sqlite3.Connection | None = None
+        self._open()
+
+    @classmethod
+    def off(cls, kind: str = "off") -> ArtifactCache:
+        c = cls.__new__(cls)
+        c.kind, c.parts, c.digest, c.label, c.path = kind, {}, "", "", None
+        c.stats, c.reason, c._logged, c._con = {"computed": 0, "cached": 0}, None, False, None
+        return c
+
+    @property
+    def enabled(self) -> bool:
+        return self.path is not None
+
+    # -- storage -------------------------------------------------------------------------------------
+    def _open(self) -> None:
+        assert self.path is not None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        con = sqlite3.connect(str(self.path), timeout=120, check_same_thread=False)
+        con.execute("PRAGMA synchronous=FULL")
+        with con:
+            con.execute("CREATE TABLE IF NOT EXISTS entries (key TEXT, item TEXT, fmt TEXT, value BLOB, "
+                        "PRIMARY KEY (key, item))")
+            con.execute("CREATE TABLE IF NOT EXISTS slots (label TEXT PRIMARY KEY, key TEXT, parts TEXT)")
+            row = con.execute("SELECT key, parts FROM slots WHERE label = ?", (self.label,)).fetchone()
+            if row is not None and row[0] != self.digest:
+                old = json.loads(row[1])
+                self.reason = _why(old, self.parts)
+                if old.get("model") == self.parts["model"] and old.get("config") == self.parts["config"]:
+                    # only the code changed: those entries can never be right again
+                    con.execute("DELETE FROM entries WHERE key = ?", (row[0],))
+            con.execute("INSERT OR REPLACE INTO slots VALUES (?, ?, ?)",
+                        (self.label, self.digest, json.dumps(self.parts, sort_keys=True, default=str)))
+        self._con = con
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    def __del__(self) -> None:  # noqa: D105
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
+    def get(self, item: str) -> Any | None:
+        """The value stored for the input key ``item`` (see :func:`fingerprint`), or None."""
+        if self._con is None:
+            return None
+        row = self._con.execute("SELECT fmt, value FROM entries WHERE key = ? AND item = ?",
+                                (self.digest, item)).fetchone()
+        if row is None:
+            return None
+        try:
+            return _decode(row[0], row[1])
+        except (ValueError, OSError, EOFError, UnicodeDecodeError):  # a damaged entry is recomputed, never trusted
+            with self._con:
+                self._con.execute("DELETE FROM entries WHERE key = ? AND item = ?", (self.digest, item))
+            return None
+
+    def put_many(self, items: Iterable[tuple[str, Any]]) -> None:
+        """Store several values in one transaction (committed together or not at all)."""
+        if self._con is None:
+            return
+        rows = [(self.digest, k, *_encode(v)) for k, v in items]
+        with self._con:
+            self._con.executemany("INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?)", rows)
+
+    def put(self, item: str, value: Any) -> None:
+        self.put_many([(item, value)])
+
+    def __len__(self) -> int:
+        if self._con is None:
+            return 0
+        return int(self._con.execute("SELECT COUNT(*) FROM entries WHERE key = ?", (self.digest,)).fetchone()[0])
+
+    # -- the one caching loop ----------------------------------------------------------------------------
+    def map(self, inputs: Sequence[Any], compute: Callable[[list[int]], Iterable[tuple[Sequence[int], Any]]],
+            keys: Sequence[str] | None = None) -> list[Any]:
+        """Values for ``inputs``: cached ones read back, the rest computed and stored batch by batch.
+
+        ``compute(missing_indices)`` yields ``(indices, values)`` batches (any order, each index once); each
+        batch is committed as it arrives, so a killed computation resumes after its last finished batch.
+        """
+        keys = list(keys) if keys is not None else [fingerprint(x) for x in inputs]
+        out: list[Any] = [None] * len(inputs)
+        todo = []
+        for i, k in enumerate(keys):
+            v = self.get(k)
+            if v is None:
+                todo.append(i)
+            else:
+                out[i] = v
+        self.stats["cached"] += len(inputs) - len(todo)
+        if todo:
+            if self.reason and not self._logged and self.enabled:
+                log.warning("cache %s [%s]: computing %d entries anew: %s", self.kind, self.label, len(todo),
+                            self.reason)
+                self._logged = True
+            for idx, values in compute(todo):
+                idx = list(idx)
+                for i, v in zip(idx, values):
+                    out[i] = v
+                self.put_many((keys[i], out[i]) for i in idx)
+                self.stats["computed"] += len(idx)
+            left = [i for i in todo if out[i] is None]
+            if left:
+                raise RuntimeError(f"cache {self.kind}: compute() returned no value for {len(left)} inputs")
+        return out
+
+
+def _why(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """One line naming what differs between two cache keys."""
+    why = []
+    if old.get("model") != new.get("model"):
+        why.append(f"model fingerprint {old.get('model')} -> {new.get('model')}")
+    if old.get("config") != new.get("config"):
+        a, b = old.get("config"), new.get("config")
+        if isinstance(a, dict) and isinstance(b, dict):
+            diff = [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+            why.append("config " + "; ".join(diff)[:200])
+        else:
+            why.append("config changed")
+    oc, nc = old.get("code") or {}, new.get("code") or {}
+    edited = sorted(m for m in set(oc) | set(nc) if oc.get(m) != nc.get(m))
+    if edited:
+        why.append("code of " + ", ".join(edited) + " changed")
+    return "; ".join(why) or "key changed"

@@ -6,9 +6,9 @@ import pytest
 from lmlab.routing import ROUTERS
 from lmlab.routing.base import Router, observed_mean
 from lmlab.routing.embedllm import EmbedLLMConfig
-from lmlab.routing.zoo import ZooConfig, build_zoo
 from lmlab.studies import STUDIES
 from lmlab.studies.embedllm import EmbedLLMStudyConfig
+from lmlab.zoo import ZooConfig, build_zoo
 
 MICRO_ZOO = ZooConfig(families=("markov", "reversal"), questions_per_family=20, mixes=("markov", "reversal"),
                       sizes=("1x8", "1x16"), budgets=(3,))

@@ -106,26 +106,33 @@ def test_cli_rm_is_refused_by_other_studies_and_unknown_rms_named(tmp_path):
 
 
 def test_scoring_resumes_from_a_partial_cache_and_ignores_a_stale_one(tmp_path):
-    cfg = RewardEvalConfig(lm=LMConfig(model="dummy"), score_chunk=3, progress=False)
+    from lmlab.rewardeval.models import build_rm
+    from lmlab.rewardeval.scoring import cached_scores, rm_cache
+
+    rm = build_rm("length")
     items = [f"text {i}" for i in range(10)]
-    calls = []
+    calls, current = [], [items]
 
-    def fn(sl):
-        calls.append(sl.start)
-        return [len(x) * 1.5 for x in items[sl]]
+    def fn(idx):
+        calls.append(idx[0])
+        if len(calls) == 3 and stop:
+            raise KeyboardInterrupt  # killed during the third chunk
+        return [len(current[0][i]) * 1.5 for i in idx]
 
-    path = tmp_path / "scores.json"
-    full = RewardEvalStudy._cached(path, items, cfg, True, "x", fn)
-    assert calls == [0, 3, 6, 9] and full.tolist() == [len(x) * 1.5 for x in items]
-    data = json.loads(path.read_text())
-    data["values"] = data["values"][:6]  # interrupted after two chunks
-    path.write_text(json.dumps(data))
+    stop = True
+    with pytest.raises(KeyboardInterrupt):
+        cached_scores(rm, items, fn, tmp_path, 3, "t")
+    assert calls == [0, 3, 6] and len(rm_cache(rm, tmp_path, "t")) == 6  # two chunks were committed
+    stop, calls[:] = False, []
+    full = cached_scores(rm, items, fn, tmp_path, 3, "t")
+    assert calls == [6, 9] and full.tolist() == [len(x) * 1.5 for x in items]
     calls.clear()
-    assert RewardEvalStudy._cached(path, items, cfg, True, "x", fn).tolist() == full.tolist()
-    assert calls == [6, 9]
+    other = current[0] = items[:-1] + ["changed"]
+    assert cached_scores(rm, other, fn, tmp_path, 3, "t")[-1] == len("changed") * 1.5
+    assert calls == [9]  # only the changed text is scored afresh
     calls.clear()
-    other = items[:-1] + ["changed"]
-    RewardEvalStudy._cached(path, other, cfg, True, "x", fn)  # different texts: scored afresh
+    current[0] = items
+    cached_scores(build_rm("length"), items, fn, tmp_path, 3, "t", fn_name="compare")  # another function: its own key
     assert calls == [0, 3, 6, 9]
 
 

@@ -12,7 +12,8 @@ RANK = {
     "__init__": 0, "claims": 0, "config": 0, "registry": 0, "io": 0, "report": 0,
     "lm": 1, "nn": 1, "train": 1, "tokenizers": 1,
     "tasks": 2, "analysis": 2,
-    "zoo": 3, "routing": 4, "moderation": 3, "rewardeval": 3, "cache": 3, "imaging": 3,
+    "routing": 3, "moderation": 3, "rewardeval": 3, "cache": 3, "imaging": 3,
+    "zoo": 4,  # trains tiny models into a routing correctness matrix
     "selfimprove": 4, "security": 4,
     "studies": 5, "serve": 5,
     "sweep": 6, "cli": 6, "__main__": 7,

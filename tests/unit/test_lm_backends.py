@@ -2,7 +2,7 @@
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import torch
@@ -30,14 +30,28 @@ def test_dummy_is_deterministic_and_consistent():
 
 
 class _FakeServer(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, so connection reuse is visible in client_ports
     requests: list = []
+    client_ports: list = []
+    flaky: list = []
 
     def log_message(self, *args):  # keep pytest output clean
         pass
 
+    def _error(self, code, text):
+        data = text.encode()
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         _FakeServer.requests.append((self.path, body, self.headers.get("Authorization")))
+        _FakeServer.client_ports.append(self.client_address[1])
+        if body.get("prompt") == "flaky" and not _FakeServer.flaky:
+            _FakeServer.flaky.append(1)
+            return self._error(503, "busy, try again")
         if self.path.endswith("/chat/completions"):
             out = {"choices": [{"message": {"role": "assistant", "content": "hello " + body["messages"][-1]["content"]}}]}
         elif body.get("echo"):
@@ -52,10 +66,7 @@ class _FakeServer(BaseHTTPRequestHandler):
         elif body.get("logprobs"):
             out = {"choices": [{"text": " x", "logprobs": {"top_logprobs": [{" x": -0.1, " y": -2.5}]}}]}
         elif body["prompt"] == "fail":
-            self.send_response(500)
-            self.end_headers()
-            self.wfile.write(b"model exploded")
-            return
+            return self._error(500, "model exploded")
         else:
             out = {"choices": [{"text": body["prompt"][::-1][: body["max_tokens"]], "index": 0}]}
         data = json.dumps(out).encode()
@@ -68,17 +79,18 @@ class _FakeServer(BaseHTTPRequestHandler):
 
 @pytest.fixture()
 def server():
-    httpd = HTTPServer(("127.0.0.1", 0), _FakeServer)
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _FakeServer)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    _FakeServer.requests = []
+    _FakeServer.requests, _FakeServer.client_ports, _FakeServer.flaky = [], [], []
     yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
     httpd.shutdown()
     httpd.server_close()
 
 
+@pytest.mark.slow  # importing openai (pydantic models) takes about 2 s
 def test_openai_compatible_endpoint(server):
-    lm = load_lm(f"{server}#tiny-model", api_key="k")
+    lm = load_lm(f"{server}#tiny-model", api_key="k", max_retries=0)
     assert isinstance(lm, OpenAILM) and lm.model == "tiny-model"
     assert lm.generate(["abc", "hello"], max_new_tokens=3) == ["cba", "oll"]
     path, body, auth = _FakeServer.requests[0]
@@ -92,10 +104,17 @@ def test_openai_compatible_endpoint(server):
         lm.generate(["fail"])
     with pytest.raises(NotImplementedError):
         lm.next_token_logits(["abc"])
+    assert len(set(_FakeServer.client_ports)) == 1  # one pooled keep-alive connection for every request
+
+
+def test_openai_client_retries_a_busy_server(server):
+    lm = OpenAILM(server, model="m", max_retries=1)
+    assert lm.generate(["flaky"], max_new_tokens=2) == ["yk"]
+    assert [b["prompt"] for _, b, _ in _FakeServer.requests] == ["flaky", "flaky"]  # 503, then the retry
 
 
 def test_openai_unreachable_and_no_work_at_construction():
-    lm = OpenAILM("http://127.0.0.1:9/v1", timeout=2)  # constructing contacts nothing
+    lm = OpenAILM("http://127.0.0.1:9/v1", timeout=2, max_retries=0)  # constructing contacts nothing
     with pytest.raises(LMError, match="cannot reach"):
         lm.generate(["x"])
     with pytest.raises(LMError, match="http"):

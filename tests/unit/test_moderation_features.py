@@ -33,6 +33,8 @@ def test_batched_equals_one_by_one(lm):
 
 
 def test_cache_is_used_and_keyed_by_model_and_template(lm, tmp_path):
+    import sqlite3
+
     from lmlab.lm.testing import tiny_hf_lm
 
     f = FirstTokenFeatures(lm, PromptTemplate(), cache_dir=tmp_path)
@@ -41,13 +43,17 @@ def test_cache_is_used_and_keyed_by_model_and_template(lm, tmp_path):
     b = f.logits(PROMPTS[:3] + PROMPTS[3:])  # three from the cache, two new
     assert f.stats == {"computed": 5, "cached": 3}
     np.testing.assert_array_equal(a, b[:3])
-    assert len(list(f.cache.glob("*.npy"))) == 5
+    cache = f.cached_lm._logits
+    assert len(cache) == 5 and cache.path == tmp_path / "first-token.sqlite"
     other_model = FirstTokenFeatures(tiny_hf_lm(seed=1), PromptTemplate(), cache_dir=tmp_path)
     other_tmpl = FirstTokenFeatures(lm, PromptTemplate(suffix=" "), cache_dir=tmp_path)
-    assert other_model.cache != f.cache and other_tmpl.cache != f.cache
-    assert other_model.model_key != f.model_key and model_fingerprint(lm) == f.model_key
-    # a damaged cache file is recomputed, not trusted
-    next(f.cache.glob("*.npy")).write_bytes(b"junk")
+    assert other_model.cached_lm._logits.digest != cache.digest != other_tmpl.cached_lm._logits.digest
+    assert other_model.model_key != f.model_key and model_fingerprint(lm) == f.model_key == lm.fingerprint
+    assert other_tmpl.logits(PROMPTS[:1]) is not None and other_tmpl.stats["computed"] == 1
+    # a damaged entry is recomputed, not trusted
+    with sqlite3.connect(cache.path) as con:
+        con.execute("UPDATE entries SET value = ? WHERE rowid = (SELECT MIN(rowid) FROM entries WHERE key = ?)",
+                    (b"junk", cache.digest))
     f2 = FirstTokenFeatures(lm, PromptTemplate(), cache_dir=tmp_path)
     np.testing.assert_allclose(f2.logits(PROMPTS), b, rtol=1e-5, atol=1e-5)
     assert f2.stats == {"computed": 1, "cached": 4}

@@ -98,6 +98,23 @@ def test_save_load_same_predictions(tmp_path, low_rank, embedllm):
 
 
 @pytest.mark.slow
+def test_saved_router_is_plain_data_and_a_pickle_is_refused(tmp_path, low_rank, embedllm):
+    import torch
+
+    _, x, _, _ = low_rank
+    embedllm.save(tmp_path / "r.pt")
+    state = torch.load(tmp_path / "r.pt", weights_only=True)  # plain containers and tensors only
+    assert state["model_names"] == list(embedllm.model_names) and sorted(tmp_path.iterdir()) == [tmp_path / "r.pt"]
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("ran code",))
+
+    torch.save({"cfg": state["cfg"], "evil": Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(ValueError, match="not a router saved by lmlab"):
+        EmbedLLMRouter.load(tmp_path / "evil.pt", x)
+
+
 def test_fit_new_model_from_answers(low_rank, embedllm):
     m, x, tr, te = low_rank
     i = 4

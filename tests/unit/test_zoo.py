@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from lmlab.config import ConfigError
-from lmlab.routing.families import FAMILIES
-from lmlab.routing.zoo import PAD, ZooConfig, ZooVocab, answer_correct, bag_of_tokens, config_hash, model_specs
+from lmlab.zoo import PAD, ZooConfig, ZooVocab, answer_correct, bag_of_tokens, config_hash, model_specs
+from lmlab.zoo.families import FAMILIES
 
 SMALL = ZooConfig(questions_per_family=40, sizes=("1x8",), budgets=(3,), mixes=("two-hop", "all"))
 
@@ -94,7 +94,7 @@ def test_a_new_family_is_one_registry_line():
         del FAMILIES.entries["copy-test"]
 
 
-from lmlab.routing.families.base import LocalBatch, QuestionSet, ZooFamily  # noqa: E402
+from lmlab.zoo.families.base import LocalBatch, QuestionSet, ZooFamily  # noqa: E402
 
 
 class CopyFamily(ZooFamily):

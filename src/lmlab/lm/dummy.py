@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from lmlab.lm.base import LM, check_pairs
+from lmlab.lm.base import LM, check_pairs, model_fingerprint
 
 
 class CharTokenizer:
@@ -50,6 +50,12 @@ class CharTokenizer:
 
 class DummyLM(LM):
     name = "dummy"
+    capabilities = frozenset({"text", "logits"})
+    backend = "DummyLM"
+
+    @property
+    def fingerprint(self) -> str:
+        return model_fingerprint(self.name, self._tokenizer, extra=f"{self.seed}{self.vocab_size}")
 
     def __init__(self, vocab_size: int = 256, seed: int = 0):
         self._tokenizer = CharTokenizer(vocab_size)

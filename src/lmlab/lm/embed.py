@@ -38,6 +38,16 @@ class Embedder:
         get = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         return int(get())
 
+    @property
+    def fingerprint(self) -> str:
+        """Name, dimension, parameter count and sampled first/last weights, hashed (cache keys)."""
+        from lmlab.io import fingerprint
+
+        params = list(self.model.parameters())  # a SentenceTransformer is a torch module
+        sample = [p.detach().reshape(-1)[:: max(1, p.numel() // 4096)].float().cpu().numpy().tobytes()
+                  for p in (params[:1] + params[-1:])]
+        return fingerprint(self.name, self.dim, sum(p.numel() for p in params), *sample)
+
     def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         if isinstance(texts, str):
             raise TypeError("texts must be a sequence of strings; wrap a single text in a list")

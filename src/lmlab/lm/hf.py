@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from lmlab.lm.base import LM, LMError, check_pairs
+from lmlab.lm.base import LM, LMError, check_pairs, model_fingerprint
 
 LLM_EXTRA = "pip install -e '.[llm]'  (or: pip install transformers gguf accelerate safetensors)"
 
@@ -43,6 +43,7 @@ def import_transformers() -> Any:
 _LAYER_PATHS = ("model.layers", "model.decoder.layers", "transformer.h", "gpt_neox.layers", "transformer.blocks")
 _ATTN_NAMES = ("self_attn", "attn", "attention")
 _VALUE_NAMES = ("v_proj", "value")
+_OUT_NAMES = ("o_proj", "out_proj", "dense", "c_proj")
 
 
 def _get(obj: Any, path: str) -> Any:
@@ -88,7 +89,14 @@ class Recording:
 
 
 class HFLM(LM):
-    """A ``transformers`` causal LM and its tokenizer behind the :class:`LM` interface."""
+    """A ``transformers`` causal LM and its tokenizer behind the :class:`LM` interface.
+
+    It has every capability of :mod:`lmlab.lm.protocols`: text, logits, weights and trainable
+    (``hf_model`` / ``hf_tokenizer`` are the ``transformers`` objects themselves, for peft and TRL).
+    """
+
+    capabilities = frozenset({"text", "logits", "weights", "trainable"})
+    backend = "the Hugging Face backend"
 
     def __init__(self, model: Any, tokenizer: Any, device: str = "cpu", batch_size: int = 8, name: str = "hf"):
         self.model = model.to(device).eval()
@@ -120,6 +128,21 @@ class HFLM(LM):
     @property
     def tokenizer(self) -> Any:
         return self._tokenizer
+
+    @property
+    def hf_model(self) -> Any:
+        """The ``transformers`` model (``PreTrainedModel``): wrap it with peft, hand it to TRL."""
+        return self.model
+
+    @property
+    def hf_tokenizer(self) -> Any:
+        """The ``transformers`` tokenizer (its pad token set)."""
+        return self._tokenizer
+
+    @property
+    def fingerprint(self) -> str:
+        """Name, vocabulary size, parameter count and sampled first/last weights, hashed (16 hex digits)."""
+        return model_fingerprint(self.name, self._tokenizer, list(self.model.parameters()))
 
     @property
     def n_layers(self) -> int:
@@ -171,6 +194,80 @@ class HFLM(LM):
     def _chunks(self, n: int) -> Iterator[slice]:
         for i in range(0, n, self.batch_size):
             yield slice(i, min(i + self.batch_size, n))
+
+    def output_projections(self) -> list[torch.Tensor]:
+        """Per layer, the attention output projection W_O as (n_heads * d_head, d_model), float32 on the CPU
+        (the transpose of the ``nn.Linear`` weight, so ``z @ W_O`` is what the layer adds to the residual)."""
+        out = []
+        for layer in decoder_layers(self.model):
+            attn = _child(layer, _ATTN_NAMES, "attention")
+            proj = _child(attn, _OUT_NAMES, "attention output projection")
+            w = getattr(proj, "weight", None)
+            if w is None or w.dim() != 2:
+                raise LMError(f"{type(attn).__name__}'s output projection has no 2-d weight")
+            # nn.Linear stores (out, in); GPT-2's Conv1D stores (in, out)
+            out.append((w.T if isinstance(proj, torch.nn.Linear) else w).detach().float().cpu())
+        return out
+
+    @torch.no_grad()
+    def iter_last_logits(self, seqs: Sequence[Sequence[int]], batch_size: int | None = None,
+                         share_prefix: bool = True, progress: bool = False) -> Iterator[tuple[list[int], torch.Tensor]]:
+        """Last-position logits of token sequences: yields ``(indices, logits (n, vocab))`` per batch.
+
+        Batches hold sequences of similar length (sorted by token count: less padding). Chat prompts share a
+        long prefix (system prompt, user-turn header: about 30 of SmolLM2's tokens); with ``share_prefix`` its
+        key/value cache is computed once and every batch runs only the rest, the same causal computation (a
+        test checks the logits against the plain forward pass). A prefix shorter than 4 tokens is not worth it.
+        """
+        import numpy as np
+
+        bs = batch_size or self.batch_size
+        seqs = [list(s) for s in seqs]
+        order = np.argsort([len(s) for s in seqs], kind="stable")
+        batches: Any = [order[i:i + bs] for i in range(0, len(order), bs)]
+        prefix: list[int] = common_prefix(seqs) if share_prefix and len(seqs) > 1 else []
+        if len(prefix) < 4:
+            prefix = []
+        past = self._prefill(prefix) if prefix else None
+        if progress:
+            from tqdm import tqdm
+
+            batches = tqdm(batches, desc="first-token logits", unit="batch", leave=False)
+        for b in batches:
+            if past is not None:
+                rows = self._forward_after_prefix(past, len(prefix), [seqs[j][len(prefix):] for j in b])
+            else:
+                logits, _ = self.forward_ids([seqs[j] for j in b], last_only=True)
+                rows = logits[:, -1]
+            yield [int(j) for j in b], rows.float().cpu()
+
+    def _prefill(self, prefix: list[int]) -> Any:
+        out = self.model(input_ids=torch.tensor([prefix], device=self.device), use_cache=True)
+        # transformers >= 5.2x names it `cache` (older: `past_key_values`)
+        return getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+
+    def _forward_after_prefix(self, past: Any, p: int, rest: list[list[int]]) -> torch.Tensor:
+        """Logits at the last position of prefix + rest[i], reusing the prefix's key/value cache."""
+        import copy
+        import inspect
+
+        ids, mask, _ = self.pad_left(rest)
+        B = ids.shape[0]
+        cache = copy.deepcopy(past)
+        cache.batch_repeat_interleave(B)
+        full = torch.cat([torch.ones((B, p), dtype=mask.dtype, device=mask.device), mask], dim=1)
+        pos = p + (mask.cumsum(-1) - 1).clamp_min(0)
+        key = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
+        kwargs: dict[str, Any] = dict(input_ids=ids, attention_mask=full, position_ids=pos, use_cache=True)
+        kwargs[key] = cache
+        if self._keeps_logits:
+            kwargs["logits_to_keep"] = 1
+        return self.model(**kwargs).logits[:, -1].float()
+
+    def iter_next_token_logits(self, prompts: Sequence[str], batch_size: int | None = None,
+                               progress: bool = False) -> Iterator[tuple[list[int], torch.Tensor]]:
+        """Next-token logits batch by batch, through :meth:`iter_last_logits` (sorted, shared prefix)."""
+        return self.iter_last_logits([self.encode(p) for p in _seq(prompts)], batch_size, progress=progress)
 
     # -- the LM interface --------------------------------------------------------------------------
     def next_token_logits(self, prompts: Sequence[str]) -> torch.Tensor:
@@ -289,6 +386,16 @@ def _resid_hook(rec: Recording, i: int) -> Any:
     def hook(module: Any, args: Any, output: Any) -> None:
         rec._add(rec.resid, i, output[0] if isinstance(output, tuple) else output)
     return hook
+
+
+def common_prefix(seqs: Sequence[Sequence[int]]) -> list[int]:
+    """The longest common token prefix, shortened so every sequence keeps at least one token after it."""
+    first = list(seqs[0])
+    n = min(len(s) for s in seqs) - 1
+    k = 0
+    while k < n and all(s[k] == first[k] for s in seqs):
+        k += 1
+    return first[:k]
 
 
 def _seq(prompts: Sequence[str]) -> list[str]:

@@ -1,6 +1,9 @@
 """Any OpenAI-compatible HTTP endpoint (vLLM, llama.cpp server, Ollama) behind the :class:`LM` interface.
 
-Uses only the standard library (``urllib``). Nothing is contacted until a method is called::
+Uses the official ``openai`` client (the ``llm`` extra): one HTTP connection pool reused across calls,
+retries with exponential back-off on connection errors, 408/409/429 and 5xx answers (``max_retries``),
+and a timeout per request. The client is created on the first call, so nothing is contacted (and
+``openai`` is not imported) until a method is called::
 
     lm = OpenAILM("http://localhost:8000/v1", model="Qwen/Qwen2.5-0.5B-Instruct")
     lm.generate(["The capital of France is"], max_new_tokens=5)
@@ -11,48 +14,69 @@ Uses only the standard library (``urllib``). Nothing is contacted until a method
 token log-probabilities with ``echo=true`` (vLLM and llama.cpp's server return them; Ollama does not)
 and sums those of the tokens that start at or after the end of the prompt text.
 ``next_token_logprobs`` returns the server's top-k log-probabilities of the next token as a dict.
-There are no full-vocabulary logits over HTTP, so ``next_token_logits`` is not available.
+There are no full-vocabulary logits over HTTP: this backend has only the ``text`` capability, and
+``load_lm(spec, needs=("logits",))`` refuses it at load time.
 """
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
-from lmlab.lm.base import LM, LMError, Message, _as_messages, check_pairs
+from lmlab.lm.base import LM, LMError, Message, _as_messages, check_pairs, model_fingerprint
 
 
 class OpenAILM(LM):
-    def __init__(self, base_url: str, model: str = "default", api_key: str | None = None, timeout: float = 120.0):
+    capabilities = frozenset({"text"})
+    backend = "the OpenAI-compatible HTTP backend"
+
+    def __init__(self, base_url: str, model: str = "default", api_key: str | None = None, timeout: float = 120.0,
+                 max_retries: int = 2):
         if not base_url.startswith(("http://", "https://")):
             raise LMError(f"OpenAI-compatible endpoint must be an http(s) URL, got {base_url!r}")
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.api_key = api_key
         self.timeout = timeout
+        self.max_retries = max_retries
         self.name = f"{model}@{self.base_url}"
+        self._client: Any = None
+
+    @property
+    def fingerprint(self) -> str:
+        return model_fingerprint(self.name, None)
+
+    @property
+    def client(self) -> Any:
+        """The ``openai.OpenAI`` client (created on first use; one connection pool for every call)."""
+        if self._client is None:
+            try:
+                import openai
+            except ImportError:
+                raise LMError("the OpenAI-compatible backend needs the 'openai' package: pip install -e '.[llm]'") from None
+            # local servers (vLLM, llama.cpp) ignore the key, but the client insists on one
+            self._client = openai.OpenAI(base_url=self.base_url, api_key=self.api_key or "unused",
+                                         timeout=self.timeout, max_retries=self.max_retries)
+        return self._client
 
     def _post(self, route: str, payload: dict[str, Any]) -> dict[str, Any]:
+        import openai
+
         url = f"{self.base_url}/{route}"
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        req = urllib.request.Request(url, data=json.dumps(payload).encode(), headers=headers, method="POST")
+        api = self.client.chat.completions if route == "chat/completions" else self.client.completions
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                return json.loads(resp.read().decode())
-        except urllib.error.HTTPError as e:
-            body = e.read().decode(errors="replace")[:300]
-            raise LMError(f"{url} answered HTTP {e.code}: {body}") from None
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
-            raise LMError(f"cannot reach {url}: {getattr(e, 'reason', e)}") from None
-        except json.JSONDecodeError:
-            raise LMError(f"{url} did not answer with JSON") from None
+            return api.create(**payload).model_dump()
+        except openai.APIStatusError as e:
+            body = e.response.text[:300] if e.response is not None else str(e)
+            raise LMError(f"{url} answered HTTP {e.status_code}: {body}") from None
+        except openai.APITimeoutError:
+            raise LMError(f"cannot reach {url}: no answer within {self.timeout} s") from None
+        except openai.APIConnectionError as e:
+            raise LMError(f"cannot reach {url}: {e.__cause__ or e}") from None
+        except openai.APIResponseValidationError:
+            raise LMError(f"{url} did not answer with an OpenAI-style JSON body") from None
 
     def generate(self, prompts: Sequence[str], max_new_tokens: int = 32, temperature: float = 0.0,
                  top_p: float = 1.0, seed: int | None = None, stop: Sequence[str] = ()) -> list[str]:

@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from lmlab.config import ConfigError
+from lmlab.io import atomic_path
 
 FORMAT = "lmlab-detector/1"
 
@@ -91,7 +92,8 @@ class ToxicityScorer:
         for k, v in arrays.items():
             if np.asarray(v).dtype == object:
                 raise TypeError(f"array {k!r} has dtype object; only numeric arrays are saved")
-        np.savez(path, meta=np.array(json.dumps(meta)), **arrays)
+        with atomic_path(path) as tmp:
+            np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays)
         return path
 
     @classmethod

@@ -21,7 +21,8 @@ class EmbeddingDetector(ToxicityScorer):
     @classmethod
     def from_study(cls, cfg: Any, features: Any = None) -> list[StudyDetector]:
         label = "MiniLM embedding + LR"
-        return [StudyDetector("embed", label, lambda: cls(seed=cfg.seed), role="baseline", sweep=label,
+        return [StudyDetector("embed", label, lambda: cls(seed=cfg.seed, cache_dir=cfg.cache_dir or "default"),
+                              role="baseline", sweep=label,
                               claim_tag="embedding", report=lambda d: {("baselines", "embed"): d.fit_info})]
 
     def fit_inputs(self, X: np.ndarray, y: Any) -> EmbeddingDetector:
@@ -31,8 +32,9 @@ class EmbeddingDetector(ToxicityScorer):
         return self.decision_embeddings(X)
 
     def __init__(self, embedder: Any = None, embedder_path: str | None = None, Cs: Sequence[float] = C_GRID,
-                 seed: int = 0):
+                 seed: int = 0, cache_dir: str | Path | None = None):
         self.embedder = embedder
+        self.cache_dir = cache_dir  # None: no cache; "default": lmlab.io.cache_root(); else a directory
         self.embedder_path = embedder_path  # None: the default MiniLM wheel
         self.Cs = tuple(Cs)
         self.seed = seed
@@ -48,9 +50,21 @@ class EmbeddingDetector(ToxicityScorer):
         return self.embedder
 
     def embed(self, prompts: Sequence[str]) -> np.ndarray:
+        """(n, dim) unit-norm embeddings; with ``cache_dir``, each text's row is cached under the embedder's
+        fingerprint (:class:`lmlab.io.ArtifactCache`, ``embeddings.sqlite``)."""
         if isinstance(prompts, str):
             raise TypeError("prompts must be a sequence of strings; wrap a single prompt in a list")
-        return self._emb().encode(list(prompts))
+        prompts = list(prompts)
+        emb = self._emb()
+        if self.cache_dir is None or not prompts:
+            return emb.encode(prompts)
+        from lmlab.io import ArtifactCache
+
+        cache = ArtifactCache("embeddings", model=emb.fingerprint, code=("lmlab.lm.embed",),
+                              root=None if self.cache_dir == "default" else self.cache_dir, label=str(emb.name))
+        rows = cache.map(prompts, lambda idx: [(idx, list(emb.encode([prompts[i] for i in idx])))])
+        self.cache_stats = cache.stats
+        return np.stack(rows).astype(np.float32)
 
     def fit_embeddings(self, X: np.ndarray, y: Any) -> EmbeddingDetector:
         r = fit_linear_cv(X, y, self.Cs, seed=self.seed)

@@ -1,11 +1,18 @@
 """Turn run directories into one self-contained HTML page: claims vs measured, then the figures.
 
-Figures are embedded as base64 PNGs so the page can be mailed or archived on its own.
-A run directory whose ``summary.json`` cannot be read is listed with the reason, not skipped silently.
+Rendered with jinja2 with autoescaping on: every value from a ``summary.json`` (study names, claims, status,
+seed, paths) is escaped, so a run directory cannot inject markup into the page. Figures are embedded as
+base64 PNGs so the page can be mailed or archived on its own. A run directory whose ``summary.json`` cannot
+be read is listed with the reason, not skipped silently.
+
 A sweep directory (``sweep-summary.json``, from ``lmlab sweep``) gets one section: per grid point and
 claim the pass rate across seeds, the measured mean and CI, the paper's value and whether it holds,
 a figure of the measured value per seed against the paper's, and a heat map of pass rates over the grid;
 its trials' run directories are summarised there, not listed one by one.
+
+Claims marked ``holds_without_training`` (they pass with learning switched off: a property of the data or
+the metric) are listed apart, with their reason. A ``--control`` run is shown beside the real run of the same
+study, seed and size: each claim's status under the control sits next to the real one.
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ import html
 import json
 from pathlib import Path
 from typing import Any
+
+from lmlab.io import atomic_write_text
 
 STATUS_COLORS = {"pass": "#1a7f37", "fail": "#cf222e", "not_comparable": "#6e7781"}
 
@@ -31,11 +40,17 @@ details{margin:.5em 0}
 
 
 def _fmt(value: Any) -> str:
+    """Plain text of a value (jinja2 escapes it)."""
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, (dict, list)):
-        return html.escape(json.dumps(value))
-    return html.escape(str(value))
+        return json.dumps(value)
+    return str(value)
+
+
+def _efmt(value: Any) -> str:
+    """Escaped text of a value, for the sweep sections built as HTML strings."""
+    return html.escape(_fmt(value))
 
 
 def _load(summary_path: Path) -> dict[str, Any]:
@@ -49,67 +64,88 @@ def _load(summary_path: Path) -> dict[str, Any]:
     return data
 
 
+TEMPLATE = """<!doctype html><html><head><meta charset='utf-8'><title>lmlab report</title>
+<style>{{ css }}</style></head><body><h1>lmlab: claims vs measured</h1>
+<p>{{ n_runs }} run(s) and {{ sweeps|length }} sweep(s) under <code>{{ runs_dir }}</code>. Status is decided by the tolerance shown, written in the
+study's code; <em>not_comparable</em> means our configuration differs from the one the paper's number refers to.
+<em>control</em> is the status of the same claim in the <code>--control</code> run (learning switched off), where
+there is one: a claim that passes there too is not evidence of learning.</p>
+{% macro status(s) %}{% if s %}<span class='status' style='background:{{ colors.get(s, "#6e7781") }}'>{{ s }}</span>{% endif %}{% endmacro %}
+<table><tr><th>run</th><th>study</th><th>claim id</th><th>claim</th><th>paper</th><th>ours</th><th>tolerance</th>
+<th>status</th><th>control</th><th>seed</th></tr>
+{% for r in runs %}{% if r.error %}<tr><td>{{ r.name }}</td><td colspan=9>unreadable: {{ r.error }}</td></tr>
+{% else %}{% for c in r.claims if not c.holds_without_training %}<tr><td><a href='#{{ r.anchor }}'>{{ r.name }}</a></td>
+<td>{{ r.study }}</td><td>{{ c.id }}</td><td>{{ c.claim }}</td><td>{{ fmt(c.paper_value) }} <small>{{ c.source }}</small></td>
+<td>{{ fmt(c.measured) }}</td><td>{{ c.tolerance }}</td><td>{{ status(c.status) }}</td>
+<td>{{ status(r.control_status.get(c.id)) }}</td><td>{{ r.seed }}</td></tr>
+{% endfor %}{% endif %}{% endfor %}</table>
+{% if held %}<h2>Claims that hold without training</h2><p>These pass with learning switched off (a property of the
+data or the metric), so they are not evidence that the model learned anything.</p>
+<table><tr><th>run</th><th>claim id</th><th>claim</th><th>ours</th><th>status</th><th>why it holds anyway</th></tr>
+{% for r, c in held %}<tr><td><a href='#{{ r.anchor }}'>{{ r.name }}</a></td><td>{{ c.id }}</td><td>{{ c.claim }}</td>
+<td>{{ fmt(c.measured) }}</td><td>{{ status(c.status) }}</td><td>{{ c.holds_reason }}</td></tr>
+{% endfor %}</table>{% endif %}
+{% for s in sweeps %}{{ s }}{% endfor %}
+{% for r in runs if not r.error %}<h2 id='{{ r.anchor }}'>{{ r.name }} <small>({{ r.study }}, seed {{ r.seed }},
+{{ "quick" if r.quick else "full" }}{% if r.control %}, control{% endif %}, {{ "%.0f"|format(r.seconds) }} s)</small></h2>
+{% if r.control_of %}<p>control run of <a href='#{{ r.control_of.anchor }}'>{{ r.control_of.name }}</a></p>{% endif %}
+{% if r.control_run %}<p>its control run: <a href='#{{ r.control_run.anchor }}'>{{ r.control_run.name }}</a></p>{% endif %}
+<p>task {{ r.task_version }} · lmlab {{ r.prov.lmlab }} · commit {{ (r.prov.git_commit|string)[:10] }} · torch {{ r.prov.torch }}</p>
+{% for f in r.figures %}{% if f.b64 %}<figure><img src='data:image/png;base64,{{ f.b64 }}' alt='{{ f.name }}'>
+<figcaption>{{ f.name }}</figcaption></figure>{% else %}<p>missing figure: {{ f.name }}</p>{% endif %}{% endfor %}
+<details><summary>metrics</summary><pre>{{ r.metrics }}</pre></details>
+<details><summary>config</summary><pre>{{ r.config }}</pre></details>
+{% endfor %}</body></html>
+"""
+
+
+def _run(runs_dir: Path, p: Path) -> dict[str, Any]:
+    run = p.parent
+    name = str(run.relative_to(runs_dir))
+    try:
+        s = _load(p)
+    except ValueError as e:
+        return {"name": name, "anchor": name, "error": str(e)}
+    figs = []
+    for fig in s.get("figures", []):
+        fp = run / str(fig)
+        ok = fp.is_file() and fp.resolve().is_relative_to(run.resolve())  # a figure is a file of this run
+        figs.append({"name": str(fig), "b64": base64.b64encode(fp.read_bytes()).decode() if ok else ""})
+    return {"name": name, "anchor": name, "error": "", "study": str(s["study"]), "claims": s["claims"],
+            "seed": s.get("seed"), "quick": bool(s.get("quick")), "control": bool(s.get("control")),
+            "seconds": float(s.get("seconds") or 0), "task_version": s.get("task_version"),
+            "prov": s.get("provenance", {}) or {}, "figures": figs, "control_status": {},
+            "metrics": json.dumps(s.get("metrics", {}), indent=1)[:20000],
+            "config": json.dumps(s.get("config", {}), indent=1)}
+
+
 def build_report(runs_dir: str | Path, out: str | Path) -> tuple[Path, int]:
+    import jinja2
+
     runs_dir, out = Path(runs_dir), Path(out)
     if not runs_dir.is_dir():
         raise FileNotFoundError(f"runs directory {runs_dir} does not exist; run a study first (lmlab run two-hop --quick)")
     sweeps = sorted(p.parent for p in runs_dir.rglob("sweep-summary.json"))
+    # a sweep's trials are summarised in its own section, not listed one by one
     paths = sorted(p for p in runs_dir.rglob("summary.json") if not any(d in p.parents for d in sweeps))
     if not paths and not sweeps:
         raise FileNotFoundError(f"no summary.json under {runs_dir}; run a study first (lmlab run two-hop --quick)")
-
-    overview, sections = [], [sweep_section(d, runs_dir) for d in sweeps]
-    for p in paths:
-        run = p.parent
-        name = html.escape(str(run.relative_to(runs_dir)))
-        try:
-            s = _load(p)
-        except ValueError as e:
-            overview.append(f"<tr><td>{name}</td><td colspan=8>unreadable: {html.escape(str(e))}</td></tr>")
-            continue
-        for c in s["claims"]:
-            color = STATUS_COLORS.get(c["status"], "#6e7781")
-            overview.append(
-                f"<tr><td><a href='#{name}'>{name}</a></td><td>{html.escape(s['study'])}</td>"
-                f"<td>{html.escape(c['id'])}</td><td>{html.escape(c['claim'])}</td>"
-                f"<td>{_fmt(c['paper_value'])} <small>{html.escape(c.get('source', ''))}</small></td>"
-                f"<td>{_fmt(c['measured'])}</td><td>{html.escape(c['tolerance'])}</td>"
-                f"<td><span class='status' style='background:{color}'>{c['status']}</span></td>"
-                f"<td>{s.get('seed')}</td></tr>"
-            )
-        figs = []
-        for fig in s.get("figures", []):
-            fp = run / fig
-            if fp.exists():
-                b64 = base64.b64encode(fp.read_bytes()).decode()
-                figs.append(f"<figure><img src='data:image/png;base64,{b64}' alt='{html.escape(fig)}'>"
-                            f"<figcaption>{html.escape(fig)}</figcaption></figure>")
-            else:
-                figs.append(f"<p>missing figure: {html.escape(fig)}</p>")
-        prov = s.get("provenance", {})
-        sections.append(
-            f"<h2 id='{name}'>{name} <small>({html.escape(s['study'])}, seed {s.get('seed')}, "
-            f"{'quick' if s.get('quick') else 'full'}, {s.get('seconds', 0):.0f} s)</small></h2>"
-            f"<p>task {html.escape(str(s.get('task_version')))} · lmlab {html.escape(str(prov.get('lmlab')))} · "
-            f"commit {html.escape(str(prov.get('git_commit'))[:10])} · torch {html.escape(str(prov.get('torch')))}</p>"
-            + "".join(figs)
-            + f"<details><summary>metrics</summary><pre>{html.escape(json.dumps(s.get('metrics', {}), indent=1)[:20000])}</pre></details>"
-            + f"<details><summary>config</summary><pre>{html.escape(json.dumps(s.get('config', {}), indent=1))}</pre></details>"
-        )
-
-    page = (
-        "<!doctype html><html><head><meta charset='utf-8'><title>lmlab report</title>"
-        f"<style>{CSS}</style></head><body><h1>lmlab: claims vs measured</h1>"
-        f"<p>{len(paths)} run(s) and {len(sweeps)} sweep(s) under <code>{html.escape(str(runs_dir))}</code>. "
-        "Status is decided by the tolerance "
-        "shown, written in the study's code; <em>not_comparable</em> means our configuration differs from the one the "
-        "paper's number refers to.</p>"
-        "<table><tr><th>run</th><th>study</th><th>claim id</th><th>claim</th><th>paper</th><th>ours</th>"
-        "<th>tolerance</th><th>status</th><th>seed</th></tr>" + "".join(overview) + "</table>"
-        + "".join(sections) + "</body></html>"
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page)
+    runs = [_run(runs_dir, p) for p in paths]
+    # a control run sits beside the real run of the same study, seed and size
+    real = {(r["study"], r["seed"], r["quick"]): r for r in runs if not r["error"] and not r["control"]}
+    for r in runs:
+        if not r["error"] and r["control"]:
+            twin = real.get((r["study"], r["seed"], r["quick"]))
+            if twin is not None:
+                twin["control_status"] = {c["id"]: c["status"] for c in r["claims"]}
+                twin["control_run"], r["control_of"] = r, twin
+    held = [(r, c) for r in runs if not r["error"] for c in r["claims"] if c.get("holds_without_training")]
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.ChainableUndefined)
+    # sweep sections are built as HTML with every value escaped (html.escape), so they are passed as markup
+    sweep_html = [jinja2.utils.markupsafe.Markup(sweep_section(d, runs_dir)) for d in sweeps]
+    page = env.from_string(TEMPLATE).render(css=CSS, runs=runs, held=held, n_runs=len(paths), runs_dir=str(runs_dir),
+                                            colors=STATUS_COLORS, fmt=_fmt, sweeps=sweep_html)
+    atomic_write_text(out, page)
     return out, len(paths) + len(sweeps)
 
 
@@ -229,15 +265,15 @@ def sweep_section(sweep_dir: str | Path, runs_dir: str | Path | None = None) -> 
             color = STATUS_COLORS["pass" if a["holds"] else "fail"]
             rows.append(
                 f"<tr><td>{label}</td><td>{html.escape(cid)}</td><td>{html.escape(a['claim'])}</td>"
-                f"<td>{a['n_pass']}/{n} ({rate})</td><td>{_fmt(a['measured_mean'])}</td>"
-                f"<td>{'-' if not ci else f'[{ci[0]:.4g}, {ci[1]:.4g}]'}</td><td>{_fmt(a['paper_value'])}</td>"
+                f"<td>{a['n_pass']}/{n} ({rate})</td><td>{_efmt(a['measured_mean'])}</td>"
+                f"<td>{'-' if not ci else f'[{ci[0]:.4g}, {ci[1]:.4g}]'}</td><td>{_efmt(a['paper_value'])}</td>"
                 f"<td>{html.escape(a['tolerance'])}</td>"
                 f"<td><span class='status' style='background:{color}'>{holds}</span></td></tr>")
         for e in p.get("errors", []):
             rows.append(f"<tr><td>{label}</td><td colspan=8>trial {html.escape(e['trial'])} (seed {e['seed']}) failed: "
                         f"{html.escape(e['error'])}</td></tr>")
     return (
-        f"<h2 id='{name}'>sweep {name} <small>({html.escape(str(s.get('study')))}, seeds {_fmt(spec.get('seeds'))}, "
+        f"<h2 id='{name}'>sweep {name} <small>({html.escape(str(s.get('study')))}, seeds {_efmt(spec.get('seeds'))}, "
         f"{'quick' if spec.get('quick') else 'full'}{', control' if spec.get('control') else ''})</small></h2>"
         f"<p>{s.get('n_done', 0)} of {s.get('n_trials', 0)} trials done, {s.get('n_errors', 0)} failed, "
         f"{s.get('n_pending', 0)} pending. A claim <b>holds</b> when it passes on at least {share:.0%} of the seeds of "

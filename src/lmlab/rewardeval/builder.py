@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from lmlab.io import atomic_write_text
 from lmlab.rewardeval.data import bok_row
 
 NAMES = ("Tom", "Anna", "Sam", "Lily", "Ben", "Mia", "Jack", "Emma", "Leo", "Zoe")
@@ -153,7 +154,7 @@ def build_correctness_set(lm: Any, problems: Sequence[Problem], K: int = 8, out_
                 and done[p.question_id].get("prompt") == p.prompt and f"response_{K}" in done[p.question_id]
                 and f"response_{K + 1}" not in done[p.question_id] and done[p.question_id].get("model_name") == name]
         done = {r["question_id"]: r for r in keep}
-        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in keep), encoding="utf-8")
+        atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in keep))
     elif path is not None and path.exists():
         path.unlink()
     rows = []

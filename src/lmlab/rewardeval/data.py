@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from lmlab.config import ConfigError
+from lmlab.io import atomic_path
 from lmlab.rewardeval.metrics import WINNER_LABELS
 
 PREFERENCE_FIELDS = ("question_id", "prompt", "response_1", "response_2", "model_a", "model_b", "winner")
@@ -340,10 +341,11 @@ def write_rows(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
 
         # parquet cannot store a struct without fields: an empty mapping (e.g. conv_metadata {}) becomes null
         clean = [{k: (None if isinstance(v, dict) and not v else v) for k, v in r.items()} for r in rows]
-        pq.write_table(pa.Table.from_pylist(clean), p)
+        with atomic_path(p) as tmp:
+            pq.write_table(pa.Table.from_pylist(clean), tmp)
         return p
     opener = gzip.open if p.name.endswith(".gz") else open
-    with opener(p, "wt", encoding="utf-8") as f:
+    with atomic_path(p) as tmp, opener(tmp, "wt", encoding="utf-8") as f:
         for r in rows:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
     return p

@@ -323,7 +323,7 @@ def write_embedllm_csv(m: CorrectnessMatrix, path: str | Path, questions: np.nda
     path = Path(path)
     qi = np.arange(m.n_questions) if questions is None else np.asarray(questions)
     ids = m.model_attributes.get("model_id", list(range(m.n_models)))
-    with path.open("w", newline="", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow([*CSV_COLUMNS, "category"])
         for j in qi:

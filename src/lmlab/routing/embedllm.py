@@ -23,6 +23,8 @@ is one small matrix-vector product (``benchmarks/routing_latency.py``).
 
 from __future__ import annotations
 
+import json
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -206,12 +208,22 @@ class EmbedLLMRouter(Router):
 
     # -- persistence -------------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
-        torch.save({"cfg": self.cfg.to_dict(), "state": self.net.state_dict(), "model_names": self.model_names,
-                    "history": self.history, "n_models": len(self.model_names)}, Path(path))
+        """Plain containers only (tensors, lists, dicts of numbers and strings), written atomically: :meth:`load`
+        reads them with ``weights_only=True``, so loading a file never runs code."""
+        from lmlab.io import atomic_path
+
+        state = {"cfg": self.cfg.to_dict(), "state": dict(self.net.state_dict()), "model_names": list(self.model_names),
+                 "history": json.loads(json.dumps(self.history)), "n_models": len(self.model_names)}
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
 
     @classmethod
     def load(cls, path: str | Path, features: np.ndarray) -> EmbedLLMRouter:
-        state = torch.load(Path(path), map_location="cpu", weights_only=False)
+        try:
+            state = torch.load(Path(path), map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as e:
+            raise ValueError(f"{path} is not a router saved by lmlab (it holds objects other than plain "
+                             f"containers and tensors, refused without running them): {str(e).splitlines()[0]}") from None
         r = cls(EmbedLLMConfig.from_dict(state["cfg"]))
         r.features = np.asarray(features, dtype=np.float32)
         r.model_names = state["model_names"]

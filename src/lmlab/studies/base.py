@@ -37,8 +37,11 @@ def pyplot() -> Any:
 
 def save_figure(fig: Any, out: Path, name: str) -> str:
     """Lay out, write ``out/name`` as PNG, close; returns ``name`` for Summary.figures."""
+    from lmlab.io import atomic_path
+
     fig.tight_layout()
-    fig.savefig(Path(out) / name, dpi=110)
+    with atomic_path(Path(out) / name) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     pyplot().close(fig)
     return name
 
@@ -96,10 +99,9 @@ class Study:
         raise NotImplementedError
 
 
-def load_study_lm(lm: LMConfig, needs: tuple[str, ...] = ()) -> Any:
+def load_study_lm(section: LMConfig, needs: tuple[str, ...] = ("text",)) -> Any:
     """The pretrained model of a study's ``lm`` section, with the capabilities it ``needs`` checked at load
     time (one-line :class:`lmlab.lm.LMError` when the backend lacks one)."""
     from lmlab.lm import load_lm
 
-    kwargs: dict[str, Any] = {"needs": needs} if needs else {}
-    return load_lm(lm.model, device=lm.device, batch_size=lm.batch_size, **kwargs)
+    return load_lm(section.model, device=section.device, batch_size=section.batch_size, needs=needs)

@@ -3,11 +3,11 @@
 
 What this study does, in order:
 
-1. **Zoo** (:mod:`lmlab.routing.zoo`): trains many small TinyTransformers (training mix x size x budget)
+1. **Zoo** (:mod:`lmlab.zoo`): trains many small TinyTransformers (training mix x size x budget)
    on the lab's tasks and asks each one every question of a shared bank drawn from all tasks; the 0/1
-   matrix is cached under the zoo config's hash, so a rerun reuses it.
+   matrix is cached by the zoo config and the code it depends on, so a rerun reuses it.
 2. **Question features**: the bag of tokens of each question (EmbedLLM's projection of it is a learned
-   token table, see :func:`lmlab.routing.zoo.bag_of_tokens`), or sentence embeddings of the question text
+   token table, see :func:`lmlab.zoo.bag_of_tokens`), or sentence embeddings of the question text
    (``question_features="embedder"``, all-MiniLM-L6-v2 by default).
 3. **Split** 80/10/10 by question (stratified by task), as in the paper.
 4. **Routers** (:data:`lmlab.routing.ROUTERS`): EmbedLLM's encoder-decoder, per-model KNN (the paper's
@@ -36,7 +36,7 @@ import numpy as np
 
 from lmlab.config import Config, ConfigError
 from lmlab.routing.embedllm import EmbedLLMConfig
-from lmlab.routing.zoo import ZooConfig
+from lmlab.zoo import ZooConfig
 from lmlab.studies.base import Claim, Result, Study, all_of, at_least, greater, is_true, not_comparable, pyplot, save_figure
 
 MAIN_ROUTER = "embedllm"  # the study's subject: the other routers are its baselines
@@ -53,7 +53,7 @@ class EmbedLLMStudyConfig(Config):
         questions_per_family=1250, sizes=("1x16", "1x32", "2x32", "2x64"), budgets=(300, 1000, 3000),
         mixes=("two-hop", "reversal", "markov", "bigram-backcopy", "two-hop+reversal", "markov+bigram-backcopy",
                "all")))
-    cache_dir: str | None = None  # default $LMLAB_CACHE/zoo (~/.cache/lmlab/zoo)
+    cache_dir: str | None = None  # default $LMLAB_CACHE (~/.cache/lmlab): zoo.sqlite, zoo-runs/
     # The reference defaults; with the zoo's few entries (~100k instead of 3.2M) 50 epochs at lr 1e-4 are
     # only ~2,500 Adam steps, see docs/studies/embedllm.md for what that does.
     router: EmbedLLMConfig = field(default_factory=EmbedLLMConfig)
@@ -94,7 +94,7 @@ class EmbedLLMStudyConfig(Config):
 def question_features(cfg: EmbedLLMStudyConfig, m: Any) -> tuple[np.ndarray, str]:
     """(Q, D) features of the zoo's questions and a description."""
     if cfg.question_features == "tokens":
-        from lmlab.routing.zoo import zoo_features
+        from lmlab.zoo import zoo_features
 
         return zoo_features(m), "bag of tokens (learned token table)"
     from lmlab.lm import embed
@@ -118,7 +118,7 @@ class EmbedLLMStudy(Study):
         from lmlab.routing import ROUTERS
         from lmlab.routing.data import save_matrix, split_questions
         from lmlab.routing.metrics import correctness_accuracy, route_accuracy
-        from lmlab.routing.zoo import build_zoo
+        from lmlab.zoo import build_zoo
 
         t0 = time.perf_counter()
         m, zoo_info = build_zoo(cfg.zoo, cfg.cache_dir, progress=cfg.progress)
@@ -252,7 +252,7 @@ class EmbedLLMStudy(Study):
     def _probe(self, cfg: EmbedLLMStudyConfig, m: Any, x: np.ndarray, tr: np.ndarray, rcfg: EmbedLLMConfig,
                emb: np.ndarray) -> dict[str, Any]:
         from lmlab.routing.embedllm import EmbedLLMRouter
-        from lmlab.routing.zoo import mix_families
+        from lmlab.zoo import mix_families
 
         mixes = m.model_attributes.get("mix")
         if mixes is None:

@@ -146,22 +146,11 @@ def _lmlab_source() -> str:
     return "\n\n".join(parts)
 
 
-def _w_o(lm: Any) -> list[torch.Tensor]:
-    """Each layer's output projection as (head * d_head, d_model), the layout ``head_outputs`` takes."""
-    from lmlab.lm.hf import decoder_layers
-
-    try:
-        return [layer.self_attn.o_proj.weight.detach().float().T.cpu() for layer in decoder_layers(lm.model)]
-    except AttributeError:
-        raise ConfigError(f"LLMSinksConfig.lm.model: {type(lm.model).__name__} has no Llama-style self_attn.o_proj; "
-                          "llm-sinks reads Llama/Mistral/Qwen/OLMo-style attention modules") from None
-
-
 def measure(lm: Any, windows: list[list[int]], batch_size: int) -> dict[str, torch.Tensor]:
     """Per (layer, head) sink share and ``||W_O v||`` ratio; per (layer, KV head) value-norm ratio; per layer
     residual-norm ratio. All ratios are first token / median other token (``norm_ratio``)."""
     shares, values, outs, resid, n = [], [], [], [], 0
-    w_o = _w_o(lm)
+    w_o = lm.output_projections()  # per layer (head * d_head, d_model), the layout head_outputs takes
     for i in range(0, len(windows), batch_size):
         batch = windows[i:i + batch_size]
         with lm.record(attn=True, values=True, resid=True) as rec:
@@ -198,11 +187,8 @@ class LLMSinksStudy(Study):
 
     def execute(self, cfg: LLMSinksConfig, out: Path, quick: bool, resume: bool) -> Result:
         started = time.perf_counter()
-        lm = load_study_lm(cfg.lm)
+        lm = load_study_lm(cfg.lm, needs=("weights",))
         load_seconds = round(time.perf_counter() - started, 2)
-        if not hasattr(lm, "forward_ids"):
-            raise ConfigError(f"LLMSinksConfig.lm.model: {cfg.lm.model!r} has no weights to record from; "
-                              "use the default model, a .gguf file or a Hugging Face directory")
         rng = np.random.default_rng(cfg.seed)
         results: dict[str, dict[str, torch.Tensor]] = {}
         probe_started = time.perf_counter()

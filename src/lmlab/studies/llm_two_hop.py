@@ -156,12 +156,9 @@ class LLMTwoHopStudy(Study):
 
     def execute(self, cfg: LLMTwoHopConfig, out: Path, quick: bool, resume: bool) -> Result:
         started = time.perf_counter()
-        lm = load_study_lm(cfg.lm)
+        lm = load_study_lm(cfg.lm, needs=("logits",))
         load_seconds = round(time.perf_counter() - started, 2)
         tok = lm.tokenizer
-        if tok is None:
-            raise ConfigError(f"LLMTwoHopConfig.lm.model: {cfg.lm.model!r} has no tokenizer/logits (an HTTP endpoint); "
-                              "this probe needs next-token logits")
         names = single_token_names(tok)
         need = 3 * (max(cfg.ks) + 1)
         if len(names) < need:

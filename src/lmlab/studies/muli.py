@@ -35,7 +35,6 @@ from typing import Any
 import numpy as np
 
 from lmlab.config import Config, ConfigError, LMConfig
-from lmlab.io import atomic_path
 from lmlab.studies.base import (Claim, Result, Study, at_least, ci_excludes, is_true, load_study_lm, not_comparable,
                                 pyplot, save_figure, within)
 
@@ -69,7 +68,7 @@ class MULIConfig(Config):
     n_boot: int = 1000
     fprs: tuple[float, ...] = (0.001, 0.01, 0.1)
     train_fractions: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)
-    cache_dir: str = ""  # "" = $LMLAB_CACHE/first-token (or ~/.cache/lmlab/first-token)
+    cache_dir: str = ""  # "" = $LMLAB_CACHE (or ~/.cache/lmlab): first-token.sqlite, embeddings.sqlite
     progress: bool = True
 
     def validate(self) -> None:
@@ -111,29 +110,6 @@ def _subsample(y: np.ndarray, frac: float, seed: int) -> np.ndarray:
     return np.sort(idx)
 
 
-def _cached_embeddings(det: Any, texts: list[str], cache_dir: str) -> np.ndarray:
-    """Sentence embeddings of ``texts``, cached as one .npy keyed by the embedder and the texts' hashes."""
-    import hashlib
-
-    from lmlab.moderation.features import default_cache_dir, text_hash
-
-    root = Path(cache_dir) if cache_dir else default_cache_dir()
-    name = str(getattr(det._emb(), "name", "embedder"))
-    key = hashlib.sha256((name + "|" + "|".join(text_hash(t) for t in texts)).encode()).hexdigest()[:20]
-    path = root.parent / "embeddings" / f"{name}-{key}.npy" if not cache_dir else root / "embeddings" / f"{name}-{key}.npy"
-    if path.exists():
-        try:
-            X = np.load(path, allow_pickle=False)
-            if X.shape[0] == len(texts):
-                return X
-        except (ValueError, OSError):
-            pass
-    X = det.embed(texts)
-    with atomic_path(path) as tmp:
-        np.save(tmp, X)
-    return X
-
-
 class MULIStudy(Study):
     name = "muli"
     title = "Toxicity detection from first-token logits (MULI) vs TF-IDF and MiniLM baselines"
@@ -162,7 +138,7 @@ class MULIStudy(Study):
         lm = feats = template = logits = None
         if any(c.needs_lm for c in classes):
             t0 = time.perf_counter()
-            lm = load_study_lm(cfg.lm)
+            lm = load_study_lm(cfg.lm, needs=("logits",))
             timings["load_model_s"] = time.perf_counter() - t0
             template = PromptTemplate(kind="chat", suffix=cfg.suffix, system=cfg.system, max_tokens=cfg.max_prompt_tokens)
             feats = FirstTokenFeatures(lm, template, cache_dir=cfg.cache_dir or "default", batch_size=cfg.lm.batch_size,
@@ -179,7 +155,7 @@ class MULIStudy(Study):
             logits = feats.logits(texts)
             timings["first_token_logits_s"] = time.perf_counter() - t0
         n_tokens = ([len(lm.encode(template.format(lm, t))) for t in texts]
-                    if lm is not None and hasattr(lm, "encode") else [])
+                    if lm is not None and lm.has("weights") else [])
 
         inputs: dict[str, Any] = {}  # per kind of input, computed once: what the detectors are fitted and scored on
 
@@ -192,7 +168,7 @@ class MULIStudy(Study):
                     inputs[kind] = logits
                 elif kind == "embedding":
                     t0 = time.perf_counter()
-                    inputs[kind] = _cached_embeddings(det, texts, cfg.cache_dir)
+                    inputs[kind] = det.embed(texts)  # cached under $LMLAB_CACHE or cache_dir, by embedder
                     timings["embed_s"] = time.perf_counter() - t0
                 else:
                     raise ConfigError(f"MULIConfig.detectors: {det.kind} wants inputs {kind!r}; "

@@ -29,7 +29,6 @@ set is appended problem by problem, so an interrupted run resumes to the same nu
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 import time
@@ -132,6 +131,7 @@ class RewardEvalStudy(Study):
     def execute(self, cfg: RewardEvalConfig, out: Path, quick: bool, resume: bool) -> Result:
         from lmlab.rewardeval.data import BestOfKSet, clip_prompt, read_any, read_best_of_k, read_preference
         from lmlab.rewardeval.models import rm_class
+        from lmlab.rewardeval.scoring import SCORES_FILE, cached_scores
 
         timings: dict[str, float] = {}
         lm = None
@@ -168,17 +168,21 @@ class RewardEvalStudy(Study):
                 (bok_sets if isinstance(ds, BestOfKSet) else pref_sets)[_safe(Path(p).name)] = ds
 
         rms = {spec: cls.from_study(arg, lm, cfg) for spec, (cls, arg) in classes.items()}
+        for spec, rm in rms.items():
+            rm.spec = spec  # part of the score cache's key
 
-        # -- scoring (cached per data set and RM) ------------------------------------------------------
+        # -- scoring (cached per RM fingerprint and item, in the run directory) -------------------------
+        if not resume:
+            (out / "scores" / SCORES_FILE).unlink(missing_ok=True)
         bok_scores: dict[str, dict[str, np.ndarray]] = {}
         for tag, ds in bok_sets.items():
             prompts = [p for p, rs in zip(ds.prompt, ds.responses) for _ in rs]
             responses = [r for rs in ds.responses for r in rs]
             for spec, rm in rms.items():
                 t = time.perf_counter()
-                flat = self._cached(out / "scores" / f"{tag}__{_safe(spec)}.json", list(zip(prompts, responses)),
-                                    cfg, resume,
-                                    f"{spec} on {tag}", lambda sl: rm.score_batch(prompts[sl], responses[sl]))
+                flat = cached_scores(rm, list(zip(prompts, responses)),
+                                     lambda ix: rm.score_batch([prompts[i] for i in ix], [responses[i] for i in ix]),
+                                     out / "scores", cfg.score_chunk, f"{tag}:{spec}", "score", cfg.progress)
                 bok_scores.setdefault(tag, {})[spec] = flat.reshape(len(ds), ds.K)
                 timings[f"score {tag} {spec}"] = round(time.perf_counter() - t, 2)
         pref_margins: dict[str, dict[str, np.ndarray]] = {}
@@ -186,10 +190,10 @@ class RewardEvalStudy(Study):
             prompts = [clip_prompt(p, cfg.max_prompt_chars) for p in ds.prompt]
             for spec, rm in rms.items():
                 t = time.perf_counter()
-                m = self._cached(out / "scores" / f"{tag}__{_safe(spec)}.json",
-                                 list(zip(prompts, ds.response_1, ds.response_2)), cfg, resume,
-                                 f"{spec} on {tag}",
-                                 lambda sl: rm.compare(prompts[sl], ds.response_1[sl], ds.response_2[sl]))
+                m = cached_scores(rm, list(zip(prompts, ds.response_1, ds.response_2)),
+                                  lambda ix: rm.compare([prompts[i] for i in ix], [ds.response_1[i] for i in ix],
+                                                        [ds.response_2[i] for i in ix]),
+                                  out / "scores", cfg.score_chunk, f"{tag}:{spec}", "compare", cfg.progress)
                 pref_margins.setdefault(tag, {})[spec] = m
                 timings[f"score {tag} {spec}"] = round(time.perf_counter() - t, 2)
 
@@ -208,33 +212,6 @@ class RewardEvalStudy(Study):
             "timings_s": timings, "metric_table": table_md,
         }
         return Result(claims, metrics, figures, "rewardeval/1")
-
-    @staticmethod
-    def _cached(path: Path, items: list[Any], cfg: RewardEvalConfig, resume: bool, desc: str, fn: Any) -> np.ndarray:
-        """Score the items chunk by chunk, appending each chunk to a JSON cache; resume from it if the cache
-        was written for the same items (a fingerprint of their texts)."""
-        import hashlib
-
-        n = len(items)
-        key = hashlib.sha256(json.dumps(items, ensure_ascii=False).encode()).hexdigest()[:16]
-        values: list[float] = []
-        if resume and path.exists():
-            data = json.loads(path.read_text())
-            if data.get("n") == n and data.get("key") == key:
-                values = list(data["values"])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        starts = range(len(values), n, cfg.score_chunk)
-        it: Any = starts
-        if cfg.progress and len(starts):
-            from tqdm import tqdm
-
-            it = tqdm(starts, desc=desc, leave=False)
-        for i in it:
-            values += [float(v) for v in fn(slice(i, min(i + cfg.score_chunk, n)))]
-            atomic_write_text(path, json.dumps({"n": n, "key": key, "values": values}))
-        if not path.exists():
-            atomic_write_text(path, json.dumps({"n": n, "key": key, "values": values}))
-        return np.array(values[:n], dtype=float)
 
     # -- best-of-K metrics ------------------------------------------------------------------------------
     @staticmethod
@@ -331,7 +308,7 @@ class RewardEvalStudy(Study):
                              f"{f3(r['confidence_agreement'])} | {f3(r['brier'])} |")
             lines.append("")
         text = "\n".join(lines)
-        (out / "metrics_table.md").write_text(text + "\n")
+        atomic_write_text(out / "metrics_table.md", text + "\n")
         return text
 
     # -- claims -----------------------------------------------------------------------------------------

@@ -47,6 +47,7 @@ import torch
 from tqdm.auto import tqdm
 
 from lmlab.config import Config, ConfigError
+from lmlab.io import atomic_write_text
 from lmlab.nn import TinyConfig, TinyTransformer
 from lmlab.nn.vqvae import VQVAE, VQVAEConfig, codebook_usage
 from lmlab.studies.base import Claim, Result, Study, all_of, at_least, at_most, greater, pyplot, save_figure
@@ -299,7 +300,7 @@ class TokenAssortedStudy(Study):
             histories[arm] = result.evals
             seconds[arm] = round(result.seconds, 1)
             results[arm] = evaluate_arm(model, task, eval_data, n_ctx, cfg.eval_batch_size, latent0, progress=not bar)
-            (out / arm / "generations.json").write_text(json.dumps(results[arm]["rows"][:50]) + "\n")
+            atomic_write_text(out / arm / "generations.json", json.dumps(results[arm]["rows"][:50]) + "\n")
 
         solver_trace = float(np.mean([1 + len(t) for t in eval_data.traces]))
         metrics = {

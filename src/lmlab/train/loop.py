@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from lmlab.config import Config, ConfigError, provenance
 from lmlab.train import distributed
+from lmlab.io import atomic_write_text
 from lmlab.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 
@@ -143,7 +144,7 @@ class MetricLog:
         """Drop rows logged after ``step`` (they belong to the part of a killed run we redo)."""
         if self.path.exists():
             kept = [r for r in read_metrics(self.path) if r["step"] <= step and not (r["kind"] == "eval" and r["step"] == step)]
-            self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+            atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:

@@ -42,4 +42,6 @@ def rm_class(spec: str) -> tuple[type[RewardModel], str]:
 def build_rm(spec: str, lm: Any = None, **kwargs: Any) -> RewardModel:
     """Build a reward model from ``name`` or ``name:argument`` (see the module table)."""
     cls, arg = rm_class(spec)
-    return cls.from_spec(arg, lm=lm, **kwargs)
+    rm = cls.from_spec(arg, lm=lm, **kwargs)
+    rm.spec = spec
+    return rm

@@ -26,9 +26,9 @@ def log_odds(lm: Any, prompts: Sequence[str], yes: Sequence[str], no: Sequence[s
     """
     import torch
 
-    try:
+    if lm.has("logits"):
         logits = lm.next_token_logits(list(prompts)).float()
-    except NotImplementedError:
+    else:
         outs = lm.generate(list(prompts), max_new_tokens=3, temperature=0.0)
         first = [o.strip().split()[0].strip(".,!:").lower() if o.strip() else "" for o in outs]
         ys, ns = {w.strip().lower() for w in yes}, {w.strip().lower() for w in no}

@@ -19,6 +19,11 @@ class RewardModel:
     #: True for adapters that score through an ``lmlab.lm.LM`` (the study loads one for them)
     needs_lm: ClassVar[bool] = False
 
+    #: modules (besides the adapter's own and this one) whose code decides the scores: part of the cache key
+    code: ClassVar[tuple[str, ...]] = ()
+    #: the spec string it was built from (``build_rm`` sets it)
+    spec: str = ""
+
     @classmethod
     def from_spec(cls, arg: str = "", lm: Any = None, **kwargs: Any) -> RewardModel:
         return cls(**kwargs) if not cls.needs_lm else cls(lm, **kwargs)
@@ -28,6 +33,22 @@ class RewardModel:
         """Build for a study from the spec's argument, the study's LM (None unless ``needs_lm``) and its
         config (an ``lm`` section with ``device`` and ``batch_size``); default: :meth:`from_spec`."""
         return cls.from_spec(arg, lm=lm)
+    @property
+    def fingerprint(self) -> str:
+        """What identifies the scores besides the code: the spec and the fingerprints of the LMs it scores with."""
+        from lmlab.io import fingerprint
+
+        lms = [getattr(self, a, None) for a in ("lm", "ref_lm")]
+        return fingerprint(type(self).__name__, self.spec or self.name, [m.fingerprint for m in lms if m is not None])
+
+    def code_modules(self) -> tuple[str, ...]:
+        mods = [__name__, type(self).__module__, *self.code]
+        lm = getattr(self, "lm", None)
+        if lm is not None:
+            from lmlab.lm.caching import lm_code
+
+            mods += lm_code(lm)
+        return tuple(mods)
 
     def score(self, prompt: str, response: str) -> float:
         return float(self.score_batch([prompt], [response])[0])

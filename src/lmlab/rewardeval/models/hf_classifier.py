@@ -38,6 +38,12 @@ class HFClassifierRM(RewardModel):
         if n not in (1, 2):
             raise ValueError(f"a reward model head needs 1 or 2 labels, this one has {n}")
 
+    @property
+    def fingerprint(self) -> str:
+        from lmlab.lm.base import model_fingerprint
+
+        return model_fingerprint(self.spec or self.name, self.tokenizer, list(self.model.parameters()))
+
     @classmethod
     def from_spec(cls, arg: str = "", lm: Any = None, **kwargs: Any) -> HFClassifierRM:
         return cls.from_pretrained(arg, **kwargs)

@@ -24,6 +24,7 @@ class JudgeRM(RewardModel):
 
     name = "judge"
     needs_lm = True
+    code = ("lmlab.rewardeval.models._lm_utils",)
 
     def __init__(self, lm: Any, question: str = "Is the answer correct, helpful and harmless?",
                  template: str = JUDGE_TEMPLATE):

@@ -26,6 +26,7 @@ class PairwiseJudgeRM(RewardModel):
 
     name = "judge-pairwise"
     needs_lm = True
+    code = ("lmlab.rewardeval.models._lm_utils",)
 
     def __init__(self, lm: Any, anchor: str = "I don't know.", question: str = "Which answer is better?",
                  template: str = PAIR_TEMPLATE):

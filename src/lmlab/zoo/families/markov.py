@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from lmlab.routing.families.base import LocalBatch, QuestionSet, ZooFamily, pad_rows
 from lmlab.tasks.markov import EVAL_STREAM, MarkovConfig, MarkovSource
+from lmlab.zoo.families.base import LocalBatch, QuestionSet, ZooFamily, pad_rows
 
 LENGTH = 32
 
@@ -15,6 +15,7 @@ LENGTH = 32
 class MarkovFamily(ZooFamily):
     name = "markov"
     version = "zoo-markov/1"
+    code = ("lmlab.tasks.markov",)  # the task module whose code decides the data
 
     def __init__(self, n_questions: int, seed: int = 0):
         super().__init__(n_questions, seed)

@@ -12,12 +12,15 @@ answered correctly when the greedy (argmax over the whole vocabulary) next token
 is the answer. A model trained on task A mostly fails task B: that specialisation is what the model
 embeddings should recover.
 
-Caching and resume: everything lives under ``cache_dir/<config hash>/``. Each model's training run
-(checkpoints, metrics) is in ``models/<name>/`` and its row of the matrix in ``models/<name>.json``,
-written when it finishes; a rerun skips finished models, resumes a half-trained one from its checkpoint,
-and reuses ``matrix.npz`` when every row is there. The hash covers the config and every family's version.
+Caching and resume: each model's row of the matrix (its 0/1 answers, size, training time) is an entry of
+the one artifact cache (:class:`lmlab.io.ArtifactCache`, ``cache_dir/zoo.sqlite``), committed when the model
+finishes; its training run (checkpoints, metrics) is in ``cache_dir/zoo-runs/<key>/<name>/``. The key
+covers the config, every family's version and the code of the modules the zoo depends on (this package,
+the families, their tasks, the model and the training loop): editing one of them retrains, with one logged
+line naming it. A rerun skips finished models, resumes a half-trained one from its checkpoint, and rebuilds
+the matrix from the rows when every row is there.
 
-Adding a family (e.g. a maze task): one class in :mod:`lmlab.routing.families` and one registry line;
+Adding a family (e.g. a maze task): one class in :mod:`lmlab.zoo.families` and one registry line;
 then list its name in ``ZooConfig.families`` and (optionally) in ``mixes``.
 """
 
@@ -35,10 +38,10 @@ import numpy as np
 import torch
 
 from lmlab.config import Config, ConfigError
-from lmlab.io import atomic_write_text, cache_root
-from lmlab.routing.data import CorrectnessMatrix, load_matrix, save_matrix
-from lmlab.routing.families import FAMILIES
-from lmlab.routing.families.base import QuestionSet, ZooFamily
+from lmlab.io import ArtifactCache, atomic_write_text, cache_root
+from lmlab.routing.data import CorrectnessMatrix
+from lmlab.zoo.families import FAMILIES
+from lmlab.zoo.families.base import QuestionSet, ZooFamily
 from lmlab.train import TrainConfig
 
 ZOO_VERSION = "zoo/1"
@@ -134,7 +137,26 @@ def config_hash(cfg: ZooConfig) -> str:
 
 
 def default_cache_dir() -> Path:
-    return cache_root() / "zoo"
+    return cache_root()
+
+
+#: the modules whose code decides the zoo's rows (besides each family's own module and its ``code``)
+ZOO_CODE = ("lmlab.zoo", "lmlab.zoo.families.base", "lmlab.nn.model", "lmlab.nn.hooks", "lmlab.train.loop")
+
+
+def zoo_code(cfg: ZooConfig) -> tuple[str, ...]:
+    mods = list(ZOO_CODE)
+    for f in cfg.families:
+        fam = FAMILIES.get(f)
+        mods += [fam.__module__, *fam.code]
+    return tuple(mods)
+
+
+def zoo_cache(cfg: ZooConfig, cache_dir: str | Path | None = None) -> ArtifactCache:
+    """The artifact cache of the zoo's rows for ``cfg`` (key: config, family versions, code)."""
+    versions = {f: FAMILIES.get(f).version for f in cfg.families}
+    return ArtifactCache("zoo", config={"zoo": ZOO_VERSION, "cfg": cfg.to_dict(), "families": versions},
+                         code=zoo_code(cfg), root=cache_dir, label="zoo")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -257,28 +279,36 @@ def build_zoo(cfg: ZooConfig, cache_dir: str | Path | None = None, progress: boo
 
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     key = config_hash(cfg)
-    zdir = root / key
-    matrix_path = zdir / "matrix.npz"
-    info: dict[str, Any] = {"hash": key, "cache_dir": str(zdir), "reused_matrix": False, "trained_now": 0}
-    if matrix_path.exists():
-        m = load_matrix(matrix_path)
-        info["reused_matrix"] = True
-        info.update(m.meta.get("build", {}))
-        return m, info
-
+    cache = zoo_cache(cfg, root)
+    zdir = root / "zoo-runs" / cache.digest
+    info: dict[str, Any] = {"hash": key, "cache_key": cache.digest, "cache_dir": str(root), "reused_matrix": False,
+                            "trained_now": 0}
+    specs = model_specs(cfg)
     vocab = ZooVocab(cfg)
     bank = vocab.question_bank()
-    (zdir / "models").mkdir(parents=True, exist_ok=True)
-    (zdir / "config.json").write_text(json.dumps({"hash": key, "zoo": cfg.to_dict()}, indent=2))
-    specs = model_specs(cfg)
     rows: dict[str, dict[str, Any]] = {}
+    for spec in specs:
+        row = cache.get(spec.name)
+        if row is not None:
+            rows[spec.name] = row
+    build_info = cache.get("build")
+    if len(rows) == len(specs) and build_info is not None:
+        info["reused_matrix"] = True
+        info.update(build_info)
+        return _matrix(cfg, key, specs, rows, bank, build_info), info
+
+    if cache.reason:
+        import logging
+
+        logging.getLogger("lmlab.cache").warning("cache zoo: training anew: %s", cache.reason)
+    zdir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(zdir / "config.json", json.dumps({"hash": key, "cache_key": cache.digest, "zoo": cfg.to_dict(),
+                                                        "code": cache.parts["code"]}, indent=2))
     started = time.perf_counter()
     new = 0
     bar = tqdm(specs, desc="zoo", disable=not progress, dynamic_ncols=True)
     for spec in bar:
-        row_path = zdir / "models" / f"{spec.name}.json"
-        if row_path.exists():
-            rows[spec.name] = json.loads(row_path.read_text())
+        if spec.name in rows:
             continue
         if max_models is not None and new >= max_models:
             bar.close()
@@ -293,28 +323,33 @@ def build_zoo(cfg: ZooConfig, cache_dir: str | Path | None = None, progress: boo
                                  progress=False)  # one bar over the models instead
         t0 = time.perf_counter()
         result = train(model, tcfg, lambda step, s=spec: vocab.batch(s.mix, step, cfg.batch_size, s.seed),
-                       zdir / "models" / spec.name, resume=True,
+                       zdir / spec.name, resume=True,
                        meta={"zoo_hash": key, "model": mcfg.to_dict(), "spec": spec.__dict__})
         correct = answer_correct(model, bank, cfg.eval_batch)
         row = {"spec": spec.__dict__, "name": spec.name, "correct": correct.tolist(),
                "train_seconds": round(time.perf_counter() - t0, 2), "n_params": model.n_params,
                "final_step": result.final_step}
-        atomic_write_text(row_path, json.dumps(row))  # a finished model's row is on disk before the next one starts
+        cache.put(spec.name, row)  # a finished model's row is committed before the next one starts
         rows[spec.name] = row
         new += 1
     bar.close()
 
+    build = {"seconds_this_call": round(time.perf_counter() - started, 1), "trained_now": new,
+             "train_seconds_total": round(sum(rows[s.name]["train_seconds"] for s in specs), 1),
+             "d_vocab": vocab.d_vocab, "n_ctx": vocab.n_ctx}
+    cache.put("build", build)
+    info.update(build)
+    return _matrix(cfg, key, specs, rows, bank, build), info
+
+
+def _matrix(cfg: ZooConfig, key: str, specs: list[ModelSpec], rows: dict[str, dict[str, Any]], bank: dict[str, Any],
+            build: dict[str, Any]) -> CorrectnessMatrix:
     names = [s.name for s in specs]
     labels = np.stack([np.asarray(rows[n]["correct"], dtype=np.int8) for n in names])
     attrs = {"mix": [s.mix for s in specs], "layers": [s.layers for s in specs], "d_model": [s.d_model for s in specs],
              "steps": [s.steps for s in specs], "seed": [s.seed for s in specs],
              "n_params": [rows[n]["n_params"] for n in names], "train_seconds": [rows[n]["train_seconds"] for n in names]}
-    build = {"seconds_this_call": round(time.perf_counter() - started, 1), "trained_now": new,
-             "train_seconds_total": round(sum(attrs["train_seconds"]), 1), "d_vocab": vocab.d_vocab, "n_ctx": vocab.n_ctx}
     meta = {"zoo_hash": key, "zoo": cfg.to_dict(), "kind": bank["kind"], "answer_pos": bank["answer_pos"].tolist(),
             "answer": bank["answer"].tolist(), "tokens": bank["tokens"].tolist(), "build": build}
-    m = CorrectnessMatrix(labels, names, [str(i) for i in range(labels.shape[1])], bank["text"], bank["benchmarks"],
-                          attrs, meta)
-    save_matrix(m, matrix_path)
-    info.update(build)
-    return m, info
+    return CorrectnessMatrix(labels, names, [str(i) for i in range(labels.shape[1])], bank["text"], bank["benchmarks"],
+                             attrs, meta)

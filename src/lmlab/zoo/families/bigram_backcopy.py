@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from lmlab.routing.families.base import LocalBatch, QuestionSet, ZooFamily, pad_rows
 from lmlab.tasks.bigram_backcopy import EVAL_STREAM, BigramBackcopyConfig, BigramBackcopyTask
+from lmlab.zoo.families.base import LocalBatch, QuestionSet, ZooFamily, pad_rows
 
 LENGTH = 32
 
@@ -15,6 +15,7 @@ LENGTH = 32
 class BigramBackcopyFamily(ZooFamily):
     name = "bigram-backcopy"
     version = "zoo-bigram-backcopy/1"
+    code = ("lmlab.tasks.bigram_backcopy",)  # the task module whose code decides the data
 
     def __init__(self, n_questions: int, seed: int = 0):
         super().__init__(n_questions, seed)

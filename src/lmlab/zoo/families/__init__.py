@@ -8,8 +8,8 @@ the zoo gives it its own id range of the shared vocabulary and a task-prefix tok
 from lmlab.registry import Registry
 
 FAMILIES = Registry("zoo family", {
-    "two-hop": "lmlab.routing.families.two_hop:TwoHopFamily",
-    "reversal": "lmlab.routing.families.reversal:ReversalFamily",
-    "markov": "lmlab.routing.families.markov:MarkovFamily",
-    "bigram-backcopy": "lmlab.routing.families.bigram_backcopy:BigramBackcopyFamily",
+    "two-hop": "lmlab.zoo.families.two_hop:TwoHopFamily",
+    "reversal": "lmlab.zoo.families.reversal:ReversalFamily",
+    "markov": "lmlab.zoo.families.markov:MarkovFamily",
+    "bigram-backcopy": "lmlab.zoo.families.bigram_backcopy:BigramBackcopyFamily",
 })

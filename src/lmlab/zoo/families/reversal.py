@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from lmlab.routing.families.base import LocalBatch, QuestionSet, ZooFamily
 from lmlab.tasks.reversal import ReversalTask, ReversalTaskConfig
+from lmlab.zoo.families.base import LocalBatch, QuestionSet, ZooFamily
 
 
 class ReversalFamily(ZooFamily):
     name = "reversal"
     version = "zoo-reversal/1"
+    code = ("lmlab.tasks.reversal",)  # the task module whose code decides the data
 
     def __init__(self, n_questions: int, seed: int = 0):
         super().__init__(n_questions, seed)

@@ -32,6 +32,8 @@ class QuestionSet:
 class ZooFamily:
     name: ClassVar[str]
     version: ClassVar[str]
+    #: modules (besides the family's own) whose code decides its data; part of the zoo cache's key
+    code: ClassVar[tuple[str, ...]] = ()
     n_tokens: int
     max_len: int  # longest x of a training row or question
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from lmlab.routing.families.base import LocalBatch, QuestionSet, ZooFamily
 from lmlab.tasks.two_hop import EVAL_STREAM, TwoHopTask, TwoHopTaskConfig
+from lmlab.zoo.families.base import LocalBatch, QuestionSet, ZooFamily
 
 
 class TwoHopFamily(ZooFamily):
     name = "two-hop"
     version = "zoo-two-hop/1"
+    code = ("lmlab.tasks.two_hop",)  # the task module whose code decides the data
 
     def __init__(self, n_questions: int, seed: int = 0):
         super().__init__(n_questions, seed)

@@ -1,0 +1,41 @@
+"""The HTML report: autoescaped, claims that hold without training apart, the control run beside the real one."""
+
+import json
+
+from lmlab.report import build_report
+
+EVIL = "<script>alert(1)</script>"
+
+
+def _summary(path, study, claims, seed=0, control=False, figures=()):
+    path.mkdir(parents=True)
+    (path / "summary.json").write_text(json.dumps({
+        "study": study, "claims": claims, "seed": seed, "quick": True, "control": control, "seconds": 1.0,
+        "task_version": "t/1", "figures": list(figures), "metrics": {"x": EVIL}, "config": {}, "provenance": {}}))
+
+
+def _claim(id, status, **kw):
+    return {"id": id, "claim": f"claim {id}", "paper_value": 1.0, "measured": 0.9, "tolerance": ">= 0.5",
+            "status": status, **kw}
+
+
+def test_malicious_names_and_status_are_escaped(tmp_path):
+    _summary(tmp_path / "runs" / "bad", EVIL, [_claim(EVIL, EVIL)], seed=EVIL, figures=["../../etc/passwd"])
+    out, n = build_report(tmp_path / "runs", tmp_path / "r.html")
+    page = out.read_text()
+    assert n == 1 and "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "missing figure: ../../etc/passwd" in page  # a figure outside the run directory is never read
+
+
+def test_held_claims_apart_and_control_beside_the_real_run(tmp_path):
+    runs = tmp_path / "runs"
+    _summary(runs / "real", "two-hop", [_claim("learns", "pass"),
+                                        _claim("data-prop", "pass", holds_without_training=True,
+                                               holds_reason="the metric's floor")])
+    _summary(runs / "ctrl", "two-hop", [_claim("learns", "fail"), _claim("data-prop", "pass")], control=True)
+    page = build_report(runs, tmp_path / "r.html")[0].read_text()
+    overview, held = page.split("Claims that hold without training")[0], page.split("Claims that hold without training")[1]
+    assert "data-prop" in held.split("</table>")[0] and "the metric&#39;s floor" in held
+    row = next(r for r in overview.split("<tr>") if "learns" in r and "real" in r)
+    assert row.index(">pass<") < row.index(">fail<")  # the control's status sits beside the real one
+    assert "control run of <a href='#real'>real</a>" in page
