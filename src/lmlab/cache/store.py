@@ -445,13 +445,62 @@ class SemanticCache:
                 self.flush()
             return eid
 
-    def put_many(self, items: Iterable[tuple[str, str]], namespace: NamespaceLike) -> int:
-        """``put`` each (prompt, response); returns how many were stored."""
-        n = 0
-        for p, r in items:
-            self.put(p, r, namespace)
-            n += 1
-        return n
+    def put_many(self, items: Iterable[tuple[Any, Any]], namespace: NamespaceLike, batch_size: int = 1000) -> list[int]:
+        """Store many (prompt, response) pairs: embedded in batches, one transaction per batch (a batch is
+        durable when its transaction commits). Returns the entry ids."""
+        ns, spec = _ns(namespace)
+        items = list(items)
+        ids: list[int] = []
+        for s in range(0, len(items), batch_size):
+            chunk = [(_text(p, "prompt", self.max_prompt_bytes), _text(r, "response", self.max_prompt_bytes))
+                     for p, r in items[s:s + batch_size]]
+            uniq = list(dict.fromkeys(p for p, _ in chunk))
+            vecs = dict(zip(uniq, self._embed(uniq)))
+            with self._lock:
+                self._index(ns)
+                now = self.clock()
+                db = self._db
+                new_ids, new_vecs = [], []
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._write_touched()
+                    db.execute("INSERT OR IGNORE INTO namespaces VALUES (?, ?)",
+                               (ns, json.dumps(spec, sort_keys=True, ensure_ascii=False)))
+                    for prompt, response in chunk:
+                        h = _hash(prompt)
+                        old = db.execute("SELECT id FROM entries WHERE ns=? AND prompt_hash=?", (ns, h)).fetchone()
+                        if old is not None:
+                            db.execute("UPDATE entries SET response=?, created=?, accessed=? WHERE id=?",
+                                       (response, now, now, old[0]))
+                            ids.append(old[0])
+                            continue
+                        cur = db.execute("INSERT INTO entries (ns, prompt, prompt_hash, response, vec, created, "
+                                         "accessed) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                         (ns, prompt, h, response, vecs[prompt].tobytes(), now, now))
+                        ids.append(int(cur.lastrowid))
+                        new_ids.append(int(cur.lastrowid))
+                        new_vecs.append(vecs[prompt])
+                    evicted = self._evict_rows(exclude=new_ids[-1]) if new_ids else []
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                self.counters["puts"] += len(chunk)
+                self.counters["evicted"] += len(evicted)
+                gone = set()
+                for ens, eids in _group(evicted).items():
+                    gone.update(eids)
+                    if ens in self._indexes and ens != ns:
+                        self._indexes[ens].remove(eids)
+                keep = [k for k, i in enumerate(new_ids) if i not in gone]
+                if keep:
+                    self._index(ns).add(np.array([new_ids[k] for k in keep]), np.stack([new_vecs[k] for k in keep]))
+                ns_gone = [i for i in _group(evicted).get(ns, []) if i not in set(new_ids)]
+                if ns_gone:
+                    self._index(ns).remove(ns_gone)
+                if sum(i.dirty for i in self._indexes.values()) >= self.flush_every:
+                    self.flush()
+        return ids
 
     # -- maintenance -----------------------------------------------------------------------------------------
     def _expired(self, created: float, now: float) -> bool:
@@ -460,9 +509,14 @@ class SemanticCache:
     def _touch(self, eid: int, now: float) -> None:
         self._touched[eid] = now
         if len(self._touched) >= 256:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._write_touched()
-            self._db.execute("COMMIT")
+            # access times only order LRU eviction: written without an fsync (a crash loses some recency, no entry)
+            self._db.execute("PRAGMA synchronous=OFF")
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._write_touched()
+                self._db.execute("COMMIT")
+            finally:
+                self._db.execute("PRAGMA synchronous=FULL")
 
     def _write_touched(self) -> None:
         if self._touched:
