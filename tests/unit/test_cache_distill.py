@@ -114,3 +114,12 @@ def test_simulation_edge_cases():
     assert rows[1]["hits"] == 49  # everything after the first query hits at tau = -1
     hr = static_hit_rates(v, np.linspace(-1, 1, 21), texts)
     assert all(a >= b for a, b in zip(hr, hr[1:]))
+
+
+@pytest.mark.parametrize("name", ["lmlab.cache.data", "lmlab.cache.store", "lmlab.cache.simulate"])
+def test_cache_docstring_examples(name):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0

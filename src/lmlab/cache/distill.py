@@ -140,6 +140,7 @@ def distill(model: Any, pairs: Sequence[tuple[str, str, float]], cfg: DistillCon
             sched.load_state_dict(state["sched"])
             step, curve = int(state["step"]), list(state["curve"])
             rng.setstate(state["rng"])
+            torch.set_rng_state(state["torch_rng"])  # dropout masks continue as if never interrupted
 
     def save() -> None:
         if ckpt is None:
@@ -147,7 +148,7 @@ def distill(model: Any, pairs: Sequence[tuple[str, str, float]], cfg: DistillCon
         with atomic_path(ckpt) as tmp:
             torch.save({"fingerprint": fp, "model": model.state_dict(), "a": a.detach(), "b": b.detach(),
                         "opt": opt.state_dict(), "sched": sched.state_dict(), "step": step, "curve": curve,
-                        "rng": rng.getstate()}, tmp)
+                        "rng": rng.getstate(), "torch_rng": torch.get_rng_state()}, tmp)
 
     model.train()
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc=f"distil ({cfg.loss})")
