@@ -28,7 +28,7 @@ def no_subprocess(monkeypatch):
 def test_gptcache_never_installs(no_subprocess):
     from lmlab.cache.peers import PipInstallRefused, import_gptcache
 
-    gptcache = import_gptcache()
+    import_gptcache()
     import gptcache.utils as gu
 
     # a backend whose library is missing makes gptcache try `pip install`; ours refuses instead
