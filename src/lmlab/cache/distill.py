@@ -175,6 +175,6 @@ def distill(model: Any, pairs: Sequence[tuple[str, str, float]], cfg: DistillCon
             save()
     bar.close()
     model.eval()
-    if not math.isfinite(float(a)):
+    if not math.isfinite(a.item()):
         raise RuntimeError("distillation diverged (a is not finite); lower lr_head")
-    return {"a": float(a), "b": float(b), "curve": curve, "steps": step, "fingerprint": fp}
+    return {"a": a.item(), "b": b.item(), "curve": curve, "steps": step, "fingerprint": fp}
