@@ -20,7 +20,7 @@ A cached answer for x' may serve x only if it also answers x. This study:
   wrong-hit rate that threshold gives on the evaluation stream.
 
 ``--quick``: 90 fine-tuning steps of 32 pairs per loss, 1,200 held-out pairs, a 1,200-query evaluation
-stream and an 800-query calibration stream (about 15 minutes on one core). ``--control`` shuffles the
+stream and an 800-query calibration stream (about 11 minutes on one core). ``--control`` shuffles the
 training labels (the distillation then learns nothing about reusability).
 """
 
