@@ -178,3 +178,12 @@ def check_pairs(prompts: Sequence[str], completions: Sequence[str]) -> None:
         raise TypeError("prompts and completions must be sequences of strings, not a single string")
     if len(prompts) != len(completions):
         raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions; pass one completion per prompt")
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    """``text`` up to the first occurrence of each stop string in turn (the stop string itself dropped)."""
+    for s in stop:
+        i = text.find(s)
+        if i >= 0:
+            text = text[:i]
+    return text

@@ -46,7 +46,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from lmlab.lm.base import LMError
+from lmlab.lm.base import LMError, cut_at_stop
 
 PRECISIONS = ("float32", "bfloat16", "int8", "int8-dynamic")
 
@@ -358,7 +358,7 @@ class DecodeEngine:
         texts: list[str] = []
         for i in range(0, len(seqs), batch_size):
             ids = self.generate_ids(seqs[i:i + batch_size], max_new_tokens, temperature, top_p, top_k, stop)
-            texts += [_cut(self.tokenizer.decode(t, skip_special_tokens=True), stop) for t in ids]
+            texts += [cut_at_stop(self.tokenizer.decode(t, skip_special_tokens=True), stop) for t in ids]
         return texts
 
     def queue(self, max_batch: int = 8, max_pending: int = 64, max_len: int = 1024) -> GenerationQueue:
@@ -390,14 +390,6 @@ def _hit_stop(tokenizer: Any, ids: list[int], stop: Sequence[str]) -> bool:
     # only the tail can contain a new match: decode the last few tokens
     tail = tokenizer.decode(ids[-8:], skip_special_tokens=True)
     return any(s and s in tail for s in stop)
-
-
-def _cut(text: str, stop: Sequence[str]) -> str:
-    for s in stop:
-        i = text.find(s)
-        if i >= 0:
-            text = text[:i]
-    return text
 
 
 # -- continuous batching -----------------------------------------------------------------------------------
@@ -564,7 +556,7 @@ class GenerationQueue:
             r.out.append(t)
             finished = len(r.out) >= r.max_new_tokens or bool(r.stop and _hit_stop(eng.tokenizer, r.out, r.stop))
         if finished:
-            text = _cut(eng.tokenizer.decode(r.out, skip_special_tokens=True), r.stop)
+            text = cut_at_stop(eng.tokenizer.decode(r.out, skip_special_tokens=True), r.stop)
             active[s] = None
             next_tok[s] = eng.pad_id
             self.stats["completed"] += 1

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from lmlab.lm.base import LM, LMError, check_pairs, model_fingerprint
+from lmlab.lm.base import LM, LMError, check_pairs, cut_at_stop, model_fingerprint
 
 LLM_EXTRA = "pip install -e '.[llm]'  (or: pip install transformers gguf accelerate safetensors)"
 
@@ -331,7 +331,7 @@ class HFLM(LM):
                 kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
             out = self.model.generate(input_ids=ids, attention_mask=mask, **kwargs)
             texts += self._tokenizer.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)
-        return [_cut(t, stop) for t in texts]
+        return [cut_at_stop(t, stop) for t in texts]
 
     # -- recording ---------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -404,9 +404,3 @@ def _seq(prompts: Sequence[str]) -> list[str]:
     return list(prompts)
 
 
-def _cut(text: str, stop: Sequence[str]) -> str:
-    for s in stop:
-        i = text.find(s)
-        if i >= 0:
-            text = text[:i]
-    return text
