@@ -13,7 +13,7 @@ a pretrained model's modules (``HFLM.record``), on four input domains generated 
 
 ==========  ===================================================================================
 prose       windows of plain English paragraphs (written for this study, in this module)
-code        windows of lmlab's own Python source
+code        windows of CPython standard-library modules (STDLIB_CODE)
 numbers     comma-separated random integers
 repeated    one random common word repeated
 ==========  ===================================================================================
@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +121,7 @@ def domain_windows(domain: str, tokenizer: Any, n: int, seq_len: int, rng: np.ra
         return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
     if domain in ("prose", "code"):
-        text = PROSE if domain == "prose" else _lmlab_source()
+        text = PROSE if domain == "prose" else stdlib_source()
         ids = encode(text)
         if len(ids) < seq_len + 1:
             raise ConfigError(f"LLMSinksConfig.seq_len ({seq_len}) is longer than the {domain} corpus ({len(ids)} tokens)")
@@ -138,12 +137,21 @@ def domain_windows(domain: str, tokenizer: Any, n: int, seq_len: int, rng: np.ra
     return out
 
 
-def _lmlab_source() -> str:
-    root = resources.files("lmlab")
-    parts = []
-    for rel in ("config.py", "train/loop.py", "nn/model.py", "tasks/two_hop.py", "registry.py"):
-        parts.append(root.joinpath(rel).read_text())
-    return "\n\n".join(parts)
+#: the code domain: modules of the CPython standard library (PSF licence), read from the running Python's
+#: installation, so the text changes only with the Python version (recorded in the summary's provenance), not
+#: with lmlab's own source
+STDLIB_CODE = ("textwrap.py", "shlex.py", "fractions.py", "json/decoder.py", "json/encoder.py")
+
+
+def stdlib_source() -> str:
+    import sysconfig
+
+    root = Path(sysconfig.get_paths()["stdlib"])
+    try:
+        return "\n\n".join((root / rel).read_text(encoding="utf-8") for rel in STDLIB_CODE)
+    except OSError as e:
+        raise ConfigError(f"LLMSinksConfig.domains 'code': the standard library source {e.filename} is missing "
+                          "(a Python without its .py files); drop 'code' from domains") from None
 
 
 def measure(lm: Any, windows: list[list[int]], batch_size: int) -> dict[str, torch.Tensor]:
