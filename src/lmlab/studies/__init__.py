@@ -13,4 +13,5 @@ STUDIES = Registry("study", {
     "token-assorted": "lmlab.studies.token_assorted:TokenAssortedStudy",
     "muli": "lmlab.studies.muli:MULIStudy",
     "embedllm": "lmlab.studies.embedllm:EmbedLLMStudy",
+    "ideal": "lmlab.studies.ideal:IdealStudy",
 })
