@@ -7,7 +7,7 @@ parameters anywhere.
 
 >>> import torch
 >>> enc = CFAEncoder(n_channels=3, period=2, kind="bayer")
->>> enc.weights()[:, 0, 0].tolist()          # top-left of RGGB is red
+>>> [round(v, 6) for v in enc.weights()[:, 0, 0].tolist()]   # top-left of RGGB is red
 [1.0, 0.0, 0.0]
 >>> enc(torch.ones(1, 3, 4, 4)).shape
 torch.Size([1, 1, 4, 4])

@@ -5,9 +5,9 @@ Sources: ``sample_images`` (scikit-learn's ``load_sample_images``: two 427x640 c
 scikit-image is installed; nothing is downloaded), or a folder path of PNG/JPEG files. Images come back as float
 arrays in [0, 1] of shape (H, W, C).
 
->>> imgs = load_objects("digits")
+>>> imgs = load_objects("digits", color=False)
 >>> len(imgs), imgs[0].shape
-(1797, 8, 8, 1)
+(1797, (8, 8, 1))
 """
 
 from __future__ import annotations
