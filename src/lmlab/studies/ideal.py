@@ -231,7 +231,7 @@ class IdealStudy(Study):
                 train_decoder(enc, dec, color.sampler, color.scale, cfg.decoder_steps, cfg.decoder_lr, cfg.decoder_batch,
                               seed=cfg.seed + 100 + r, shuffle_targets=cfg.shuffle_targets, progress=False)
                 psnrs.append(reconstruction_psnr(enc, dec, color.test, color.scale, seed=cfg.seed + r))
-            results[k] = {"mi_bits": mi["mi_bits"], "mi_ci": mi["ci"], "model": mi["model"], "nll": mi["nll"],
+            results[k] = {"mi_bits": mi["mi_bits"], "mi_ci": list(mi["ci"]), "model": mi["model"], "nll": mi["nll"],
                           "h_y_given_x": mi["h_y_given_x"], "mi_draws": draws, "psnr": psnrs,
                           "weights": enc.weights().detach().tolist()}
             save()
@@ -248,7 +248,7 @@ class IdealStudy(Study):
         for k, enc in psfs.items():
             if k not in psf_res:
                 m = measure_mi(enc, grey, cfg.n_train, cfg, ("full_gaussian",), cfg.seed)
-                psf_res[k] = {"mi_bits": m["mi_bits"], "mi_ci": m["ci"], "psf": enc.psf().detach().tolist()}
+                psf_res[k] = {"mi_bits": m["mi_bits"], "mi_ci": list(m["ci"]), "psf": enc.psf().detach().tolist()}
                 save()
 
         # 4. MI vs photons for several encoders (and the two IDEAL designs)
