@@ -18,6 +18,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from lmlab.lm.embed import Embedder
+
 
 class CacheEmbedder(Protocol):
     name: str
@@ -99,17 +101,14 @@ def weights_fingerprint(module: Any) -> str:
     return h.hexdigest()[:16]
 
 
-class STEmbedder:
-    """A sentence-transformers model as a cache embedder (unit-norm output, batched, no progress bar)."""
+class STEmbedder(Embedder):
+    """A sentence-transformers model as a cache embedder: :class:`lmlab.lm.embed.Embedder` with a batch size
+    and a fingerprint of every weight (a fine-tuned model must never hit another model's store)."""
 
     def __init__(self, model: Any, name: str = "all-MiniLM-L6-v2", batch_size: int = 64):
-        self.model, self.name, self.batch_size = model, name, batch_size
+        super().__init__(model, name)
+        self.batch_size = batch_size
         self._fp: str | None = None
-
-    @property
-    def dim(self) -> int:
-        get = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
-        return int(get())
 
     @property
     def fingerprint(self) -> str:
@@ -121,12 +120,8 @@ class STEmbedder:
         """Call after changing the weights (fine-tuning) so the fingerprint is recomputed."""
         self._fp = None
 
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        if len(texts) == 0:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        out = self.model.encode(list(texts), batch_size=self.batch_size, convert_to_numpy=True,
-                                normalize_embeddings=True, show_progress_bar=False)
-        return np.asarray(out, dtype=np.float32)
+    def encode(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
+        return super().encode(texts, batch_size or self.batch_size)
 
 
 def load_st_embedder(path: str | Path | None = None, device: str = "cpu") -> STEmbedder:
