@@ -61,6 +61,11 @@ class Study:
     config_cls: ClassVar[type[Config]]
     #: the study loads a pretrained LM (its config has an ``lm`` section or a ``model`` spec)
     needs_lm: ClassVar[bool] = False
+    #: overrides on top of ``--quick`` that make a seconds-scale run of the same pipeline (the test that runs
+    #: every study's ``--control`` uses them; a study with an ``lm`` section gets a tiny random LM as well)
+    tiny: ClassVar[tuple[str, ...]] = ()
+    #: model wheels the tiny run still needs (``"minilm"``: all-MiniLM-L6-v2); the control test skips without them
+    tiny_needs: ClassVar[tuple[str, ...]] = ()
 
     def default_config(self) -> Config:
         return self.config_cls()

@@ -171,6 +171,10 @@ def spearman_with_ci(mi_draws: np.ndarray, psnr_reps: np.ndarray, n_boot: int, s
 
 
 class IdealStudy(Study):
+    tiny = ("ideal_steps=4", "psf_ideal_steps=4", "e2e_steps=4", "decoder_steps=4", "decoder_hidden=4",
+            "decoder_layers=2", "n_train=300", "n_test=100", "n_sweep=300", "n_boot=10", "ideal_batch=64", "patch=8",
+            "period=2", "replicates=2", "models=[\"full_gaussian\"]", "photon_sweep=[10.0,100.0]",
+            "sweep_encoders=[\"psf:delta\",\"cfa:bayer\"]", "pixelcnn_designs=[]", "progress=false")
     name = "ideal"
     title = "IDEAL: information-driven design of imaging systems"
     paper = "Pinkard et al. 2025, arXiv 2405.20559"

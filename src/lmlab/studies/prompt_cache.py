@@ -101,6 +101,9 @@ class PromptCacheConfig(Config):
 
 
 class PromptCacheStudy(Study):
+    tiny = ("distill.steps=2", "n_train_pairs=100", "n_test_pairs=100", "stream_len=100", "calib_len=80",
+            "gptcache_grid=2", "progress=false", "save_models=false")
+    tiny_needs = ("minilm",)
     name = "prompt-cache"
     title = "semantic prompt cache with a distilled reuse model (BCE / SLD) vs untuned MiniLM and GPTCache"
     paper = "Zhu, Zhu & Jiao 2024, arXiv 2402.01173"

@@ -1,0 +1,42 @@
+"""Every registered study's negative control, at a seconds-scale size: ``--quick --control`` with the study's
+``tiny`` overrides (and a tiny random LM for studies with an ``lm`` section). A claim that passes under the
+control is a defect unless it is marked ``holds_without_training`` with a reason."""
+
+from __future__ import annotations
+
+import pytest
+
+from lmlab.config import LMConfig
+from lmlab.studies import STUDIES
+from lmlab.studies.runner import make_config, resolve_study
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny_lm_dir(tmp_path_factory):
+    from lmlab.lm.testing import tiny_model_dir
+
+    return str(tiny_model_dir(tmp_path_factory.mktemp("tiny-lm")))
+
+
+@pytest.mark.parametrize("name", sorted(STUDIES.names()))
+def test_control_fails_its_claims(name, tmp_path, tiny_lm_dir, monkeypatch):
+    monkeypatch.setenv("LMLAB_CACHE", str(tmp_path / "cache"))
+    study = resolve_study(name)
+    if not study.tiny:
+        pytest.skip(f"study {name!r} declares no `tiny` overrides for its control test yet")
+    if "minilm" in study.tiny_needs:
+        from lmlab.lm.embed import default_embedder_path
+
+        try:
+            default_embedder_path()
+        except Exception as e:  # the model wheel is installed by `make models`, not by `make test`
+            pytest.skip(f"{name}: all-MiniLM-L6-v2 wheel not installed ({e})")
+    cfg = make_config(study, quick=True, overrides=list(study.tiny))
+    if isinstance(getattr(cfg, "lm", None), LMConfig) and not any(o.startswith("lm.model=") for o in study.tiny):
+        cfg = make_config(study, quick=True, overrides=list(study.tiny), model=tiny_lm_dir)
+    summary = study.run(cfg, tmp_path / "control", quick=True, control=True)
+    assert summary.control
+    passing = [c.id for c in summary.claims if c.status == "pass" and not c.holds_without_training]
+    assert not passing, f"{name}: claims pass with learning switched off: {passing}"
