@@ -1,4 +1,4 @@
-"""Command line: ``lmlab list | run STUDY | moderate TEXT... | report | cache ...``.
+"""Command line: ``lmlab list | run STUDY | moderate TEXT... | report | cache ... | serve``.
 
 Errors in configs, data files and checkpoints print one line (``error: ...``) and exit with code 2.
 """
@@ -411,6 +411,44 @@ def cache_purge(store: _Store, namespace: _NsOpt = None, model: _Model = None, p
         typer.echo(f"purged {n} entries")
 
     _cache_call(go)
+
+
+@app.command()
+def serve(
+    config: Annotated[Optional[Path], typer.Option("--config", help="gateway TOML (or JSON) file; defaults without it")] = None,
+    host: Annotated[Optional[str], typer.Option(help="bind address (default 127.0.0.1)")] = None,
+    port: Annotated[Optional[int], typer.Option(help="port (default 8000)")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="uvicorn worker processes (they share the cache and metrics)")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="override a config field, e.g. cache.enabled=false")] = None,
+    hash_key: Annotated[Optional[str], typer.Option("--hash-key", help="print the sha256 of an API key for "
+                                                                      "[[auth.keys]] and exit")] = None,
+    show_config: Annotated[bool, typer.Option("--show-config", help="print the resolved config as JSON and exit")] = False,
+) -> None:
+    """Run the OpenAI-compatible gateway (guard, semantic cache, router, backends). Docs: docs/serve.md."""
+    from lmlab.config import ConfigError
+    from lmlab.serve.config import GatewayConfig
+    from lmlab.serve.config import hash_key as _hash
+
+    if hash_key is not None:
+        typer.echo(_hash(hash_key))
+        return
+    try:
+        cfg = GatewayConfig.load(config, list(set_ or []))
+        srv = {k: v for k, v in (("host", host), ("port", port), ("workers", workers)) if v is not None}
+        if srv:
+            cfg = cfg.replace(server=cfg.server.replace(**srv))
+    except ConfigError as e:
+        _fail(str(e))
+        return
+    if show_config:
+        typer.echo(json.dumps(cfg.to_dict(), indent=1))
+        return
+    from lmlab.serve.run import run_server
+
+    try:
+        run_server(cfg)
+    except ConfigError as e:
+        _fail(str(e))
 
 
 def main() -> None:  # pragma: no cover
