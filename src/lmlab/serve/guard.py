@@ -122,7 +122,9 @@ def default_detector(cfg: GuardConfig, lm: Any, state_dir: Path, max_prompts: in
     train, calib = stratified_split(data.labels, cfg.calib_frac, cfg.seed)
     log.info("guard: building the default MULI detector for %s on %d moderation prompts (once per model; saved to %s)",
              lm.name, len(data), out)
-    feats_progress = FirstTokenFeatures(lm, template, cache_dir=None, progress=True)
+    # the bundled prompts' logits go through lmlab's on-disk feature cache (shared with the muli study), so a
+    # rebuild with another target_fpr or split reuses them; request-time features are never written to disk
+    feats_progress = FirstTokenFeatures(lm, template, cache_dir="default", progress=True)
     X = feats_progress.logits(data.texts)
     log.info("guard: first-token logits in %.0f s; fitting", time.perf_counter() - t0)
     det = MULIDetector(feats, solver="sgd", model_spec=str(getattr(lm, "name", "default")), seed=cfg.seed)

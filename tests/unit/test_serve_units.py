@@ -1,0 +1,160 @@
+"""Pieces of the gateway without a server: config, circuit breaker, token bucket, guard calibration, parsing."""
+
+import numpy as np
+import pytest
+
+from lmlab.config import ConfigError
+from lmlab.serve import GatewayConfig, hash_key
+from lmlab.serve.backends import CircuitBreaker, pieces
+from lmlab.serve.config import reference
+from lmlab.serve.guard import threshold_at_fpr
+
+TOML = """
+[server]
+port = 8123
+state_dir = "{state}"
+
+[[backends]]
+name = "small"
+kind = "fake"
+reply = "hi"
+
+[[backends]]
+name = "big"
+kind = "upstream"
+url = "http://127.0.0.1:9/v1"
+model = "m"
+
+[guard]
+enabled = false
+
+[router]
+fallback = ["big", "small"]
+
+[[auth.keys]]
+sha256 = "{digest}"
+tenant = "acme"
+rps = 2
+"""
+
+
+def test_toml_config_round_trip(tmp_path):
+    p = tmp_path / "gateway.toml"
+    p.write_text(TOML.format(state=tmp_path / "st", digest=hash_key("k")))
+    cfg = GatewayConfig.load(p, ["cache.threshold=0.95"])
+    assert cfg.server.port == 8123 and [b.name for b in cfg.backends] == ["small", "big"]
+    assert cfg.backends[1].kind == "upstream" and cfg.auth.keys[0].tenant == "acme" and cfg.auth.keys[0].rps == 2
+    assert cfg.cache.threshold == 0.95 and cfg.state_dir() == tmp_path / "st"
+    assert GatewayConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize("text,match", [
+    ('[[backends]]\nname = "a"\nkind = "fake"\n[[backends]]\nname = "a"\nkind = "fake"\n', "used twice"),
+    ('[[backends]]\nname = "a"\nkind = "upstream"\nurl = "ftp://x"\n', "url"),
+    ('[cache]\nthreshhold = 0.9\n', "did you mean 'threshold'"),
+    ('[router]\nfallback = ["zzz"]\n', "router.fallback"),
+    ('[[backends]]\nname = "auto"\nkind = "fake"\n', "router.alias"),
+    ('[[auth.keys]]\nsha256 = "plain-key"\n', "64 hex digits"),
+    ('[server\n', "not valid TOML"),
+])
+def test_config_errors_are_one_line(tmp_path, text, match):
+    p = tmp_path / "g.toml"
+    p.write_text(text)
+    with pytest.raises(ConfigError, match=match) as ei:
+        GatewayConfig.load(p)
+    assert "\n" not in str(ei.value)
+
+
+def test_reference_lists_every_section():
+    ref = reference()
+    for sec in ("server", "[[backends]]", "guard", "cache", "router", "injection", "[[auth.keys]]", "limits", "logging"):
+        assert f"| {sec} |" in ref
+    assert "`breaker_failures`" in ref and "`target_fpr`" in ref
+
+
+def test_hash_key():
+    assert hash_key("test") == "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+
+
+def test_circuit_breaker_states():
+    now = [0.0]
+    b = CircuitBreaker(failures=3, cooldown_s=10, clock=lambda: now[0])
+    for _ in range(2):
+        assert b.allow()
+        b.failure()
+    assert b.state == "closed"
+    b.failure()
+    assert b.state == "open" and not b.allow() and b.retry_after() == 10
+    now[0] = 10.0
+    assert b.allow() and b.state == "half_open"
+    assert not b.allow()  # one trial at a time
+    b.failure()
+    assert b.state == "open" and not b.allow()
+    now[0] = 25.0
+    assert b.allow()
+    b.success()
+    assert b.state == "closed" and b.failures == 0 and b.allow()
+
+
+def test_token_bucket(monkeypatch):
+    from lmlab.serve import app as appmod
+
+    now = [100.0]
+    monkeypatch.setattr(appmod.time, "monotonic", lambda: now[0])
+    tb = appmod.TokenBucket(rate=2.0, burst=3)
+    assert [tb.take() for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert tb.take() == pytest.approx(0.5)
+    now[0] += 0.5
+    assert tb.take() == 0.0
+
+
+def test_threshold_at_fpr():
+    benign = np.linspace(0, 1, 101)
+    t = threshold_at_fpr(benign, 0.05)
+    assert np.mean(benign >= t) <= 0.05 and np.mean(benign >= np.nextafter(benign[-6], -1)) > 0.05
+    assert np.mean(benign >= threshold_at_fpr(benign, 0.001)) == 0
+
+
+def test_pieces_join_back():
+    for text in ("", "one", "a fairly long answer with several words in it, and punctuation.", "trailing "):
+        assert "".join(pieces(text, 8)) == text
+
+
+def test_parse_chat_rejects_bad_fields():
+    from lmlab.serve.app import parse_chat
+    from lmlab.serve.config import LimitsConfig
+    from lmlab.serve.errors import GatewayError
+
+    lim = LimitsConfig(max_tokens=100)
+    ok, stream, opts = parse_chat({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5, "stop": "x",
+                                   "lmlab": {"cache": True}}, lim)
+    assert ok.max_tokens == 5 and ok.stop == ["x"] and not stream and opts == {"cache": True}
+    for bad in ({"messages": []}, {"messages": [{"role": "wizard", "content": "x"}]},
+                {"messages": [{"role": "user", "content": 3}]},
+                {"messages": [{"role": "user", "content": "x"}], "n": 2},
+                {"messages": [{"role": "user", "content": "x"}], "top_p": "high"},
+                {"messages": [{"role": "user", "content": "x"}], "max_tokens": 101},
+                {"messages": [{"role": "user", "content": "x"}], "stream": "yes"}):
+        with pytest.raises(GatewayError) as ei:
+            parse_chat(bad, lim)
+        assert ei.value.status == 400
+
+
+@pytest.mark.slow
+def test_default_guard_builds_calibrates_and_reloads(tmp_path, monkeypatch, one_thread):
+    """The default MULI guard on a tiny random model and 80 bundled prompts: fitted, calibrated to the target FPR
+    on its held-out split, saved, and loaded (not rebuilt) the second time."""
+    from lmlab.lm.testing import tiny_hf_lm
+    from lmlab.serve.config import GuardConfig
+    from lmlab.serve.guard import build_guard, default_detector
+
+    monkeypatch.setenv("LMLAB_CACHE", str(tmp_path / "cache"))
+    lm = tiny_hf_lm()
+    cfg = GuardConfig(target_fpr=0.1)
+    det, meta = default_detector(cfg, lm, tmp_path / "state", max_prompts=80)
+    assert meta["calib_fpr"] <= 0.1 and meta["n_calib"] == 24
+    assert (tmp_path / "state" / "guard").exists()
+    det2, meta2 = default_detector(cfg, lm, tmp_path / "state", max_prompts=80)
+    assert meta2 == meta and np.allclose(det2.score(["hello"]), det.score(["hello"]))
+    g = build_guard(GuardConfig(enabled=False), lm, tmp_path)
+    assert g is None
