@@ -158,3 +158,20 @@ def test_default_guard_builds_calibrates_and_reloads(tmp_path, monkeypatch, one_
     assert meta2 == meta and np.allclose(det2.score(["hello"]), det.score(["hello"]))
     g = build_guard(GuardConfig(enabled=False), lm, tmp_path)
     assert g is None
+
+
+def test_shared_store_serves_another_handles_semantic_entry(tmp_path):
+    """Two gateway workers = two handles on one store: an entry committed by one is found by the other's next
+    semantic lookup (not only by the exact-match path), without reopening."""
+    from lmlab.cache import HashingEmbedder, Namespace, SemanticCache
+
+    ns = Namespace(model="m", tenant="t")
+    a = SemanticCache(HashingEmbedder(256), tmp_path, threshold=0.5, shared=True)
+    b = SemanticCache(HashingEmbedder(256), tmp_path, threshold=0.5, shared=True)
+    a.put("what is the capital of peru", "Lima.", ns)
+    assert b.get("what is the capital of peru?", ns) is not None  # b loads the index after a's put
+    b.put("how tall is mount everest", "8849 m", ns)
+    hit = a.get("how tall is mount everest?", ns)  # a's index was loaded before b's put
+    assert hit is not None and hit.response == "8849 m" and not hit.exact
+    a.close()
+    b.close()

@@ -113,9 +113,9 @@ class Gateway:
             from lmlab.cache import SemanticCache
 
             store = Path(cfg.cache.store).expanduser() if cfg.cache.store else self.state_dir / "cache"
-            # flush_every=1: the vector index file follows every write, so another worker opening it is current
             self.cache = await asyncio.to_thread(SemanticCache, self.embedder, store, cfg.cache.threshold,
-                                                 ttl_s=cfg.cache.ttl_s, max_entries=cfg.cache.max_entries)
+                                                 ttl_s=cfg.cache.ttl_s, max_entries=cfg.cache.max_entries,
+                                                 shared=True)
         if cfg.guard.enabled:
             from lmlab.serve.guard import build_guard
 
