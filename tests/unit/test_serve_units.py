@@ -175,3 +175,34 @@ def test_shared_store_serves_another_handles_semantic_entry(tmp_path):
     assert hit is not None and hit.response == "8849 m" and not hit.exact
     a.close()
     b.close()
+
+
+@pytest.mark.slow
+def test_embedllm_router_over_backends(tmp_path):
+    """A correctness matrix whose models are backend names: arithmetic goes to 'calc', geography to 'atlas'."""
+    from lmlab.cache import HashingEmbedder
+    from lmlab.routing.data import CorrectnessMatrix, save_matrix
+    from lmlab.serve.config import RouterConfig
+    from lmlab.serve.router import Router
+
+    rng = np.random.default_rng(0)
+    cities = ["peru", "chile", "france", "spain", "japan", "kenya", "egypt", "india", "italy", "china"]
+    qs, lab = [], []
+    for i in range(40):
+        a, b = rng.integers(2, 99, 2)
+        qs.append(f"what is {a} plus {b}")
+        lab.append((1, 0))
+        qs.append(f"what is the capital of {cities[i % 10]}")
+        lab.append((0, 1))
+    m = CorrectnessMatrix(np.array(lab).T, ["calc", "atlas"], question_text=qs)
+    path = save_matrix(m, tmp_path / "m.npz")
+    cfg = RouterConfig(matrix=str(path), epochs=150, lr=1e-2, batch_size=32)
+    r = Router(cfg, ["fallbackfirst", "calc", "atlas"], HashingEmbedder(256), tmp_path)
+    assert r.by == "embedllm"
+    assert r.plan("what is 12 plus 30")[0][0] == "calc"
+    order, by = r.plan("what is the capital of italy")
+    assert order[0] == "atlas" and by == "embedllm" and sorted(order) == ["atlas", "calc", "fallbackfirst"]
+    assert list((tmp_path / "router").glob("embedllm-*.pt"))
+    r2 = Router(cfg, ["fallbackfirst", "calc", "atlas"], HashingEmbedder(256), tmp_path)  # loads the saved fit
+    assert r2.plan("what is 3 plus 4")[0][0] == "calc"
+    assert Router(RouterConfig(), ["x", "y"]).plan("anything") == (["x", "y"], "fallback")

@@ -156,9 +156,13 @@ class RouterConfig(Config):
     #: questions have text: the EmbedLLM router is fitted on it (features from the cache's embedder). "" = fallback
     matrix: str = ""
     fallback: tuple[str, ...] = ()  # backend names in the order tried; () = the order of [[backends]]
-    epochs: int = 50  # EmbedLLM training epochs
+    epochs: int = 50  # EmbedLLM training (the reference code's defaults; raise lr for a small matrix)
+    lr: float = 1e-4
+    batch_size: int = 2048
 
     def validate(self) -> None:
+        if self.epochs < 1 or self.lr <= 0 or self.batch_size < 1:
+            raise ConfigError("router: epochs >= 1, lr > 0 and batch_size >= 1")
         if not _NAME.match(self.alias):
             raise ConfigError(f"router.alias ({self.alias!r}) must be a plain model name")
 

@@ -51,7 +51,7 @@ class Router:
             raise ConfigError(f"router.matrix: none of its models ({', '.join(m.model_names[:5])}...) is a backend name "
                               f"({', '.join(self.order)})")
         x = self.embedder.encode(list(m.question_text))
-        cfg = EmbedLLMConfig(epochs=self.cfg.epochs)
+        cfg = EmbedLLMConfig(epochs=self.cfg.epochs, lr=self.cfg.lr, batch_size=self.cfg.batch_size, progress=False)
         key = fingerprint(path.with_suffix(".npz").read_bytes(), getattr(self.embedder, "fingerprint", ""),
                           cfg.to_dict())
         saved = (state_dir / "router" / f"embedllm-{key}.pt") if state_dir is not None else None
