@@ -287,3 +287,14 @@ def test_metrics(gateway):
                  "lmlab_route_total", "lmlab_queue_depth", "lmlab_shed_total", "lmlab_upstream_failures_total"):
         assert name in text, name
     assert 'lmlab_cache_total{result="hit_exact"}' in text
+
+
+def test_moderations_endpoint_and_remote_guard(gateway, monkeypatch):
+    """/v1/moderations is the guard in OpenAI's shape; a gateway (a multi-worker one's workers) can use another's."""
+    from lmlab.serve.guard import build_guard
+
+    res = client(gateway).moderations.create(input=["hello", "the forbidden word"])
+    assert [r.flagged for r in res.results] == [False, True]
+    monkeypatch.setenv("LMLAB_MODEL_HOST_KEY", KEY_A)
+    g = build_guard(GuardConfig(detector=gateway), None, None)
+    assert g.threshold == 0.5 and g.check("forbidden fruit")[0] and not g.check("fruit")[0]

@@ -206,3 +206,21 @@ def test_embedllm_router_over_backends(tmp_path):
     r2 = Router(cfg, ["fallbackfirst", "calc", "atlas"], HashingEmbedder(256), tmp_path)  # loads the saved fit
     assert r2.plan("what is 3 plus 4")[0][0] == "calc"
     assert Router(RouterConfig(), ["x", "y"]).plan("anything") == (["x", "y"], "fallback")
+
+
+def test_split_for_model_host():
+    from lmlab.serve.config import BackendConfig, GuardConfig, ServerConfig
+    from lmlab.serve.run import split_for_model_host
+
+    cfg = GatewayConfig(server=ServerConfig(workers=3, port=8000),
+                        backends=(BackendConfig(name="smol", kind="local", max_pending=16),
+                                  BackendConfig(name="f", kind="fake")),
+                        guard=GuardConfig(detector="default"))
+    host, workers = split_for_model_host(cfg, 9999, "secret")
+    assert [b.name for b in host.backends] == ["smol"] and host.server.role == "model-host"
+    assert host.server.host == "127.0.0.1" and host.server.workers == 1 and not host.cache.enabled
+    assert host.auth.keys[0].digest == hash_key("secret") and host.guard.detector == "default"
+    smol = workers.backend("smol")
+    assert smol.kind == "upstream" and smol.url == "http://127.0.0.1:9999/v1" and smol.model == "smol"
+    assert smol.api_key_env == "LMLAB_MODEL_HOST_KEY" and workers.backend("f").kind == "fake"
+    assert workers.guard.detector == "http://127.0.0.1:9999"

@@ -514,13 +514,15 @@ def create_app(config: GatewayConfig | str | Path | None = None, *, detector: An
             meta["model"] = model
             gw.admit()
             admitted = True
-            gw.injection(req, meta)
             text = user_text(req)
             gen: Generation | None = None
-            if await gw.screen(text, meta):
-                gen = Generation(cfg.guard.refusal, "content_filter", 0, 0)
-                meta["route"] = "guard"
-            target = gw.cache_target(req, model, endpoint, caller, opts) if gen is None else None
+            target = None
+            if cfg.server.role == "gateway":  # a model host only generates: its gateway workers ran the stages
+                gw.injection(req, meta)
+                if await gw.screen(text, meta):
+                    gen = Generation(cfg.guard.refusal, "content_filter", 0, 0)
+                    meta["route"] = "guard"
+                target = gw.cache_target(req, model, endpoint, caller, opts) if gen is None else None
             if target is not None:
                 hit = await gw.cache_get(target, meta)
                 if hit is not None:
@@ -689,6 +691,35 @@ def create_app(config: GatewayConfig | str | Path | None = None, *, detector: An
                                  "usage": {"prompt_tokens": n_tok, "total_tokens": n_tok}})
         except GatewayError as e:
             finish("embeddings", caller, e.status, t0, meta, {"error": e.code or e.type})
+            return error_response(e)
+
+    @app.post("/v1/moderations")
+    async def moderations(request: Request) -> Any:
+        """The input guard as OpenAI's moderation endpoint: one category, ``toxic``, scored P(toxic)."""
+        t0 = time.perf_counter()
+        caller: Caller | None = None
+        try:
+            caller = gw.authenticate(request)
+            body = await gw.read_json(request)
+            if gw.guard is None:
+                raise GatewayError(404, "this gateway has no guard (guard.enabled = false)", "invalid_request_error",
+                                   "no_guard")
+            inp = body.get("input")
+            texts = [inp] if isinstance(inp, str) else inp
+            if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+                raise bad_request("'input' must be a string or a non-empty list of strings", "input")
+            if len(texts) > MAX_EMBED_INPUTS:
+                raise bad_request(f"at most {MAX_EMBED_INPUTS} inputs per request", "input")
+            p = await asyncio.to_thread(gw.guard.scores, texts)
+            thr = gw.guard.threshold
+            results = [{"flagged": bool(x >= thr), "categories": {"toxic": bool(x >= thr)},
+                        "category_scores": {"toxic": float(x)}} for x in p]
+            for r_ in results:
+                m.guard.labels("flagged" if r_["flagged"] else "pass").inc()
+            finish("moderations", caller, 200, t0, {}, {"inputs": len(texts)})
+            return JSONResponse({"id": "modr-" + secrets.token_hex(12), "model": "lmlab-guard", "results": results})
+        except GatewayError as e:
+            finish("moderations", caller, e.status, t0, {}, {"error": e.code or e.type})
             return error_response(e)
 
     @app.get("/v1/models")

@@ -364,16 +364,24 @@ class UpstreamBackend(Backend):
                            {"Retry-After": str(max(1, int(self.breaker.retry_after() + 0.999)))})
 
     @staticmethod
-    def _status_error(status: int, text: str, name: str) -> GatewayError:
-        """A 4xx from upstream passes through (its OpenAI error body when it has one); 5xx becomes 502."""
+    def _status_error(status: int, text: str, name: str, retry_after: str | None = None) -> GatewayError:
+        """A 4xx from upstream passes through (its OpenAI error body when it has one, and its Retry-After); so does
+        a 503 that says the upstream is overloaded (it sheds load: not retried, not a circuit-breaker failure);
+        other 5xx become 502."""
         try:
             err = json.loads(text).get("error") or {}
         except (ValueError, AttributeError):
             err = {}
-        if 400 <= status < 500:
+        headers = {"Retry-After": retry_after} if retry_after else None
+        if 400 <= status < 500 or (status == 503 and err.get("code") == "server_overloaded"):
             return GatewayError(status, str(err.get("message") or f"upstream {name} answered HTTP {status}"),
-                                str(err.get("type") or "invalid_request_error"), err.get("code"), err.get("param"))
+                                str(err.get("type") or "invalid_request_error"), err.get("code"), err.get("param"),
+                                headers=headers)
         return upstream(f"upstream {name} answered HTTP {status}", 502, "upstream_error")
+
+    @staticmethod
+    def _overloaded(status: int, text: str) -> bool:
+        return status == 503 and '"server_overloaded"' in text
 
     async def _attempts(self, fn: Any) -> Any:
         """Run ``fn()`` with retries and back-off inside the total deadline; feeds the circuit breaker."""
@@ -426,10 +434,10 @@ class UpstreamBackend(Backend):
                 r = await self.client.post(route, json=body)
             except httpx.HTTPError as e:
                 raise self._transport_error(e) from None
-            if r.status_code >= 500:
+            if r.status_code >= 500 and not self._overloaded(r.status_code, r.text):
                 raise _Retryable(f"http_{r.status_code}", self._status_error(r.status_code, r.text, self.name))
             if r.status_code >= 400:
-                raise self._status_error(r.status_code, r.text, self.name)
+                raise self._status_error(r.status_code, r.text, self.name, r.headers.get("retry-after"))
             try:
                 data = r.json()
                 choice = data["choices"][0]
@@ -459,9 +467,9 @@ class UpstreamBackend(Backend):
                     async with self.client.stream("POST", route, json=body) as r:
                         if r.status_code >= 400:
                             text = (await r.aread()).decode("utf-8", "replace")
-                            if r.status_code < 500:
+                            if r.status_code < 500 or self._overloaded(r.status_code, text):
                                 self._note(True)
-                                raise self._status_error(r.status_code, text, self.name)
+                                raise self._status_error(r.status_code, text, self.name, r.headers.get("retry-after"))
                             raise _Retryable(f"http_{r.status_code}", self._status_error(r.status_code, text, self.name))
                         async for line in r.aiter_lines():
                             if not line.startswith("data:"):

@@ -60,6 +60,11 @@ class ServerConfig(Config):
     state_dir: str = ""  # cache store, guard artifacts, metrics; "" = <cache_root>/serve ($LMLAB_CACHE when set)
     max_body_bytes: int = 1_000_000  # larger request bodies get 413
     cors_origins: tuple[str, ...] = ()  # CORS is off unless origins are listed ("*" allows any)
+    #: with workers > 1, local backends (and the guard that reads their logits) run in one model process on a
+    #: loopback port, which batches the requests of every worker; false: each worker loads its own copy
+    model_host: bool = True
+    #: "gateway", or "model-host" (set by `lmlab serve --workers N` for that process: generation only)
+    role: Literal["gateway", "model-host"] = "gateway"
 
     def validate(self) -> None:
         if not 0 <= self.port < 65536:
@@ -113,8 +118,9 @@ class BackendConfig(Config):
 class GuardConfig(Config):
     enabled: bool = True
     #: "default": a MULI detector on the serving model's own first-token logits, built from the bundled
-    #: moderation set on first start and cached under state_dir; a path to a saved detector (.npz); or
-    #: "module:attr" naming an object (or a zero-argument factory) with ``score(texts) -> P(toxic)``
+    #: moderation set on first start and cached under state_dir; a path to a saved detector (.npz);
+    #: "module:attr" naming an object (or a zero-argument factory) with ``score(texts) -> P(toxic)``; or the
+    #: URL of another lmlab gateway whose /v1/moderations is used (its threshold too)
     detector: str = "default"
     backend: str = ""  # the local backend whose logits the guard reads ("" = the first local backend)
     target_fpr: float = 0.01  # the default detector's threshold: this false-positive rate on a calibration split

@@ -44,7 +44,10 @@ class Guard:
 
     def __init__(self, cfg: GuardConfig, detector: Any, threshold: float, info: dict[str, Any] | None = None):
         self.cfg, self.detector, self.threshold = cfg, detector, float(threshold)
-        self.info = info or {}
+        self.info = {**(info or {}), "threshold": self.threshold}
+
+    def scores(self, texts: list[str]) -> np.ndarray:
+        return np.asarray(self.detector.score(list(texts)), dtype=np.float64)
 
     def score(self, text: str) -> float:
         return float(np.asarray(self.detector.score([text]))[0])
@@ -52,6 +55,30 @@ class Guard:
     def check(self, text: str) -> tuple[bool, float]:
         p = self.score(text)
         return p >= self.threshold, p
+
+
+class RemoteDetector:
+    """P(toxic) from another lmlab gateway's ``/v1/moderations`` (the model host of a multi-worker gateway).
+    The key, if the host needs one, is read from ``$LMLAB_MODEL_HOST_KEY``."""
+
+    def __init__(self, url: str, timeout_s: float = 30.0):
+        import os
+
+        import httpx
+
+        key = os.environ.get("LMLAB_MODEL_HOST_KEY")
+        self.url = url.rstrip("/")
+        self.client = httpx.Client(base_url=self.url, timeout=timeout_s,
+                                   headers={"authorization": f"Bearer {key}"} if key else {})
+        info = self.client.get("/healthz").json().get("guard") or {}
+        if "threshold" not in info:
+            raise ConfigError(f"guard.detector: {url} has no guard (its /healthz reports none)")
+        self.threshold = float(info["threshold"])
+
+    def score(self, texts: Any) -> np.ndarray:
+        r = self.client.post("/v1/moderations", json={"input": list(texts)})
+        r.raise_for_status()
+        return np.array([res["category_scores"]["toxic"] for res in r.json()["results"]], dtype=np.float64)
 
 
 def _import(spec: str) -> Any:
@@ -72,6 +99,10 @@ def build_guard(cfg: GuardConfig, lm: Any, state_dir: Path, detector: Any = None
         thr = cfg.threshold if cfg.threshold is not None else float(getattr(detector, "threshold", 0.5))
         return Guard(cfg, detector, thr, {"detector": type(detector).__name__})
     spec = cfg.detector
+    if spec.startswith(("http://", "https://")):
+        det = RemoteDetector(spec)
+        thr = cfg.threshold if cfg.threshold is not None else det.threshold
+        return Guard(cfg, det, thr, {"detector": f"remote {spec}"})
     if spec == "default":
         if lm is None:
             raise ConfigError("guard.detector = 'default' reads a local model's logits, but no backend is local; "

@@ -12,6 +12,21 @@ from contextlib import contextmanager
 from typing import Any
 
 
+class KeywordDetector:
+    """A stand-in guard detector: P(toxic) = 1 when a text contains one of ``words`` (case-insensitive), else 0.
+    Configure it as ``guard.detector = "lmlab.serve.testing:KeywordDetector"`` (default word: "forbidden")."""
+
+    threshold = 0.5
+
+    def __init__(self, words: tuple[str, ...] = ("forbidden",)):
+        self.words = tuple(w.lower() for w in words)
+
+    def score(self, texts: Any) -> Any:
+        import numpy as np
+
+        return np.array([1.0 if any(w in t.lower() for w in self.words) else 0.0 for t in texts])
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
