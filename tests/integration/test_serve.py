@@ -287,6 +287,7 @@ def test_metrics(gateway):
                  "lmlab_route_total", "lmlab_queue_depth", "lmlab_shed_total", "lmlab_upstream_failures_total"):
         assert name in text, name
     assert 'lmlab_cache_total{result="hit_exact"}' in text
+    assert httpx.get(f"{gateway}/healthz").json()["inflight"] == 0  # every stream and error released its slot
 
 
 def test_moderations_endpoint_and_remote_guard(gateway, monkeypatch):

@@ -21,6 +21,7 @@ import logging
 import math
 import secrets
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -63,6 +64,18 @@ class TokenBucket:
             self.tokens -= 1
             return 0.0
         return (1 - self.tokens) / self.rate
+
+
+class Slot:
+    """One admitted request's place in ``Gateway.inflight``, released exactly once."""
+
+    def __init__(self, gw: Any):
+        self.gw, self.done = gw, False
+
+    def release(self) -> None:
+        if not self.done:
+            self.done = True
+            self.gw.release()
 
 
 class Caller:
@@ -537,10 +550,12 @@ def create_app(config: GatewayConfig | str | Path | None = None, *, detector: An
                     gw.hits.popitem(last=False)
             plan, by = (None, None) if gen is not None else gw.plan(names, routed, text)
             if stream:
-                admitted = False  # the stream releases its own slot
-                return StreamingResponse(
-                    sse(rid, model, chat, req, gen, plan, by, target, meta, caller, t0),
-                    media_type="text/event-stream", headers={**headers_for(meta), "cache-control": "no-cache"})
+                admitted = False  # the stream releases its own slot: when it ends, or when it is dropped unstarted
+                slot = Slot(gw)
+                events = sse(rid, model, chat, req, gen, plan, by, target, meta, caller, t0, slot)
+                weakref.finalize(events, slot.release)
+                return StreamingResponse(events, media_type="text/event-stream",
+                                         headers={**headers_for(meta), "cache-control": "no-cache"})
             if gen is None:
                 t1 = time.perf_counter()
                 gen = await gw.generate(plan, by, req, meta)
@@ -571,7 +586,8 @@ def create_app(config: GatewayConfig | str | Path | None = None, *, detector: An
                 "usage": usage, "lmlab": dict(meta)}
 
     async def sse(rid: str, model: str, chat: bool, req: GenRequest, gen: Generation | None, plan: list[str] | None,
-                  by: str | None, target: Any, meta: dict[str, Any], caller: Caller, t0: float) -> AsyncIterator[str]:
+                  by: str | None, target: Any, meta: dict[str, Any], caller: Caller, t0: float,
+                  slot: Slot) -> AsyncIterator[str]:
         created = int(time.time())
         status = 200
         parts: list[str] = []
@@ -641,7 +657,7 @@ def create_app(config: GatewayConfig | str | Path | None = None, *, detector: An
             status = 500
             yield GatewayError(500, f"The stream failed: {type(e).__name__}", "server_error", "internal_error").sse()
         finally:
-            gw.release()
+            slot.release()
             finish("chat" if chat else "completions", caller, status, t0, meta,
                    {**log_extra(req, "".join(parts) if parts else (gen.text if gen else None)), "stream": True})
 
