@@ -224,3 +224,10 @@ def test_split_for_model_host():
     assert smol.kind == "upstream" and smol.url == "http://127.0.0.1:9999/v1" and smol.model == "smol"
     assert smol.api_key_env == "LMLAB_MODEL_HOST_KEY" and workers.backend("f").kind == "fake"
     assert workers.guard.detector == "http://127.0.0.1:9999"
+
+
+def test_docs_config_reference_is_current():
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[2] / "docs" / "serve.md").read_text()
+    assert reference() in doc, "docs/serve.md: regenerate the config reference table (see the note above it)"

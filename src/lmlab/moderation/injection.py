@@ -72,15 +72,15 @@ SYSTEM_NOTES = {
 class InjectionConfig(Config):
     """The ``injection`` section of the gateway config."""
 
-    enabled: bool = False
-    mode: Literal["datamark", "delimit", "encode", "none"] = "datamark"
+    enabled: bool = False  # spotlight untrusted content and run the detector
+    mode: Literal["datamark", "delimit", "encode", "none"] = "datamark"  # how untrusted spans are marked
     marker: str = "^"  # datamark: the character interleaved through untrusted text
     start: str = "<<<UNTRUSTED>>>"  # delimit / encode: the boundary markers
-    end: str = "<<<END UNTRUSTED>>>"
-    untrusted_roles: tuple[str, ...] = ("tool", "function")
-    detect: bool = True
-    patterns: tuple[str, ...] = DEFAULT_PATTERNS
-    min_matches: int = 1
+    end: str = "<<<END UNTRUSTED>>>"  # closing boundary marker
+    untrusted_roles: tuple[str, ...] = ("tool", "function")  # messages of these roles are untrusted
+    detect: bool = True  # run the pattern detector over untrusted spans
+    patterns: tuple[str, ...] = DEFAULT_PATTERNS  # regular expressions, case-insensitive
+    min_matches: int = 1  # distinct patterns that must match to flag a span
     #: what a flagged request gets: "mark" (spotlit and answered, reported), "block" (refused with a 400)
     action: Literal["mark", "block"] = "mark"
     system_note: bool = True  # prepend the system message that explains the marking

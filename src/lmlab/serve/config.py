@@ -54,8 +54,8 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}$")
 
 @dataclass(frozen=True)
 class ServerConfig(Config):
-    host: str = "127.0.0.1"
-    port: int = 8000
+    host: str = "127.0.0.1"  # bind address (loopback by default)
+    port: int = 8000  # TCP port
     workers: int = 1  # uvicorn worker processes (they share the SQLite cache and the metrics directory)
     state_dir: str = ""  # cache store, guard artifacts, metrics; "" = <cache_root>/serve ($LMLAB_CACHE when set)
     max_body_bytes: int = 1_000_000  # larger request bodies get 413
@@ -78,7 +78,7 @@ class ServerConfig(Config):
 @dataclass(frozen=True)
 class BackendConfig(Config):
     name: str = "smollm2"  # the model name clients send (and /v1/models lists)
-    kind: Literal["local", "upstream", "fake"] = "local"
+    kind: Literal["local", "upstream", "fake"] = "local"  # where answers come from
     model: str = "default"  # local: a load_lm spec (default, .gguf, HF dir); upstream: the upstream's model name
     url: str = ""  # upstream: base URL of an OpenAI-compatible API, e.g. http://127.0.0.1:8080/v1
     api_key_env: str = ""  # upstream: environment variable holding its API key (never the key itself)
@@ -116,7 +116,7 @@ class BackendConfig(Config):
 
 @dataclass(frozen=True)
 class GuardConfig(Config):
-    enabled: bool = True
+    enabled: bool = True  # screen each request's last user message
     #: "default": a MULI detector on the serving model's own first-token logits, built from the bundled
     #: moderation set on first start and cached under state_dir; a path to a saved detector (.npz);
     #: "module:attr" naming an object (or a zero-argument factory) with ``score(texts) -> P(toxic)``; or the
@@ -126,8 +126,8 @@ class GuardConfig(Config):
     target_fpr: float = 0.01  # the default detector's threshold: this false-positive rate on a calibration split
     calib_frac: float = 0.3  # share of the bundled set held out for the threshold
     threshold: float | None = None  # overrides the detector's own threshold (P(toxic) at or above = flagged)
-    refusal: str = "I can't help with that request."
-    seed: int = 0
+    refusal: str = "I can't help with that request."  # the answer to a flagged request
+    seed: int = 0  # the default detector's split and fit
 
     def validate(self) -> None:
         if not 0 < self.target_fpr < 1:
@@ -140,14 +140,14 @@ class GuardConfig(Config):
 
 @dataclass(frozen=True)
 class CacheConfig(Config):
-    enabled: bool = True
+    enabled: bool = True  # look up and store answers (temperature 0, or when the request opts in)
     #: "minilm" (all-MiniLM-L6-v2, untuned), "hashing" (lexical, instant), or a sentence-transformers directory
     #: (e.g. one tuned by `lmlab run prompt-cache`)
     embedder: str = "minilm"
     threshold: float = DEFAULT_CACHE_THRESHOLD  # cosine similarity at or above which a cached answer is served
     store: str = ""  # the store directory; "" = <state_dir>/cache
-    ttl_s: float | None = None
-    max_entries: int | None = None
+    ttl_s: float | None = None  # entries older than this are not served (None: no expiry)
+    max_entries: int | None = None  # least recently used entries are evicted above this (None: no limit)
     sampled: bool = False  # also cache requests with temperature > 0 (a request can opt in with lmlab.cache=true)
 
     def validate(self) -> None:
@@ -163,8 +163,8 @@ class RouterConfig(Config):
     matrix: str = ""
     fallback: tuple[str, ...] = ()  # backend names in the order tried; () = the order of [[backends]]
     epochs: int = 50  # EmbedLLM training (the reference code's defaults; raise lr for a small matrix)
-    lr: float = 1e-4
-    batch_size: int = 2048
+    lr: float = 1e-4  # EmbedLLM Adam learning rate
+    batch_size: int = 2048  # EmbedLLM batch size
 
     def validate(self) -> None:
         if self.epochs < 1 or self.lr <= 0 or self.batch_size < 1:
@@ -201,7 +201,7 @@ class AuthConfig(Config):
 @dataclass(frozen=True)
 class LimitsConfig(Config):
     default_rps: float = 0.0  # per key; 0 = unlimited
-    default_burst: float = 20.0
+    default_burst: float = 20.0  # per key: requests allowed at once before the rate applies
     max_inflight: int = 256  # requests in progress in one worker; beyond it 503 with Retry-After
     max_tokens: int = 2048  # upper bound on a request's max_tokens
     retry_after_s: int = 1  # Retry-After on 503 overload answers
@@ -213,7 +213,7 @@ class LimitsConfig(Config):
 
 @dataclass(frozen=True)
 class LoggingConfig(Config):
-    level: str = "info"
+    level: str = "info"  # debug, info, warning, error
     prompts: bool = False  # log prompt and answer text (off: only sizes, hashes, decisions)
     access: bool = True  # one JSON line per request
 
