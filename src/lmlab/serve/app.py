@@ -450,7 +450,12 @@ def create_app(config: GatewayConfig | str | Path | None = None, *, detector: An
 
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
-        await gw.start()
+        try:
+            await gw.start()
+        except Exception as e:  # noqa: BLE001 - one line that names the problem, then uvicorn exits
+            log.error("error: the gateway could not start: %s: %s", type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+            await gw.close()
+            raise
         try:
             yield
         finally:
