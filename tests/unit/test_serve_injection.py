@@ -55,3 +55,20 @@ def test_config_errors_name_the_field():
         InjectionConfig(marker="  ")
     with pytest.raises(ConfigError, match="injection.patterns"):
         InjectionConfig(patterns=("(",))
+
+
+def test_docstring_examples():
+    import doctest
+
+    import lmlab.moderation.injection as mod
+
+    res = doctest.testmod(mod)
+    assert res.attempted > 0 and res.failed == 0
+
+
+def test_importing_serve_is_light():
+    import subprocess
+    import sys
+
+    code = "import sys, lmlab.serve; print(any(m in sys.modules for m in ('torch', 'fastapi', 'uvicorn')))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"

@@ -142,7 +142,7 @@ def test_parse_chat_rejects_bad_fields():
 
 @pytest.mark.slow
 def test_default_guard_builds_calibrates_and_reloads(tmp_path, monkeypatch, one_thread):
-    """The default MULI guard on a tiny random model and 80 bundled prompts: fitted, calibrated to the target FPR
+    """The default MULI guard on a tiny random model and 50 bundled prompts: fitted, calibrated to the target FPR
     on its held-out split, saved, and loaded (not rebuilt) the second time."""
     from lmlab.lm.testing import tiny_hf_lm
     from lmlab.serve.config import GuardConfig
@@ -151,10 +151,10 @@ def test_default_guard_builds_calibrates_and_reloads(tmp_path, monkeypatch, one_
     monkeypatch.setenv("LMLAB_CACHE", str(tmp_path / "cache"))
     lm = tiny_hf_lm()
     cfg = GuardConfig(target_fpr=0.1)
-    det, meta = default_detector(cfg, lm, tmp_path / "state", max_prompts=80)
-    assert meta["calib_fpr"] <= 0.1 and meta["n_calib"] == 24
+    det, meta = default_detector(cfg, lm, tmp_path / "state", max_prompts=50)
+    assert meta["calib_fpr"] <= 0.1 and meta["n_calib"] == 15
     assert (tmp_path / "state" / "guard").exists()
-    det2, meta2 = default_detector(cfg, lm, tmp_path / "state", max_prompts=80)
+    det2, meta2 = default_detector(cfg, lm, tmp_path / "state", max_prompts=50)
     assert meta2 == meta and np.allclose(det2.score(["hello"]), det.score(["hello"]))
     g = build_guard(GuardConfig(enabled=False), lm, tmp_path)
     assert g is None
