@@ -1,4 +1,4 @@
-"""Command line: ``lmlab list | run STUDY | moderate TEXT... | report | cache ... | serve``.
+"""Command line: ``lmlab list | run STUDY | moderate TEXT... | report | cache ... | serve | route fit``.
 
 Errors in configs, data files and checkpoints print one line (``error: ...``) and exit with code 2.
 """
@@ -449,6 +449,34 @@ def serve(
         run_server(cfg)
     except ConfigError as e:
         _fail(str(e))
+
+
+route_app = typer.Typer(no_args_is_help=True, help="Routing for `lmlab serve`: build a correctness matrix for its backends.")
+app.add_typer(route_app, name="route")
+
+
+@route_app.command("fit")
+def route_fit(
+    out: Annotated[Path, typer.Option(help="where to write the matrix (.npz and .json); set router.matrix to it")],
+    config: Annotated[Optional[Path], typer.Option("--config", help="the gateway config whose backends answer")] = None,
+    backend: Annotated[Optional[list[str]], typer.Option("--backend", help="only these backends (repeat)")] = None,
+    max_tokens: Annotated[int, typer.Option(help="answer length per question")] = 16,
+    limit: Annotated[Optional[int], typer.Option(help="only the first N questions (a quick look)")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="override a config field")] = None,
+) -> None:
+    """Ask each backend the bundled verifiable questions (capitals, currencies, languages of 60 countries) and save
+    who answered what correctly: the correctness matrix `router.matrix` fits the EmbedLLM router on."""
+    from lmlab.config import ConfigError
+    from lmlab.serve.config import GatewayConfig
+    from lmlab.serve.fit import fit_matrix
+
+    try:
+        cfg = GatewayConfig.load(config, list(set_ or []))
+        summary = fit_matrix(cfg, out, backend, max_tokens=max_tokens, limit=limit)
+    except ConfigError as e:
+        _fail(str(e))
+        return
+    typer.echo(json.dumps(summary, indent=1))
 
 
 def main() -> None:  # pragma: no cover

@@ -231,3 +231,20 @@ def test_docs_config_reference_is_current():
 
     doc = (Path(__file__).parents[2] / "docs" / "serve.md").read_text()
     assert reference() in doc, "docs/serve.md: regenerate the config reference table (see the note above it)"
+
+
+def test_route_fit_builds_a_matrix_the_router_reads(tmp_path):
+    from lmlab.routing.data import load_matrix
+    from lmlab.serve.config import BackendConfig
+    from lmlab.serve.fit import fit_matrix, is_correct, verifiable_questions
+
+    assert len(verifiable_questions()) == 180
+    assert is_correct("The capital is Paris.", "Paris") and not is_correct("Parisian", "Paris")
+    assert is_correct("new delhi", "New Delhi")
+    cfg = GatewayConfig(backends=(BackendConfig(name="knows-paris", kind="fake", reply="Paris"),
+                                  BackendConfig(name="echo", kind="fake")))
+    summary = fit_matrix(cfg, tmp_path / "m.npz", limit=6)
+    m = load_matrix(tmp_path / "m.npz")
+    assert m.model_names == ["knows-paris", "echo"] and m.labels.shape == (2, 6)
+    assert m.labels[0].tolist() == [1, 0, 0, 0, 0, 0]  # France's capital only
+    assert summary["accuracy"]["knows-paris"] == round(1 / 6, 4) and len(m.question_text) == 6
