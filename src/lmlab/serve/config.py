@@ -38,7 +38,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from lmlab.config import Config, ConfigError
 from lmlab.moderation.injection import InjectionConfig

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any
 
 _LOCK = threading.Lock()
 _METRICS: Metrics | None = None
