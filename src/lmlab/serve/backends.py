@@ -284,6 +284,7 @@ class LocalBackend(Backend):
         loop = asyncio.get_running_loop()
         q: asyncio.Queue = asyncio.Queue()
         self._enter()
+        fut = None
         try:
             fut = self._submit(ids, n_new, req, on_token=lambda t: loop.call_soon_threadsafe(q.put_nowait, t))
             fut.add_done_callback(lambda f: loop.call_soon_threadsafe(q.put_nowait, None))
@@ -315,6 +316,8 @@ class LocalBackend(Backend):
             else:  # decoding a prefix differed from decoding the whole (rare tokenizer merges): say so in the log
                 log.warning("backend %s: streamed text diverged from the final text; the stream may differ", self.name)
         finally:
+            if fut is not None and not fut.done():
+                fut.cancel()  # the client went away: a request still waiting for a slot is dropped
             self._leave()
 
 
