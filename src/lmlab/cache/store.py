@@ -22,8 +22,10 @@ never reused (AUTOINCREMENT), so a stale index can never point at the wrong entr
 Eviction: entries older than ``ttl_s`` (since written) are never served and are deleted when met;
 above ``max_entries`` the least recently used entries are deleted on put.
 
-Concurrency: one writing process per store (threads are fine: one lock); another process opening the
-same store sees the entries committed before it opened.
+Concurrency: threads share a handle (one lock); another process opening the same store sees the entries
+committed before it opened. With ``shared=True`` several processes read and write one store (the gateway's
+workers): SQLite serialises the writes, and each semantic lookup first adds to the index the entries the
+others committed since.
 """
 
 from __future__ import annotations
