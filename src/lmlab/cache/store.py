@@ -235,7 +235,7 @@ class SemanticCache:
                  ttl_s: float | None = None, max_entries: int | None = None,
                  index: Literal["flat", "hnsw"] = "flat", hnsw_m: int = 32, ef_search: int = 64,
                  ef_construction: int = 80, flush_every: int = 1000,
-                 max_prompt_bytes: int = DEFAULT_MAX_PROMPT_BYTES, clock: Any = time.time):
+                 max_prompt_bytes: int = DEFAULT_MAX_PROMPT_BYTES, clock: Any = time.time, shared: bool = False):
         if not -1.0 <= float(threshold) <= 1.0:
             raise CacheError(f"threshold: {threshold} is not a cosine similarity in [-1, 1]")
         if ttl_s is not None and ttl_s <= 0:
@@ -248,6 +248,9 @@ class SemanticCache:
         self.ttl_s, self.max_entries, self.kind = ttl_s, max_entries, index
         self.params = (hnsw_m, ef_search, ef_construction)
         self.flush_every, self.max_prompt_bytes, self.clock = flush_every, max_prompt_bytes, clock
+        # every handle catches up with rows other processes committed (see the module docstring); ``shared`` is
+        # kept so callers can say the store is shared, and changes nothing
+        self.shared = shared
         self.path = Path(store).expanduser()
         if self.path.exists() and not self.path.is_dir():
             raise CacheError(f"store: {self.path} is a file; pass a directory (it holds cache.sqlite and index/)")
@@ -344,11 +347,12 @@ class SemanticCache:
     def _catch_up(self, ns: str, idx: _Index) -> None:
         """Add the namespace's rows committed by other processes since the index last looked (inside a write
         transaction, or when ``PRAGMA data_version`` moved)."""
-        # the largest id first: every row up to it committed before this read, so the next read sees them all
+        # the largest id first: every row up to it committed before this read, so the next read sees them all;
+        # ``+ns`` keeps SQLite on the rowid range instead of the (ns, prompt_hash) index
         (top,) = self._db.execute("SELECT coalesce(max(id), 0) FROM entries").fetchone()
         if top <= idx.synced:
             return
-        rows = self._db.execute("SELECT id, vec FROM entries WHERE id > ? AND id <= ? AND ns = ? ORDER BY id",
+        rows = self._db.execute("SELECT id, vec FROM entries WHERE id > ? AND id <= ? AND +ns = ? ORDER BY id",
                                 (idx.synced, top, ns)).fetchall()
         if rows:
             self.counters["index_catchups"] += 1
