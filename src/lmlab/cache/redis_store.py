@@ -135,14 +135,15 @@ SYNC_BATCH = 20_000  # ids per catch-up round trip
 
 
 class RedisSemanticCache:
-    """:class:`lmlab.cache.SemanticCache` over a Redis entry store (``store`` is a ``redis://`` URL)."""
+    """:class:`lmlab.cache.SemanticCache` over a Redis entry store (``store`` is a ``redis://`` URL). A Redis
+    store is always shared (``shared`` is accepted for the same signature)."""
 
     def __init__(self, embedder: CacheEmbedder, store: str, threshold: float = 0.9, *,
                  ttl_s: float | None = None, max_entries: int | None = None,
                  index: Literal["flat", "hnsw"] = "flat", hnsw_m: int = 32, ef_search: int = 64,
                  ef_construction: int = 80, flush_every: int = 1000,
                  max_prompt_bytes: int = DEFAULT_MAX_PROMPT_BYTES, clock: Any = time.time,
-                 prefix: str = "lmlab:cache", client: Any = None):
+                 prefix: str = "lmlab:cache", client: Any = None, shared: bool = True):
         if not -1.0 <= float(threshold) <= 1.0:
             raise CacheError(f"threshold: {threshold} is not a cosine similarity in [-1, 1]")
         if ttl_s is not None and ttl_s <= 0:
