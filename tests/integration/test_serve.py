@@ -121,6 +121,12 @@ def test_streaming_matches_non_streaming(gateway):
     assert chunks[0].choices[0].delta.role == "assistant"
     assert "".join(ch.choices[0].delta.content or "" for ch in chunks) == full
     assert chunks[-1].choices[0].finish_reason in ("stop", "length")
+    kw = dict(model="tiny", messages=[{"role": "user", "content": "stop somewhere"}], temperature=0, max_tokens=12,
+              stop=["l", ";"], extra_body={"lmlab": {"cache": False}})
+    full = c.chat.completions.create(**kw).choices[0].message.content
+    assert "".join(ch.choices[0].delta.content or "" for ch in c.chat.completions.create(stream=True, **kw)) == full
+    with pytest.raises(openai.BadRequestError):  # checked before the stream starts: a 400, not an error event
+        list(c.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "long " * 40}], stream=True))
     up = list(c.chat.completions.create(model="up", messages=[{"role": "user", "content": "one two three"}],
                                         stream=True))
     assert "".join(ch.choices[0].delta.content or "" for ch in up) == "upstream: one two three"

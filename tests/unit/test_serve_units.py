@@ -248,3 +248,15 @@ def test_route_fit_builds_a_matrix_the_router_reads(tmp_path):
     assert m.model_names == ["knows-paris", "echo"] and m.labels.shape == (2, 6)
     assert m.labels[0].tolist() == [1, 0, 0, 0, 0, 0]  # France's capital only
     assert summary["accuracy"]["knows-paris"] == round(1 / 6, 4) and len(m.question_text) == 6
+
+
+def test_queue_on_token_hook_streams_the_same_tokens(one_thread):
+    from lmlab.lm.testing import tiny_hf_lm
+
+    lm = tiny_hf_lm()
+    seen = []
+    with lm.engine().queue(max_batch=2, max_len=64) as q:
+        text = q.submit("hello", max_new_tokens=6, on_token=seen.append).result()
+        bad = q.submit("hello", max_new_tokens=3, on_token=lambda t: 1 / 0).result()  # a failing listener is dropped
+    assert lm.tokenizer.decode(seen, skip_special_tokens=True) == text and len(seen) <= 6
+    assert bad == text[: len(bad)]

@@ -556,6 +556,8 @@ def create_app(config: GatewayConfig | str | Path | None = None, *, detector: An
                     gw.hits.popitem(last=False)
             plan, by = (None, None) if gen is not None else gw.plan(names, routed, text)
             if stream:
+                if plan:
+                    gw.backends[plan[0]].check(req)  # e.g. a prompt too long: a 400 now, not an error event later
                 admitted = False  # the stream releases its own slot: when it ends, or when it is dropped unstarted
                 slot = Slot(gw)
                 events = sse(rid, model, chat, req, gen, plan, by, target, meta, caller, t0, slot)

@@ -6,7 +6,7 @@ iterator of text pieces). Errors are :class:`~lmlab.serve.errors.GatewayError` w
 - :class:`LocalBackend` loads a model with :func:`lmlab.lm.load_lm` and decodes through the engine's
   :class:`~lmlab.lm.engine.GenerationQueue` (continuous batching in one worker thread; its bounded
   ``max_pending`` turns overload into a 503 with Retry-After). The event loop only awaits the queue's futures.
-  The queue returns whole continuations, so a local stream is the finished answer sent in pieces.
+  A local stream sends the text as the queue decodes it (a per-token hook of the queue).
 - :class:`UpstreamBackend` calls ``/chat/completions`` and ``/completions`` of an OpenAI-compatible server with
   ``httpx`` (connect and read timeouts, a total deadline per request), retries connection errors and 5xx
   answers with exponential back-off (never 4xx, never after a stream has started), and a circuit breaker.
@@ -114,6 +114,10 @@ class Backend:
         """False while the backend refuses work without trying (an open circuit)."""
         return True
 
+    def check(self, req: GenRequest) -> None:
+        """Raise the client's error now for a request this backend can never answer (a stream checks before its
+        200 is sent)."""
+
     def health(self) -> dict[str, Any]:
         return {"kind": self.kind, "ok": True}
 
@@ -195,6 +199,9 @@ class LocalBackend(Backend):
             return self.lm.chat_prompt(plain_messages(req.messages or []))
         return req.prompt or ""
 
+    def check(self, req: GenRequest) -> None:
+        self.prepare(req)
+
     def prepare(self, req: GenRequest) -> tuple[list[int], int]:
         """Token ids of the prompt and max new tokens; 400 context_length_exceeded when they do not fit."""
         ids = self.encode(self.prompt_text(req))
@@ -213,30 +220,42 @@ class LocalBackend(Backend):
         except Exception:  # noqa: BLE001 - a count for the usage field only
             return _words(text)
 
-    async def generate(self, req: GenRequest) -> Generation:
+    def _submit(self, ids: list[int], n_new: int, req: GenRequest, on_token: Any = None) -> Any:
         from lmlab.lm.engine import QueueFull
 
-        ids, n_new = self.prepare(req)
-        stop = [s for s in req.stop if s]
+        try:
+            return self.queue.submit(ids, max_new_tokens=n_new, temperature=req.temperature, top_p=req.top_p,
+                                     stop=[s for s in req.stop if s], seed=req.seed, on_token=on_token)
+        except QueueFull:
+            if self.metrics is not None:
+                self.metrics.shed.labels("queue_full").inc()
+            raise overloaded(f"the model {self.name} has {self.cfg.max_pending} requests waiting; retry later",
+                             retry_after_s=1.0) from None
+
+    def _enter(self) -> None:
         self._pending += 1
         if self.metrics is not None:
             self.metrics.queue.labels(self.name).inc()
+
+    def _leave(self) -> None:
+        self._pending -= 1
+        if self.metrics is not None:
+            self.metrics.queue.labels(self.name).dec()
+
+    def _timeout(self) -> GatewayError:
+        return upstream(f"the model {self.name} did not answer within {self.cfg.timeout_s} s", 504, "timeout")
+
+    async def generate(self, req: GenRequest) -> Generation:
+        ids, n_new = self.prepare(req)
+        self._enter()
         try:
             if self.queue is not None:
-                try:
-                    fut = self.queue.submit(ids, max_new_tokens=n_new, temperature=req.temperature, top_p=req.top_p,
-                                            stop=stop, seed=req.seed)
-                except QueueFull:
-                    if self.metrics is not None:
-                        self.metrics.shed.labels("queue_full").inc()
-                    raise overloaded(f"the model {self.name} has {self.cfg.max_pending} requests waiting; retry later",
-                                     retry_after_s=1.0) from None
+                fut = self._submit(ids, n_new, req)
                 try:
                     text = await asyncio.wait_for(asyncio.wrap_future(fut), timeout=self.cfg.timeout_s)
                 except asyncio.TimeoutError:
                     fut.cancel()
-                    raise upstream(f"the model {self.name} did not answer within {self.cfg.timeout_s} s", 504,
-                                   "timeout") from None
+                    raise self._timeout() from None
             else:
                 assert self._fallback_lock is not None
                 if self._pending > self.cfg.max_pending + 1:
@@ -244,13 +263,62 @@ class LocalBackend(Backend):
                 async with self._fallback_lock:
                     prompt = self.prompt_text(req)
                     text = (await asyncio.to_thread(self.lm.generate, [prompt], n_new, req.temperature, req.top_p,
-                                                    req.seed, stop))[0]
+                                                    req.seed, [s for s in req.stop if s]))[0]
         finally:
-            self._pending -= 1
-            if self.metrics is not None:
-                self.metrics.queue.labels(self.name).dec()
+            self._leave()
         n_out = self._count(text)
         return Generation(text, "length" if n_out >= n_new else "stop", len(ids), n_out)
+
+    async def stream(self, req: GenRequest) -> AsyncIterator[str]:
+        """Text as the queue decodes it, token by token. Text that could still turn out to be the start of a stop
+        string is held back until it cannot; the pieces always add up to what :meth:`generate` returns."""
+        if self.queue is None:
+            async for p in super().stream(req):
+                yield p
+            return
+        from lmlab.lm.base import cut_at_stop
+
+        ids, n_new = self.prepare(req)
+        stop = [s for s in req.stop if s]
+        hold = max((len(s) for s in stop), default=0)
+        loop = asyncio.get_running_loop()
+        q: asyncio.Queue = asyncio.Queue()
+        self._enter()
+        fut = None
+        try:
+            fut = self._submit(ids, n_new, req, on_token=lambda t: loop.call_soon_threadsafe(q.put_nowait, t))
+            fut.add_done_callback(lambda f: loop.call_soon_threadsafe(q.put_nowait, None))
+            deadline = loop.time() + self.cfg.timeout_s
+            toks: list[int] = []
+            sent = ""
+            tok = self.lm.tokenizer
+            while True:
+                try:
+                    item = await asyncio.wait_for(q.get(), timeout=max(0.0, deadline - loop.time()))
+                except asyncio.TimeoutError:
+                    fut.cancel()
+                    raise self._timeout() from None
+                if item is None:
+                    break
+                toks.append(item)
+                text = tok.decode(toks, skip_special_tokens=True)
+                if text.endswith("\ufffd"):  # an incomplete multi-byte character: wait for the next token
+                    continue
+                safe = cut_at_stop(text, stop)
+                safe = safe[: max(0, len(safe) - hold)] if hold and safe == text else safe
+                if len(safe) > len(sent) and safe.startswith(sent):
+                    yield safe[len(sent):]
+                    sent = safe
+            final = fut.result()
+            if final.startswith(sent):
+                if len(final) > len(sent):
+                    yield final[len(sent):]
+            else:  # decoding a prefix differed from decoding the whole (rare tokenizer merges): say so in the log
+                log.warning("backend %s: streamed text diverged from the final text; the stream may differ", self.name)
+        finally:
+            if fut is not None and not fut.done():
+                fut.cancel()  # the client went away: a request still waiting for a slot is dropped
+            self._leave()
 
 
 # -- upstream ----------------------------------------------------------------------------------------------
