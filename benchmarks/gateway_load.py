@@ -5,7 +5,8 @@
 
 Phases (each at 1, 8 and 32 concurrent clients, bounded by --requests and --seconds per level):
   hits      exact-match cache hits, guard off; ``semantic_hits`` (near-duplicate prompts through the embedder)
-            and ``guarded_hits`` (the same exact hits with the guard on) reported separately;
+            and ``guarded_hits`` (the same exact hits with the guard on) reported separately; ``redis_hits``:
+            exact hits with the Redis entry store (a throwaway redis-server, when installed);
   misses    a fast fake upstream (its own process) through the gateway with the cache bypassed and the guard
             off (the gateway's own overhead), and the same upstream called directly; ``miss_store`` is a miss
             with the cache on (embedding + a durable SQLite commit before `stored`);
@@ -105,6 +106,28 @@ def start_gateway(cfg_text: str, tmp: Path, name: str, port: int, workers: int) 
                          stderr=open(tmp / f"{name}.log", "w"))
     wait_healthy(f"http://127.0.0.1:{port}/healthz", p)
     return p
+
+
+def start_redis(tmp: Path, port: int) -> subprocess.Popen | None:
+    """A throwaway redis-server on loopback (AOF, fsync every write: acknowledged = durable), or None."""
+    import shutil
+
+    exe = shutil.which("redis-server")
+    if exe is None:
+        return None
+    p = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp), "--save", "",
+                          "--appendonly", "yes", "--appendfsync", "always", "--logfile", str(tmp / "redis.log")],
+                         start_new_session=True)
+    import redis
+
+    for _ in range(200):
+        try:
+            if redis.Redis(port=port).ping():
+                return p
+        except redis.RedisError:
+            time.sleep(0.05)
+    stop(p)
+    return None
 
 
 def tree_cpu(pid: int) -> float:
@@ -256,6 +279,7 @@ detector = "{detector}"
 [cache]
 embedder = "{embedder}"
 threshold = {threshold}
+store = "{store}"
 [limits]
 max_inflight = {max_inflight}
 [logging]
@@ -307,7 +331,7 @@ def main() -> None:
     ap.add_argument("--model-requests", type=int, default=64, help="most requests per level for the embedded model")
     ap.add_argument("--seconds", type=float, default=6.0, help="most seconds per level")
     ap.add_argument("--max-tokens", type=int, default=16)
-    ap.add_argument("--skip", default="", help="comma-separated phases to skip: hits,misses,embedded,overload")
+    ap.add_argument("--skip", default="", help="comma-separated phases to skip: hits,misses,embedded,redis,overload")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     t_start = time.perf_counter()
@@ -337,10 +361,11 @@ def main() -> None:
         model_backend = "" if "embedded" in skip else MODEL_BACKEND.format(model=model_spec, max_batch=8,
                                                                             max_tokens=args.max_tokens)
 
-        def gateway_cfg(guard: bool, state: str, threshold: float = 0.95) -> str:
-            return GATEWAY.format(state=tmp / state, up_port=up_port, model_backend=model_backend,
+        def gateway_cfg(guard: bool, state: str, threshold: float = 0.95, store: str = "",
+                        with_model: bool = True) -> str:
+            return GATEWAY.format(state=tmp / state, up_port=up_port, model_backend=model_backend if with_model else "",
                                   guard="true" if guard else "false", detector=args.detector, embedder=embedder,
-                                  threshold=threshold, max_inflight=1024)
+                                  threshold=threshold, max_inflight=1024, store=store)
 
         port = free_port()
         print(f"gateway (guard off, cache {embedder}) on {port}", file=sys.stderr)
@@ -425,6 +450,28 @@ def main() -> None:
                                              gw.pid), n_of)}
             stop(gw)
             procs.remove(gw)
+
+        if "redis" not in skip and "hits" not in skip:
+            rport = free_port()
+            rd = start_redis(tmp, rport)
+            if rd is None:
+                out["redis_hits"] = {"skipped": "redis-server not installed"}
+            else:
+                procs.append(rd)
+                print("  exact hits with the Redis entry store (guard off)", file=sys.stderr)
+                port = free_port()
+                gw = start_gateway(gateway_cfg(False, "state-redis", store=f"redis://127.0.0.1:{rport}/0",
+                                               with_model=False), tmp, "gateway-redis", port, args.workers)
+                procs.append(gw)
+                url_r = f"http://127.0.0.1:{port}/v1/chat/completions"
+                warm = asyncio.run(http_load(url_r, lambda i: chat("fake", prompts[i % 64]), 1, 64, 60, gw.pid))
+                out["redis_hits"] = {"redis": "appendonly yes, appendfsync always",
+                                     "stored_acknowledged": warm["x_lmlab_cache"].get("stored", 0),
+                                     "gateway": levels(args, lambda c, n: http_load(
+                                         url_r, lambda i: chat("fake", prompts[i % 64]), c, n, args.seconds, gw.pid),
+                                         n_of)}
+                stop(gw)
+                procs.remove(gw)
 
         if "overload" not in skip:
             delay, max_inflight, clients, per_client, client_timeout = 0.2, 16, 128, 4, 10.0
