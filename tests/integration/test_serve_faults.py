@@ -276,11 +276,18 @@ class BrokenUpstream:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def __exit__(self, *exc) -> None:
-        self.server.close()
-        for t in asyncio.all_tasks(self.loop):
-            self.loop.call_soon_threadsafe(t.cancel)
+        async def shutdown() -> None:  # every connection handler finishes inside the loop before it stops
+            self.server.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.server.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=5)
+        self.loop.close()
 
 
 def test_upstream_tcp_faults_give_clean_errors(tmp_path):
