@@ -105,3 +105,20 @@ def test_concurrent_puts_from_two_nodes_get_distinct_ids(nodes):
         assert b.get(f"alpha {i} river?", NS).response == f"a{i}"
     assert a.index_ids(NS) == b.index_ids(NS) == set(ids)
     assert a._indexes[NS.key].index.ntotal == 40  # nothing added twice
+
+
+def test_wiped_redis_rebuilds_the_node_index(redis_url):
+    import redis
+
+    prefix = f"t-{uuid.uuid4().hex[:8]}"
+    with open_cache(HashingEmbedder(64), redis_url, threshold=0.5, prefix=prefix) as a:
+        for i in range(3):
+            a.put(f"old question {i} about lakes?", f"old {i}", NS)
+        assert a.get("old question 2 about lakes, please?", NS).response == "old 2"
+        r = redis.Redis.from_url(redis_url)
+        r.delete(*r.keys(f"{prefix}:*"))  # the store is wiped; ids start again at 1
+        with open_cache(HashingEmbedder(64), redis_url, threshold=0.5, prefix=prefix) as b:
+            b.put("new question about rivers?", "new", NS)
+        h = a.get("new question about rivers, please?", NS)
+        assert h is not None and h.response == "new"
+        assert a.index_ids(NS) == a.entry_ids(NS) == {1}

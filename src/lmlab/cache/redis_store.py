@@ -119,11 +119,12 @@ if not e[1] then return {} end
 return {tonumber(id), e[1], e[2]}
 """
 
-# a node's catch-up: the ids above its watermark with their vectors, {id1, vec1, id2, vec2, ...}
+# a node's catch-up: the id counter, then the ids above its watermark with their vectors,
+# {seq, id1, vec1, id2, vec2, ...}
 _SINCE = """
 local p, ns, after, limit = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local ids = redis.call('ZRANGEBYSCORE', p .. ':ids:' .. ns, '(' .. after, '+inf', 'LIMIT', 0, limit)
-local out = {}
+local out = {tonumber(redis.call('GET', p .. ':seq') or '0')}
 for _, v in ipairs(ids) do
   local vec = redis.call('HGET', p .. ':e:' .. v, 'vec')
   if vec then table.insert(out, tonumber(v)); table.insert(out, vec) end
@@ -207,7 +208,13 @@ class RedisSemanticCache:
             idx = self._indexes[ns] = _Index(self.embedder.dim, self.kind, *self.params)
             self.counters["index_rebuilds"] += 1
         while True:
-            flat = self._since(args=[self.prefix, ns, idx.synced, SYNC_BATCH])
+            seq, *flat = self._since(args=[self.prefix, ns, idx.synced, SYNC_BATCH])
+            if int(seq) < idx.synced:  # the keys were wiped (FLUSHDB) and ids start again: rebuild
+                log.warning("redis cache %s: id counter went back (%s < %s); rebuilding this node's index",
+                            self.url, seq, idx.synced)
+                idx = self._indexes[ns] = _Index(self.embedder.dim, self.kind, *self.params)
+                self.counters["index_rebuilds"] += 1
+                continue
             if not flat:
                 return idx
             ids = np.array(flat[0::2], dtype=np.int64)
