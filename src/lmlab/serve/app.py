@@ -123,10 +123,11 @@ class Gateway:
         if self.embedder is None and (cfg.cache.enabled or cfg.router.matrix):
             self.embedder = await asyncio.to_thread(load_cache_embedder, cfg.cache.embedder)
         if cfg.cache.enabled:
-            from lmlab.cache import SemanticCache
+            from lmlab.cache import open_cache
 
-            store = Path(cfg.cache.store).expanduser() if cfg.cache.store else self.state_dir / "cache"
-            self.cache = await asyncio.to_thread(SemanticCache, self.embedder, store, cfg.cache.threshold,
+            store: Any = cfg.cache.store if "://" in cfg.cache.store else (
+                Path(cfg.cache.store).expanduser() if cfg.cache.store else self.state_dir / "cache")
+            self.cache = await asyncio.to_thread(open_cache, self.embedder, store, cfg.cache.threshold,
                                                  ttl_s=cfg.cache.ttl_s, max_entries=cfg.cache.max_entries,
                                                  shared=True)
         if cfg.guard.enabled:
