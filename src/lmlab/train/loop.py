@@ -211,7 +211,7 @@ def train(
     device = distributed.device_for(cfg.device)
     # What must match on resume: everything that changes the numbers (not the progress bar).
     meta = {"train": {k: v for k, v in cfg.to_dict().items() if k != "progress"}, **(meta or {})}
-    fp = artifact_fingerprint(tuple(TRAIN_CODE) + (type(model).__module__,) + tuple(code), _jsonable(meta), data)
+    fp = artifact_fingerprint(tuple(TRAIN_CODE) + _model_module(model) + tuple(code), _jsonable(meta), data)
     stage: dict[str, Any] = {"computed": True, "fingerprint": fp["digest"], "reason": "computed now"}
 
     torch.manual_seed(cfg.seed)
@@ -375,6 +375,18 @@ def _ddp_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | 
     if aux is not None:
         loss = loss + aux
     return loss, (stats[1] / n_tokens + stats[2] / world).item()
+
+
+def _model_module(model: torch.nn.Module) -> tuple[str, ...]:
+    """The module that defines the model's class, if it is an importable file (not a script's ``__main__``)."""
+    import importlib.util
+
+    name = type(model).__module__
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return ()
+    return (name,) if spec is not None and spec.origin and spec.origin.endswith(".py") else ()
 
 
 def _jsonable(obj: Any) -> Any:
