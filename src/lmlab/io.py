@@ -11,7 +11,8 @@ file that a resumed run would read back: write to a temporary name beside the ta
 
 Fingerprints. :func:`fingerprint` hashes JSON-able parts; :func:`code_fingerprint` hashes the source files of
 the modules an artifact declares it depends on, so editing one of them invalidates the artifact and editing
-an unrelated module does not.
+an unrelated module does not. :func:`artifact_fingerprint` (code + config + input data) and
+:func:`stale_reason` are what checkpoints and finished runs carry and compare (``lmlab.train.train(code=...)``).
 
 The artifact cache. :class:`ArtifactCache` is the one mechanism behind every cache of computed values
 (first-token logits, reward-model scores, sentence embeddings, the zoo's correctness rows): one SQLite file
@@ -139,30 +140,74 @@ def code_fingerprint(modules: Sequence[str]) -> dict[str, str]:
     """``{module: hash of its code}`` for each declared module: the hash of its syntax tree without docstrings,
     so editing comments or docs keeps every artifact and editing code invalidates the ones that declared it.
 
-    An unknown module name is an error: a typo in a declaration would otherwise never invalidate anything.
+    ``"pkg.module:name"`` declares one top-level function or class of a module instead of the whole module
+    (an artifact computed by one function of a long study module is not invalidated by editing its claims).
+    An unknown module or name is an error: a typo in a declaration would otherwise never invalidate anything.
     """
     import importlib.util
 
     out = {}
     for m in sorted(set(modules)):
+        mod, _, name = m.partition(":")
         try:
-            spec = importlib.util.find_spec(m)
+            spec = importlib.util.find_spec(mod)
         except (ImportError, ValueError):
             spec = None
         if spec is None or not spec.origin or not Path(spec.origin).is_file():
-            raise ValueError(f"code fingerprint: module {m!r} has no source file; declare an existing module")
-        out[m] = fingerprint(_code_only(Path(spec.origin).read_bytes()))
+            raise ValueError(f"code fingerprint: module {mod!r} has no source file; declare an existing module")
+        out[m] = fingerprint(_code_only(Path(spec.origin).read_bytes(), name or None, m))
     return out
 
 
-def _code_only(source: bytes) -> str | bytes:
-    """The module's syntax tree with docstrings dropped (comments never reach the tree)."""
+def artifact_fingerprint(code: Sequence[str] = (), config: Any = None, data: Any = None) -> dict[str, Any]:
+    """What made an artifact (a checkpoint, finished metrics, a cached table): the hashes of the declared code
+    (:func:`code_fingerprint`), of the config and of the input data. ``digest`` is one string over all three;
+    :func:`stale_reason` compares two of these and says in one line what changed.
+
+    >>> a = artifact_fingerprint(["lmlab.io"], config={"lr": 1}, data="abc")
+    >>> stale_reason(a, artifact_fingerprint(["lmlab.io"], config={"lr": 1}, data="abc")) is None
+    True
+    >>> stale_reason(a, artifact_fingerprint(["lmlab.io"], config={"lr": 2}, data="abc"))
+    'config changed'
+    """
+    parts = {"code": code_fingerprint(code), "config": fingerprint(config), "data": fingerprint(data)}
+    return {"digest": fingerprint(parts), **parts}
+
+
+def stale_reason(old: dict[str, Any] | None, new: dict[str, Any]) -> str | None:
+    """None when ``old`` and ``new`` (from :func:`artifact_fingerprint`) match; otherwise why they differ, e.g.
+    ``"lmlab.tasks.two_hop changed"`` or ``"no code fingerprint (written by an older lmlab)"``."""
+    if not isinstance(old, dict) or "digest" not in old:
+        return "no code fingerprint (written by an older lmlab)"
+    if old["digest"] == new["digest"]:
+        return None
+    oc, nc = old.get("code") or {}, new.get("code") or {}
+    why = [f"{m} changed" for m in sorted(set(oc) & set(nc)) if oc[m] != nc[m]]
+    if set(oc) != set(nc):
+        why.append("declared modules changed (" + ", ".join(sorted(set(oc) ^ set(nc))) + ")")
+    if old.get("config") != new.get("config"):
+        why.append("config changed")
+    if old.get("data") != new.get("data"):
+        why.append("input data changed")
+    return "; ".join(why) or "fingerprint changed"
+
+
+def _code_only(source: bytes, name: str | None = None, label: str = "") -> str | bytes:
+    """The module's syntax tree (or that of its top-level definition ``name``) with docstrings dropped
+    (comments never reach the tree)."""
     import ast
 
     try:
-        tree = ast.parse(source)
+        tree: ast.AST = ast.parse(source)
     except SyntaxError:
         return source
+    if name is not None:
+        found = [n for n in tree.body if getattr(n, "name", None) == name  # type: ignore[attr-defined]
+                 or (isinstance(n, (ast.Assign, ast.AnnAssign)) and name in {
+                     t.id for t in (n.targets if isinstance(n, ast.Assign) else [n.target]) if isinstance(t, ast.Name)})]
+        if not found:
+            raise ValueError(f"code fingerprint: {label!r}: the module defines no top-level {name!r}")
+        tree = ast.Module(body=found, type_ignores=[])
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
         if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body

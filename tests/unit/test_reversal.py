@@ -71,7 +71,11 @@ def test_variants_and_augmentation():
     assert (icl.train[:, 0] == icl.train[:, 6]).all() and (icl.train[:, 2] == icl.train[:, 4]).all()
     aug = ReversalTask(ReversalTaskConfig(augment_reversed=True)).data()
     base = ReversalTask(ReversalTaskConfig()).data()
-    assert aug.train.shape == (400, 3) and {tuple(s) for s in base.val} <= {tuple(s) for s in aug.train}
+    trained = {tuple(s) for s in aug.train}
+    assert aug.train.shape == (370, 3) and aug.val.shape == (30, 3) and aug.val_seen.shape == (30, 3)
+    assert {tuple(s) for s in aug.val_seen} <= trained  # reversed form trained
+    assert not {tuple(s) for s in aug.val} & trained  # judged on: never trained in this direction
+    assert {tuple(s) for s in aug.val} | {tuple(s) for s in aug.val_seen} == {tuple(s) for s in base.val}
 
 
 def test_data_is_a_function_of_the_seed():

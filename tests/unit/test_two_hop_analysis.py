@@ -21,7 +21,15 @@ def test_transition_detected_on_synthetic_curve():
 
 def test_no_transition_reported_as_none():
     tr = analyze_transition([0, 50, 100], [0.2, 0.21, 0.19], chance=0.2)
-    assert tr["t_half"] is None and tr["jump_steps"] is None and tr["slow_acc"] == pytest.approx(0.2, abs=0.02)
+    assert tr["t_half"] is None and tr["jump_steps"] is None and tr["slow_acc"] is None  # no transition, no slow phase
+
+
+def test_slow_window_is_fixed_by_t_half_not_by_the_tested_tolerance():
+    # accuracy well above 1/K + 0.1 before the jump: the slow phase is still found, and its accuracy fails the claim
+    steps = list(range(0, 1000, 10))
+    acc = [0.45 if s < 800 else 1.0 for s in steps]
+    tr = analyze_transition(steps, acc, chance=0.2)
+    assert tr["t_half"] == 800 and tr["slow_window"] == [200, 600] and tr["slow_acc"] == pytest.approx(0.45)
 
 
 def test_three_param_loss_at_zero_is_ln31():

@@ -201,6 +201,9 @@ def eval_variant(model: TinyTransformer, data: ReversalData, variant: str) -> di
     held = summarize_stats(answer_stats(answer_logprobs(model, data.val), data, data.val))
     row = {"forward_acc": float(f["acc_alphabet"].mean()), "forward_nll": float(f["nll"].mean()),
            "train_acc": float(tr.mean()), **{f"val_{k}": val for k, val in held.items()}}
+    if data.val_seen is not None:  # reverse training: held-out sentences whose reversed form was trained
+        seen = answer_stats(answer_logprobs(model, data.val_seen), data, data.val_seen)
+        row["seen_reversed_acc"] = float(seen["acc_alphabet"].mean())
     if variant == "chain":
         row["val_cot_acc"] = chain_of_thought_acc(model, data)
     return row
@@ -214,6 +217,14 @@ class ReversalCurseStudy(Study):
     title = "The reversal curse: asymmetric, intransitive learning in a bilinear model and small transformers"
     paper = "Zhu et al., Towards a Theoretical Understanding of the 'Reversal Curse' via Training Dynamics, arXiv 2405.04669"
     config_cls = ReversalCurseConfig
+
+    #: a seconds-scale run for the control test: 20 steps per transformer, one seed, a short bilinear sweep
+    tiny = ("n_seeds=1", "train.steps=20", "train.warmup_steps=5", "train.eval_every=10", "train.checkpoint_every=20",
+            "bilinear.steps=40", "bilinear.eval_every=20", "bilinear.d_sweep=[16,64,256]")
+
+    def control_config(self, cfg: ReversalCurseConfig) -> ReversalCurseConfig:
+        """Learning switched off: every transformer and the bilinear model get learning rate 1e-9."""
+        return cfg.replace(train=cfg.train.replace(lr=1e-9), bilinear=cfg.bilinear.replace(lr=1e-9))
 
     def quick_config(self) -> ReversalCurseConfig:
         """1,500 steps per transformer (about 280 epochs)."""
@@ -234,18 +245,23 @@ class ReversalCurseStudy(Study):
         pooled: list[dict[str, np.ndarray]] = []
         seconds: dict[str, float] = {}
         sizes: dict[str, int] = {}
+        stages: dict[str, Any] = {}
+        main_forward: list[float] = []  # the main variant's forward accuracy, per seed
         for i, (vname, vcfg) in enumerate(variants.items()):
             for k in range(cfg.n_seeds if i == 0 else 1):
                 seed = cfg.seed + k
                 name = vname if k == 0 else f"{vname}_seed{seed}"
                 model, data, result = self._train_variant(vcfg, vname, seed, out / name, resume)
                 seconds[name] = round(result.seconds, 1)
+                stages[name] = result.stage
                 if k == 0:
                     histories[vname] = result.evals
                     sizes[vname] = len(data.train)
                 if i == 0:
                     pooled.append(answer_stats(answer_logprobs(model, data.val), data, data.val))
+                    main_forward.append(result.evals[-1]["forward_acc"])
         main_pooled = summarize_stats({key: np.concatenate([p[key] for p in pooled]) for key in pooled[0]})
+        main_pooled["forward_acc_min_over_seeds"] = min(main_forward)
 
         claims = self._claims(cfg, variants, main, sweep, ortho, histories, main_pooled, sizes)
         figures = self._figures(out, cfg, variants, main, sweep, histories)
@@ -261,7 +277,7 @@ class ReversalCurseStudy(Study):
             "train_seconds": seconds,
             "training_sentences": sizes,
         }
-        return Result(claims, metrics, figures, ReversalTask.version)
+        return Result(claims, metrics, figures, ReversalTask.version, stages=stages)
 
     @staticmethod
     def _train_variant(cfg: ReversalCurseConfig, name: str, seed: int, run_dir: Path, resume: bool):
@@ -276,6 +292,9 @@ class ReversalCurseStudy(Study):
             eval_fn=lambda m, step: eval_variant(m, data, cfg.task.variant), resume=resume,
             meta={"task": task.cfg.to_dict(), "task_version": task.version, "model": model_cfg.to_dict(),
                   "batch_size": cfg.batch_size, "variant": name, "whole_sequence": cfg.whole_sequence, "seed": seed},
+            code=("lmlab.tasks.reversal", "lmlab.studies.reversal_curse:eval_variant",
+                  "lmlab.studies.reversal_curse:answer_stats", "lmlab.studies.reversal_curse:summarize_stats",
+                  "lmlab.studies.reversal_curse:answer_logprobs", "lmlab.studies.reversal_curse:chain_of_thought_acc"),
         )
         return model, data, result
 
@@ -291,6 +310,8 @@ class ReversalCurseStudy(Study):
 
         log_m = math.log(2 * cfg.bilinear.n_pairs)
         lo, hi = ((1 - CHANCE_REL_TOL) * log_m, (1 + CHANCE_REL_TOL) * log_m)
+        # "X does not happen" only means something once the model has learnt: each such claim also needs this
+        learnt_bilinear = at_most(main.forward_nll[-1], BILINEAR_FORWARD_NLL_MAX, what="final forward NLL")
         claims = [
             Claim.judged("bilinear_forward", "Bilinear model, gradient descent from 0: the trained direction A -> B is learnt",
                          paper_value=PAPER_BILINEAR_FORWARD,
@@ -300,8 +321,8 @@ class ReversalCurseStudy(Study):
             Claim.judged("bilinear_reverse_at_chance", "... while the reverse B -> A stays at chance (log M) and never improves",
                          paper_value=PAPER_BILINEAR_REVERSE,
                          measured={"min": min(main.reverse_nll), "end": main.reverse_nll[-1], "log_M": log_m},
-                         rule=is_true(all(lo <= x <= hi for x in main.reverse_nll),
-                                      f"reverse NLL within {CHANCE_REL_TOL:.0%} of log M at every eval"),
+                         rule=all_of(learnt_bilinear, is_true(all(lo <= x <= hi for x in main.reverse_nll),
+                                      f"reverse NLL within {CHANCE_REL_TOL:.0%} of log M at every eval")),
                          source="[abstract] + [secondary] CPU run",
                          evidence={"epsilon_needed_for_bound": _epsilon_needed(main)}),
         ]
@@ -312,7 +333,8 @@ class ReversalCurseStudy(Study):
             paper_value="asymmetric (qualitative)",
             measured={"forward_centred_logit": main.forward_logit[-1], "reverse_centred_logit_rms": main.reverse_logit_rms[-1],
                       "ratio": ratio, "orthonormal_max_abs_reverse": ortho_max},
-            rule=all_of(at_most(ratio, ASYMMETRY_MAX, what=f"rms reverse logit / forward logit (d={cfg.bilinear.d})"),
+            rule=all_of(learnt_bilinear,
+                        at_most(ratio, ASYMMETRY_MAX, what=f"rms reverse logit / forward logit (d={cfg.bilinear.d})"),
                         is_true(ortho_max < ORTHO_REVERSE_MAX,
                                 f"max |reverse logit| < {ORTHO_REVERSE_MAX:g} with orthonormal embeddings")),
             source="[abstract]"))
@@ -326,13 +348,17 @@ class ReversalCurseStudy(Study):
             paper_value="reverse logit = sum of products of near-zero inner products [secondary]",
             measured={"pearson_pred_vs_measured": round(corr, 4), "loglog_slope_ratio_vs_d": round(slope, 3),
                       "ratio_by_d": dict(zip(ds, [round(r, 5) for r in ratios]))},
-            rule=all_of(at_least(corr, THEORY_PEARSON_MIN, what=f"Pearson(theory, measured) at d={cfg.bilinear.d}"),
+            rule=all_of(learnt_bilinear,
+                        at_least(corr, THEORY_PEARSON_MIN, what=f"Pearson(theory, measured) at d={cfg.bilinear.d}"),
                         between(slope, *SLOPE_RANGE, what="log-log slope of the ratio vs d")),
             source="[secondary] derivation in lmlab.nn.bilinear"))
 
         # transformers
         first = cfg.variants[0].name
         f = h[first][-1]
+        learnt = at_least(pooled["forward_acc_min_over_seeds"], FORWARD_ACC_MIN,
+                          what=f"forward accuracy ({first}, every seed)")
+        learnt_first = at_least(f["forward_acc"], FORWARD_ACC_MIN, what=f"forward accuracy ({first})")
         claims.append(Claim.judged(
             "forward_learned", f"A one-layer transformer ({first}) learns every trained fact",
             paper_value="train NLL -> ~0", measured={"forward_acc": f["forward_acc"], "train_acc": f["train_acc"],
@@ -346,7 +372,7 @@ class ReversalCurseStudy(Study):
             paper_value="fails (qualitative)",
             measured={"acc": p["acc_exch"], "chance": p["chance_acc_exch"], "se": p["se_acc_exch"],
                       "acc_over_alphabet": p["acc_alphabet"], "chance_over_alphabet": p["chance_acc_alphabet"]},
-            rule=all_of(at_chance(p["acc_exch"], p["chance_acc_exch"], p["se_acc_exch"],
+            rule=all_of(learnt, at_chance(p["acc_exch"], p["chance_acc_exch"], p["se_acc_exch"],
                                   f"accuracy among exchangeable candidates (tolerance {CHANCE_SE:g} SE)"),
                         at_chance(p["acc_alphabet"], p["chance_acc_alphabet"], p["se_acc_alphabet"],
                                   f"accuracy over the {cfg.task.alphabet_size}-token alphabet ({CHANCE_SE:g} SE)")),
@@ -356,7 +382,7 @@ class ReversalCurseStudy(Study):
             "reverse_nll_at_chance", "The reverse NLL stays at chance: log(number of candidates)",
             paper_value="validation NLL >= log(#candidates)",
             measured={"nll_exch": p["nll_exch"], "log_n_candidates": p["chance_nll_exch"], "relative": rel},
-            rule=within(rel, 0.0, CHANCE_REL_TOL, what="NLL among exchangeable candidates / log(n) - 1"),
+            rule=all_of(learnt, within(rel, 0.0, CHANCE_REL_TOL, what="NLL among exchangeable candidates / log(n) - 1")),
             source="[recollection]",
             evidence={"nll_full_vocab": p["nll"], "log_alphabet": math.log(cfg.task.alphabet_size),
                       "note": "over the full vocabulary the held-out answers are pushed below the other candidates "
@@ -365,8 +391,8 @@ class ReversalCurseStudy(Study):
         claims.append(Claim.judged(
             "reverse_nll_not_below_chance", "Over the full vocabulary the reverse NLL never drops below log(alphabet)",
             paper_value=PAPER_NLL_FLOOR, measured={"nll_min_over_training": nll_min, "nll_end": f["val_nll"]},
-            rule=at_least(nll_min, NLL_FLOOR_SHARE * math.log(cfg.task.alphabet_size),
-                          what=f"min over evals of the reverse NLL ({NLL_FLOOR_SHARE} log(alphabet size))"),
+            rule=all_of(learnt_first, at_least(nll_min, NLL_FLOOR_SHARE * math.log(cfg.task.alphabet_size),
+                          what=f"min over evals of the reverse NLL ({NLL_FLOOR_SHARE} log(alphabet size))")),
             source="[recollection]"))
         gap = [e["val_nll"] - e["forward_nll"] for e in h[first]]
         rho = float(spearmanr([e["step"] for e in h[first]], gap).statistic)
@@ -374,7 +400,8 @@ class ReversalCurseStudy(Study):
             "gap_grows", "The forward/reverse NLL gap grows with training",
             paper_value="grows monotonically (spec pass criterion)", measured={"spearman_step_vs_gap": round(rho, 3),
                                                                                 "gap_start": gap[0], "gap_end": gap[-1]},
-            rule=at_least(rho, GAP_RHO_MIN, what="Spearman(step, reverse NLL - forward NLL)"), source="[secondary]"))
+            rule=all_of(learnt_first, at_least(rho, GAP_RHO_MIN, what="Spearman(step, reverse NLL - forward NLL)")),
+            source="[secondary]"))
 
         names = list(variants)
         others = [n for n in names[1:] if variants[n].task.variant == "reversal" and not variants[n].task.augment_reversed]
@@ -397,14 +424,22 @@ class ReversalCurseStudy(Study):
             a = h[aug]
             cost = {"steps_to_forward_0.99": {n: first_crossing([e["step"] for e in h[n]], [e["forward_acc"] for e in h[n]], FORWARD_ACC_MIN) for n in (first, aug)},
                     "training_sentences": {n: sizes[n] for n in (first, aug)}}
+            e = a[-1]
             claims.append(Claim.judged(
-                "mitigation_reverse_training", "Training on reversed copies of the data fixes the reverse direction",
-                paper_value="reverse training (Golovneva et al.) fixes it (peer)",
-                measured={"reverse_acc": a[-1]["val_acc_alphabet"], "forward_acc": a[-1]["forward_acc"],
+                "mitigation_reverse_training", "Training on reversed copies fixes the reverse direction of the facts "
+                "whose reversed form is trained, and only those: held-out facts, seen in one direction only, stay at "
+                "chance (reverse training adds data; it does not teach the model to reverse)",
+                paper_value="reverse training (Golovneva et al.) fixes the facts it reverses (peer); held out: the "
+                            "reversal curse (qualitative)",
+                measured={"seen_reversed_acc": e["seen_reversed_acc"], "heldout_reverse_acc": e["val_acc_exch"],
+                          "heldout_chance": e["val_chance_acc_exch"], "heldout_se": e["val_se_acc_exch"],
+                          "heldout_reverse_acc_over_alphabet": e["val_acc_alphabet"], "forward_acc": e["forward_acc"],
                           "final_forward_nll": {n: h[n][-1]["forward_nll"] for n in (first, aug)}, **cost},
-                rule=all_of(at_least(a[-1]["val_acc_alphabet"], FIXED_ACC_MIN, what="reverse accuracy"),
-                            at_least(a[-1]["forward_acc"], FORWARD_ACC_MIN, what="forward accuracy")),
-                source="peer"))
+                rule=all_of(at_least(e["forward_acc"], FORWARD_ACC_MIN, what="forward accuracy"),
+                            at_least(e["seen_reversed_acc"], FIXED_ACC_MIN, what="reverse accuracy, reversed form trained"),
+                            at_chance(e["val_acc_exch"], e["val_chance_acc_exch"], e["val_se_acc_exch"],
+                                      f"held-out reverse accuracy among exchangeable candidates ({CHANCE_SE:g} SE)")),
+                source="peer + [abstract]"))
 
         chain = next((n for n in names if variants[n].task.variant == "chain"), None)
         if chain is not None:
@@ -494,7 +529,10 @@ class ReversalCurseStudy(Study):
             e = h[n][-1]
             if vc.task.variant == "reversal":
                 bars.append((f"{n}\nforward", e["forward_acc"], True))
-                bars.append((f"{n}\nreverse", e["val_acc_alphabet"], vc.task.augment_reversed))
+                if vc.task.augment_reversed:
+                    bars.append((f"{n}\nreverse, reversal trained", e["seen_reversed_acc"], True))
+                bars.append((f"{n}\nreverse{', held out' if vc.task.augment_reversed else ''}", e["val_acc_alphabet"],
+                             False))
             elif vc.task.variant == "chain":
                 bars.append(("chain\nx~>z direct", e["val_acc_alphabet"], False))
                 bars.append(("chain\nvia y (CoT)", e["val_cot_acc"], True))

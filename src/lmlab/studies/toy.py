@@ -92,7 +92,8 @@ class ToyStudy(Study):
             return {"loss": torch.nn.functional.cross_entropy(logits[held_out.mask], held_out.targets[held_out.mask]).item()}
 
         res = train(toy_model(cfg), cfg.train, batch_fn, out, eval_fn=eval_fn, resume=resume,
-                    meta={"toy": {k: v for k, v in cfg.to_dict().items() if k != "train"}})
+                    meta={"toy": {k: v for k, v in cfg.to_dict().items() if k != "train"}},
+                    code=("lmlab.studies.toy:toy_batch", "lmlab.studies.toy:toy_model"))
         first, last = res.evals[0]["loss"], res.evals[-1]["loss"]
         plt = pyplot()
         fig, ax = plt.subplots(figsize=(4, 3))
@@ -108,4 +109,5 @@ class ToyStudy(Study):
                          rule=at_most(last / first, MAX_LOSS_RATIO, what="final / initial loss")),
         ]
         return Result(claims, metrics={"initial_loss": first, "final_loss": last, "chance": math.log(cfg.d_vocab),
-                                       "resumed_from": res.resumed_from}, figures=figures, task_version="toy/1")
+                                       "resumed_from": res.resumed_from}, figures=figures, task_version="toy/1",
+                      stages={"train": res.stage})

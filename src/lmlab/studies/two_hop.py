@@ -6,14 +6,18 @@ What this study does, in order:
    (``lmlab.tasks.two_hop``), evaluating every ``eval_every`` steps on a fixed set: accuracy,
    loss at the answer, probability on the target End vs the distracting Ends, and attention
    summaries of every head (below);
-2. detects the phase transition: the slow phase (accuracy near 1/K, guessing among the K
-   candidate Ends), the step where accuracy crosses 0.5, and how many steps the jump took;
+2. detects the phase transition: the step where accuracy crosses 0.5 (``t_half``), the slow phase
+   (the middle half of the steps before ``t_half``, a window fixed by ``t_half`` alone, so the accuracy
+   tested there can fail on either side of 1/K), and how many steps the jump took;
 3. simulates the paper's three-parameter model (SGD, lr 0.1) and plots its loss beside the
    transformer's;
 4. reads the mechanism from the attention patterns: which layer makes each premise's second
    token attend to its first (``prev_token``), which makes each End attend to the bridge of its
    chain's first premise (``bridge``), and which makes the query attend to the target End
-   (``query_end``), and when each appears;
+   (``query_end``), and when each appears, from evaluations every ``dense_eval_every`` steps (the full
+   evaluation, with the attention-map example and the stopping rule, every ``train.eval_every``). The route
+   of the bridge step is fixed in the config (``bridge_route``, the paper's: each End finds its chain's
+   bridge), not chosen from the results;
 5. writes figures and ``summary.json`` with the paper's claims beside our numbers.
 
 The default config is the paper's (d_model 256, AdamW 3e-4, batch 512, 10k steps: a GPU job).
@@ -26,7 +30,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -53,6 +57,7 @@ COLLAPSED_LOSS = 0.05  # three-parameter model: final loss below this
 MIN_HALVING_STEP = 100  # three-parameter model: the loss halves only after this step (a plateau first)
 MIN_EDGE_ATTN = 0.5  # each circuit edge's final attention in its layer
 ORDER_WINDOW = 300  # steps between each edge forming and t_half
+SLOW_WINDOW = (0.25, 0.75)  # the slow phase: this share of the steps before t_half (skips the initial transient)
 # The paper's numbers
 PAPER_T_HALF = "800-900"
 PAPER_PLATEAU = math.log(31)
@@ -84,8 +89,17 @@ class TwoHopStudyConfig(Config):
     three_param_seeds: int = 5
     three_param_steps: int = 4000
     three_param_lr: float = 0.1
+    # Evaluate this often (steps) for the transition and edge-formation steps; the full evaluation (attention
+    # example, stopping rule) stays at train.eval_every. Must divide train.eval_every.
+    dense_eval_every: int = 10
+    # Which bridge edge the mechanism claims judge, fixed before any run: the paper's (each End attends to the
+    # bridge of its chain's first premise) or the other route (the query attends to that bridge).
+    bridge_route: Literal["end_bridge", "query_bridge"] = "end_bridge"
 
     def validate(self) -> None:
+        if self.dense_eval_every < 1 or self.train.eval_every % self.dense_eval_every:
+            raise ConfigError(f"TwoHopStudyConfig.dense_eval_every ({self.dense_eval_every}) must be >= 1 and divide "
+                              f"train.eval_every ({self.train.eval_every})")
         if self.batch_size < 1 or self.eval_size < 1:
             raise ConfigError("TwoHopStudyConfig.batch_size and eval_size must be >= 1")
         if not 0 < self.solved_acc <= 1:
@@ -189,9 +203,10 @@ def analyze_transition(steps: list[int], acc: list[float], chance: float, solved
     """Find the slow phase and the jump in an accuracy curve.
 
     ``t_half``: first eval with accuracy >= ``HALF_ACC`` (None: no transition).
-    ``t_start``: last eval before ``t_half`` with accuracy <= chance + ``SLOW_PHASE_TOL``: the end of the slow phase.
+    ``slow_window``: the evals in the ``SLOW_WINDOW`` share of the steps before ``t_half`` (fixed by ``t_half``
+    alone, never by the accuracy it holds); ``slow_acc``: their mean accuracy (None without a transition).
+    ``t_start``: last eval before ``t_half`` with accuracy <= chance + ``SLOW_PHASE_TOL``: where the jump starts.
     ``t_solved``: first eval at or after ``t_half`` with accuracy >= ``solved``.
-    ``slow_acc``: mean accuracy over the slow phase, skipping its first quarter (the initial transient).
     """
     steps_a, acc_a = np.asarray(steps), np.asarray(acc)
     above = np.nonzero(acc_a >= HALF_ACC)[0]
@@ -200,12 +215,15 @@ def analyze_transition(steps: list[int], acc: list[float], chance: float, solved
     end = above[0] if len(above) else len(acc_a)
     low = np.nonzero(acc_a[:end] <= chance + SLOW_PHASE_TOL)[0]
     if len(low):
-        i_start = low[-1]
-        t_start = int(steps_a[i_start])
-        window = (steps_a >= steps_a[0] + 0.25 * (t_start - steps_a[0])) & (steps_a <= t_start)
-        res.update(t_start=t_start, slow_steps=t_start - int(steps_a[0]), slow_acc=float(acc_a[window].mean()),
-                   slow_window=[int(steps_a[window][0]), t_start])
+        t_start = int(steps_a[low[-1]])
+        res.update(t_start=t_start, slow_steps=t_start - int(steps_a[0]))
     if len(above):
+        t0, t1 = steps_a[0], steps_a[above[0]]
+        lo, hi = t0 + SLOW_WINDOW[0] * (t1 - t0), t0 + SLOW_WINDOW[1] * (t1 - t0)
+        window = (steps_a >= lo) & (steps_a <= hi)
+        if window.any():
+            res.update(slow_acc=float(acc_a[window].mean()),
+                       slow_window=[int(steps_a[window][0]), int(steps_a[window][-1])])
         res["t_half"] = int(steps_a[above[0]])
         solved_idx = np.nonzero((acc_a >= solved) & (steps_a >= steps_a[above[0]]))[0]
         if len(solved_idx):
@@ -223,6 +241,15 @@ class TwoHopStudy(Study):
     title = "Two-hop in-context reasoning: slow guessing phase, then an abrupt transition"
     paper = "Guo et al., How Do LLMs Perform Two-Hop Reasoning in Context? arXiv 2502.13913"
     config_cls = TwoHopStudyConfig
+
+    #: a seconds-scale run for the control test: d_model 16, 30 steps, small batches
+    tiny = ("model.d_model=16", "train.steps=30", "train.eval_every=10", "train.checkpoint_every=30", "batch_size=32",
+            "eval_size=64", "three_param_seeds=2", "three_param_steps=200", "dense_eval_every=10")
+
+    def control_config(self, cfg: TwoHopStudyConfig) -> TwoHopStudyConfig:
+        """Learning switched off: the transformer and the three-parameter model get learning rate 1e-9
+        (``TrainConfig.lr`` must be > 0; over 4,000 steps Adam then moves each weight by at most ~4e-6)."""
+        return cfg.replace(train=cfg.train.replace(lr=1e-9), three_param_lr=1e-9)
 
     def quick_config(self) -> TwoHopStudyConfig:
         """d_model 64 and lr 1e-3 (paper: 256 and 3e-4), at most 4,000 steps: same data, loss and architecture."""
@@ -242,29 +269,37 @@ class TwoHopStudy(Study):
         ev = task.eval_sample(cfg.eval_size)
         ev_batch = task.to_batch(ev, trim=cfg.trim_after_answer)
 
+        full_every = train_cfg.eval_every
+
         def evaluate(m: TinyTransformer, step: int) -> dict[str, Any]:
             device = next(m.parameters()).device
             with m.record("blocks.*.attn.hook_pattern") as cache:
                 logits = m(ev_batch.tokens.to(device))
             patterns = [cache[f"blocks.{i}.attn.hook_pattern"] for i in range(model_cfg.n_layers)]
-            return {
-                **answer_metrics(logits, ev, task.answer_index),
-                "attn": attention_scores(patterns, ev, task.answer_index),
-                # head 0 of every layer on eval example 0, for the attention-map figure
-                "attn_example": [np.round(p[0, 0].float().cpu().numpy(), 3).tolist() for p in patterns],
-            }
+            row = {**answer_metrics(logits, ev, task.answer_index), "full": step % full_every == 0,
+                   "attn": attention_scores(patterns, ev, task.answer_index)}
+            if row["full"]:  # head 0 of every layer on eval example 0, for the attention-map figure
+                row["attn_example"] = [np.round(p[0, 0].float().cpu().numpy(), 3).tolist() for p in patterns]
+            return row
 
         def solved(evals: list[dict[str, Any]]) -> bool:
             k = cfg.stop_after_solved
-            return k > 0 and len(evals) >= k and all(e["acc"] >= cfg.solved_acc for e in evals[-k:])
+            full = [e for e in evals if e.get("full", True)]
+            return k > 0 and evals[-1].get("full", True) and len(full) >= k and all(
+                e["acc"] >= cfg.solved_acc for e in full[-k:])
 
         result = train(
-            model, train_cfg, lambda step: task.batch(step, cfg.batch_size, trim=cfg.trim_after_answer), out, eval_fn=evaluate,
+            model, train_cfg.replace(eval_every=cfg.dense_eval_every),
+            lambda step: task.batch(step, cfg.batch_size, trim=cfg.trim_after_answer), out, eval_fn=evaluate,
             stop_fn=solved, resume=resume,
             meta={"task": cfg.task.to_dict(), "task_version": task.version, "model": model_cfg.to_dict(),
-                  "batch_size": cfg.batch_size, "seed": cfg.seed},
+                  "batch_size": cfg.batch_size, "seed": cfg.seed, "full_eval_every": full_every},
+            code=("lmlab.tasks.two_hop", "lmlab.studies.two_hop:answer_metrics",
+                  "lmlab.studies.two_hop:attention_scores"),
         )
         evals = result.evals
+        if not evals[-1].get("full", True):  # the final eval of a stopped run: keep the attention example
+            evals[-1]["attn_example"] = next(e["attn_example"] for e in reversed(evals) if "attn_example" in e)
         K = cfg.task.n_chains
         steps = [e["step"] for e in evals]
         acc = [e["acc"] for e in evals]
@@ -284,7 +319,7 @@ class TwoHopStudy(Study):
                              "halving_step": _halving_step(t["loss"])} for t in three],
             "n_params": model.n_params,
         }
-        return Result(claims, metrics, figures, task.version)
+        return Result(claims, metrics, figures, task.version, stages={"transformer": result.stage})
 
     # -- analysis -----------------------------------------------------------------------------
     @staticmethod
@@ -307,13 +342,16 @@ class TwoHopStudy(Study):
         claims = []
 
         slow = tr["slow_acc"]
+        lo_w, hi_w = SLOW_WINDOW
         window = [e for e in evals if tr["slow_window"] and tr["slow_window"][0] <= e["step"] <= tr["slow_window"][1]]
         claims.append(Claim.judged(
             "slow_phase_random_guessing",
             "In the slow phase the transformer guesses at random among the K candidate End tokens",
             paper_value=round(1 / K, 3), measured=None if slow is None else round(slow, 3),
-            rule=within(slow, 1 / K, SLOW_PHASE_TOL, what="slow-phase accuracy"), source="[abstract]",
-            evidence={"slow_window": tr["slow_window"],
+            rule=within(slow, 1 / K, SLOW_PHASE_TOL,
+                        what=f"mean accuracy over evals in [{lo_w}, {hi_w}] x t_half (a transition must exist)"),
+            source="[abstract]",
+            evidence={"slow_window": tr["slow_window"], "t_half": tr["t_half"],
                       "mean_candidate_mass": _mean([e["candidate_mass"] for e in window]),
                       "mean_target_share_of_candidates": _mean([e["target_share"] for e in window])},
         ))
@@ -367,8 +405,9 @@ class TwoHopStudy(Study):
             source="[code]",
         ))
 
-        # The bridge step can be routed two ways; we take whichever the model built (the stronger at the end).
-        bridge = max(("query_bridge", "end_bridge"), key=lambda k: mech[k]["final"])
+        # The bridge step can be routed two ways; the judged one is fixed in the config before any run.
+        bridge = cfg.bridge_route
+        other = "query_bridge" if bridge == "end_bridge" else "end_bridge"
         expected = {"prev_token": 0, bridge: 1, "query_end": model_cfg.n_layers - 1}
         layers_ok = all(mech[k]["layer"] == v and mech[k]["final"] >= MIN_EDGE_ATTN for k, v in expected.items())
         layers_words = f"each edge is carried most strongly by the expected layer, with attention >= {MIN_EDGE_ATTN}"
@@ -381,7 +420,10 @@ class TwoHopStudy(Study):
             rule=is_true(layers_ok, layers_words) if model_cfg.n_layers >= 3 else not_comparable(
                 f"{layers_words}; needs at least 3 layers"),
             source="[abstract] + [code] notebook",
-            evidence={"bridge_route": bridge, "query_bridge": mech["query_bridge"], "end_bridge": mech["end_bridge"]},
+            evidence={"bridge_route": f"{bridge} (fixed in the config)", "query_bridge": mech["query_bridge"],
+                      "end_bridge": mech["end_bridge"],
+                      f"same rule with {other}": is_true(
+                          mech[other]["layer"] == 1 and mech[other]["final"] >= MIN_EDGE_ATTN, "").status},
         ))
         order = [mech[k]["step_crossed_0.5"] for k in expected]
         claims.append(Claim.judged(
@@ -389,11 +431,13 @@ class TwoHopStudy(Study):
             "The three attention edges form in order (layer 0, then 1, then 2), at the transition",
             paper_value=PAPER_EDGE_STEPS,
             measured=dict(zip(expected, order)),
-            rule=is_true(all(o is not None for o in order) and order[0] <= order[1] <= order[2]
+            rule=is_true(all(o is not None for o in order) and order[0] < order[1] < order[2]
                          and tr["t_half"] is not None and all(abs(o - tr["t_half"]) <= ORDER_WINDOW for o in order),
-                         f"all three cross {HALF_ACC}, in order prev_token <= bridge <= query_end, within "
-                         f"{ORDER_WINDOW} steps of t_half"),
+                         f"all three cross {HALF_ACC}, strictly in order prev_token < {bridge} < query_end at "
+                         f"{cfg.dense_eval_every}-step resolution, within {ORDER_WINDOW} steps of t_half"),
             source="[code] repository notes (d=256 steps)",
+            evidence={"eval_spacing": cfg.dense_eval_every, "t_half": tr["t_half"],
+                      f"with {other}": mech[other]["step_crossed_0.5"]},
         ))
         return claims
 
@@ -422,10 +466,11 @@ class TwoHopStudy(Study):
         names.append(save_figure(fig, out, "training.png"))
 
         n_layers = len(evals[-1]["attn"]["prev_token"])
-        slow_eval = evals[0]
+        shown = [e for e in evals if "attn_example" in e]
+        slow_eval = shown[0]
         if tr["slow_window"]:
             mid = (tr["slow_window"][0] + tr["slow_window"][1]) / 2
-            slow_eval = min(evals, key=lambda e: abs(e["step"] - mid))
+            slow_eval = min(shown, key=lambda e: abs(e["step"] - mid))
         fig = plt.figure(figsize=(4 * n_layers + 5, 8))
         gs = fig.add_gridspec(2, n_layers + 1, width_ratios=[1.4] + [1] * n_layers)
         ax = fig.add_subplot(gs[:, 0])

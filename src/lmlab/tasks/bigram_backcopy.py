@@ -51,7 +51,9 @@ EVAL_STREAM = 2**31
 
 @dataclass(frozen=True)
 class BigramBackcopyConfig(Config):
-    seq_len: int = 256  # tokens per sequence, BOS included
+    # tokens per sequence, BOS included: the model sees seq_len - 1 input positions (255 at the default, where the
+    # paper's code feeds 256); set 257 to match it exactly
+    seq_len: int = 256
     n_triggers: int = 3
     source: Literal["shakespeare", "hh_rlhf", "synthetic"] = "shakespeare"
     synthetic_vocab: int = 64  # only for source="synthetic"

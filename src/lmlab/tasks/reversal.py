@@ -1,6 +1,6 @@
 """Reversal-curse data: one-token entities and relation tokens (Zhu et al. 2024, arXiv 2405.04669).
 
-Version ``reversal/1``. Three variants, as in the paper's code (``marlo-z/reversal_curse_analysis``):
+Version ``reversal/2`` (``/1`` augmented every held-out pair, see ``augment_reversed``). Three variants, as in the paper's code (``marlo-z/reversal_curse_analysis``):
 
 ``reversal``
     Two disjoint alphabets A and B of ``alphabet_size`` tokens each, paired at random into
@@ -21,10 +21,11 @@ Version ``reversal/1``. Three variants, as in the paper's code (``marlo-z/revers
 The generator makes the same sequence of calls to NumPy's legacy ``RandomState`` as the reference
 code, so seed 1234 (the paper's) draws the same alphabets, pairings and split.
 
-``augment_reversed=True`` is the mitigation (reverse training): every trained ``reversal``
-sentence is added in the other direction too. For this task that puts each held-out sentence in the
-training set, which is exactly what reverse training does to natural text: it doubles the data so
-that every fact is seen both ways.
+``augment_reversed=True`` is the mitigation (reverse training): the trained sentence of the first
+``augment_share`` of the held-out pairs is added in the other direction too, which puts that pair's
+held-out sentence in the training set (``val_seen``), as reverse training does to natural text. The
+other held-out pairs stay in ``val``: facts seen in one direction whose reversed form was never trained,
+on which the mitigation is judged (does training on reversals teach the model to reverse other facts?).
 
 >>> data = ReversalTask(ReversalTaskConfig()).data()
 >>> data.train.shape, data.val.shape, data.d_vocab
@@ -45,7 +46,7 @@ import torch
 from lmlab.config import Config, ConfigError
 from lmlab.train.loop import Batch
 
-VERSION = "reversal/1"
+VERSION = "reversal/2"
 FWD, BWD, BOTH = 0, 1, 2  # relation tokens: "->", "<-" (or "leads to" in the chain variant), "<->"
 
 
@@ -57,7 +58,8 @@ class ReversalTaskConfig(Config):
     split_ratio: float = 0.7
     n_x: int = 100  # in_context only
     n_y: int = 10  # in_context only
-    augment_reversed: bool = False  # reversal only: train every fact in both directions
+    augment_reversed: bool = False  # reversal only: reverse training on a share of the held-out pairs
+    augment_share: float = 0.5  # with augment_reversed: the share of held-out pairs trained in both directions
 
     def validate(self) -> None:
         if not 0 < self.split_ratio < 1:
@@ -71,6 +73,9 @@ class ReversalTaskConfig(Config):
                 f"ReversalTaskConfig.vocab_size ({self.vocab_size}) must be >= {need} for variant "
                 f"'{self.variant}' (the alphabets are disjoint); raise vocab_size or lower alphabet_size"
             )
+        if not 0 < self.augment_share < 1:
+            raise ConfigError(f"ReversalTaskConfig.augment_share must be in (0, 1), got {self.augment_share}: some "
+                              "held-out pairs must stay held out to judge the mitigation on")
         if self.augment_reversed and self.variant != "reversal":
             raise ConfigError("ReversalTaskConfig.augment_reversed applies only to variant 'reversal'")
         if self.variant == "in_context" and not 0 < self.n_train_y < self.n_y:
@@ -100,6 +105,8 @@ class ReversalData:
     train_heldout: np.ndarray
     d_vocab: int
     val_bridge: np.ndarray | None = None
+    #: ``augment_reversed``: held-out sentences whose reversed form was added to training (so they are trained)
+    val_seen: np.ndarray | None = None
 
     @property
     def n_ctx(self) -> int:
@@ -149,13 +156,16 @@ class ReversalTask:
                 train.append(bwd[i])
                 val.append(fwd[i])
             heldout.append(True)
+        seen = None
         if self.cfg.augment_reversed:
-            train += [_reverse(s) for s in train[len(both) * 2:]]
-            heldout += [True] * len(held)
+            n_aug = max(1, min(len(held) - 1, int(round(len(held) * self.cfg.augment_share))))
+            train += [_reverse(s) for s in train[len(both) * 2: len(both) * 2 + n_aug]]
+            heldout += [True] * n_aug
+            seen, val = np.stack(val[:n_aug]), val[n_aug:]
         # Answers of "a -> b" come from B and of "b <- a" from A: see answer_alphabet().
         cands = {"A": np.sort(a), "B": np.sort(b)}
         return ReversalData(np.stack(train), np.stack(val), cands, np.array(heldout),
-                            self.cfg.vocab_size + 2)
+                            self.cfg.vocab_size + 2, val_seen=seen)
 
     def _chain(self) -> ReversalData:
         rs = np.random.RandomState(self.seed)

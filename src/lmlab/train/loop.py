@@ -19,6 +19,7 @@ rank reads on resume; each rank logs the same global metrics into its own run di
 from __future__ import annotations
 
 import json
+import logging
 import math
 import random
 import time
@@ -33,8 +34,12 @@ from tqdm.auto import tqdm
 
 from lmlab.config import Config, ConfigError, provenance
 from lmlab.train import distributed
-from lmlab.io import atomic_write_text
+from lmlab.io import artifact_fingerprint, atomic_write_text, stale_reason
 from lmlab.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+log_provenance = logging.getLogger("lmlab.train")
+#: modules every training run depends on (the model's own module is added per run)
+TRAIN_CODE = ("lmlab.train.loop",)
 
 
 class Batch(NamedTuple):
@@ -102,6 +107,8 @@ class TrainResult:
     stopped_early: bool = False
     resumed_from: int | None = None
     seconds: float = 0.0
+    #: for summary.json's ``stages``: computed now or reused, the fingerprint, and why (see :func:`train`)
+    stage: dict[str, Any] = field(default_factory=dict)
 
 
 def masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -175,6 +182,8 @@ def train(
     stop_fn: Callable[[list[dict[str, Any]]], bool] | None = None,
     resume: bool = False,
     meta: dict[str, Any] | None = None,
+    code: tuple[str, ...] | list[str] = (),
+    data: Any = None,
 ) -> TrainResult:
     """Train ``model`` for ``cfg.steps`` steps; returns the eval history.
 
@@ -183,6 +192,12 @@ def train(
     ``eval_fn(model, step)`` runs every ``cfg.eval_every`` steps and at the end (in eval mode, no grad);
     ``stop_fn(evals)`` may end training early after an eval (it sees every eval row so far);
     ``meta`` (configs of the task and model) is stored in each checkpoint and must match on resume.
+
+    Provenance: the checkpoint carries :func:`lmlab.io.artifact_fingerprint` of the declared ``code`` (the modules,
+    or ``"module:function"``, that make the batches and the eval rows; this loop and the model's module are always
+    included), of ``meta`` and of ``data`` (a hash of input data not determined by ``meta``). Resuming, or reusing
+    a finished run's metrics, with a different code or data fingerprint starts over and logs one line
+    ("recomputed because lmlab.tasks.two_hop changed"); ``TrainResult.stage`` records which happened.
     """
     started = time.perf_counter()
     cfg = cfg.seeded(0)
@@ -196,6 +211,8 @@ def train(
     device = distributed.device_for(cfg.device)
     # What must match on resume: everything that changes the numbers (not the progress bar).
     meta = {"train": {k: v for k, v in cfg.to_dict().items() if k != "progress"}, **(meta or {})}
+    fp = artifact_fingerprint(tuple(TRAIN_CODE) + _model_module(model) + tuple(code), _jsonable(meta), data)
+    stage: dict[str, Any] = {"computed": True, "fingerprint": fp["digest"], "reason": "computed now"}
 
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
@@ -206,12 +223,19 @@ def train(
 
     # --- resume --------------------------------------------------------------------------
     start, loss_sum, loss_count, resumed_from = 0, 0.0, 0, None
-    if resume and ckpt_path.exists():
-        state = load_checkpoint(ckpt_path, map_location=device)
+    state = load_checkpoint(ckpt_path, map_location=device) if resume and ckpt_path.exists() else None
+    if state is not None:
         if state.get("meta") != _jsonable(meta):
             raise CheckpointError(
                 f"{ckpt_path} was made with a different config; use a new --out, or drop --resume to start over"
             )
+        why = stale_reason(state.get("fingerprint"), fp)
+        if why is not None:
+            if main:
+                log_provenance.warning("%s: recomputed because %s", run_dir, why)
+            stage["reason"] = f"recomputed because {why}"
+            state = None
+    if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -221,8 +245,10 @@ def train(
         resumed_from = start
         if state.get("done"):  # the run had finished: nothing to redo
             evals = [r for r in read_metrics(log.path) if r["kind"] == "eval"]
+            stage.update(computed=False, reason="reused: a finished run with the same fingerprint")
             return TrainResult(run_dir, start, evals, stopped_early=state["stopped_early"], resumed_from=start,
-                               seconds=time.perf_counter() - started)
+                               seconds=time.perf_counter() - started, stage=stage)
+        stage["reason"] = f"resumed from step {start} (same fingerprint)"
         log.truncate_after(start)
     elif log.path.exists():
         log.path.unlink()  # a fresh run starts a fresh log
@@ -248,6 +274,7 @@ def train(
                 "loss_sum": loss_sum,
                 "loss_count": loss_count,
                 "meta": _jsonable(meta),
+                "fingerprint": fp,
                 "provenance": provenance(),
             },
         )
@@ -326,7 +353,7 @@ def train(
         bar.close()
     checkpoint(step, done=True, stopped_early=stopped)
     return TrainResult(run_dir, step, evals, stopped_early=stopped, resumed_from=resumed_from,
-                       seconds=time.perf_counter() - started)
+                       seconds=time.perf_counter() - started, stage=stage)
 
 
 def _ddp_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None, aux: torch.Tensor | None,
@@ -348,6 +375,18 @@ def _ddp_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | 
     if aux is not None:
         loss = loss + aux
     return loss, (stats[1] / n_tokens + stats[2] / world).item()
+
+
+def _model_module(model: torch.nn.Module) -> tuple[str, ...]:
+    """The module that defines the model's class, if it is an importable file (not a script's ``__main__``)."""
+    import importlib.util
+
+    name = type(model).__module__
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return ()
+    return (name,) if spec is not None and spec.origin and spec.origin.endswith(".py") else ()
 
 
 def _jsonable(obj: Any) -> Any:
