@@ -15,6 +15,7 @@ import copy
 import math
 import os
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,15 +96,17 @@ def run_dpo(lm: Any, pairs: Sequence[dict[str, str]], dpo: DPOSettings, train: A
                 m = kw["model"]
                 snapshots.append((state.global_step, _state_dict(m)))
 
-    args = DPOConfig(
-        output_dir=str(Path(out_dir) / "trl"), bf16=False, fp16=False, gradient_checkpointing=False, report_to="none",
-        use_cpu=str(getattr(lm, "device", "cpu")) == "cpu", per_device_train_batch_size=dpo.batch_size,
-        gradient_accumulation_steps=dpo.grad_accum, max_steps=steps, learning_rate=train.lr, beta=dpo.beta,
-        lr_scheduler_type=train.schedule if train.schedule != "constant" else "constant_with_warmup",
-        warmup_steps=train.warmup_steps, weight_decay=train.weight_decay,
-        max_grad_norm=train.grad_clip if train.grad_clip is not None else 1e9, logging_steps=1, save_strategy="no",
-        seed=int(train.seed or 0), data_seed=int(train.seed or 0), max_length=dpo.max_length,
-        disable_tqdm=not progress, dataloader_num_workers=0, remove_unused_columns=False)
+    with warnings.catch_warnings():  # transformers renames gradient_checkpointing; TRL still reads the old name
+        warnings.simplefilter("ignore", FutureWarning)
+        args = DPOConfig(
+            output_dir=str(Path(out_dir) / "trl"), bf16=False, fp16=False, gradient_checkpointing=False, report_to="none",
+            use_cpu=str(getattr(lm, "device", "cpu")) == "cpu", per_device_train_batch_size=dpo.batch_size,
+            gradient_accumulation_steps=dpo.grad_accum, max_steps=steps, learning_rate=train.lr, beta=dpo.beta,
+            lr_scheduler_type=train.schedule if train.schedule != "constant" else "constant_with_warmup",
+            warmup_steps=train.warmup_steps, weight_decay=train.weight_decay,
+            max_grad_norm=train.grad_clip if train.grad_clip is not None else 1e9, logging_steps=1, save_strategy="no",
+            seed=int(train.seed or 0), data_seed=int(train.seed or 0), max_length=dpo.max_length,
+            disable_tqdm=not progress, dataloader_num_workers=0, remove_unused_columns=False)
     if not progress:
         datasets.disable_progress_bars()
     ds = Dataset.from_list([{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]} for p in pairs])
@@ -125,14 +128,16 @@ def run_dpo(lm: Any, pairs: Sequence[dict[str, str]], dpo: DPOSettings, train: A
         for p in ref.parameters():
             p.requires_grad_(False)
     started = time.perf_counter()
-    trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=ds, processing_class=tok,
-                         peft_config=peft_config, callbacks=[Snap()])
-    if not progress:
-        from transformers.trainer_callback import PrinterCallback, ProgressCallback
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=ds, processing_class=tok,
+                             peft_config=peft_config, callbacks=[Snap()])
+        if not progress:
+            from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-        trainer.remove_callback(PrinterCallback)
-        trainer.remove_callback(ProgressCallback)
-    trainer.train()
+            trainer.remove_callback(PrinterCallback)
+            trainer.remove_callback(ProgressCallback)
+        trainer.train()
     seconds = time.perf_counter() - started
     history = list(trainer.state.log_history)
     if dpo.lora:

@@ -237,9 +237,11 @@ ExtraPairs = Callable[[Any, Sequence[Item], dict[str, list[str]], dict[str, dict
 def run_iteration(lm: Any, items: Sequence[Item], cfg: IterationConfig, dpo: DPOSettings, train: Any,
                   run_dir: str | Path, judge: Judge, valid: Sequence[Item] = (), seed: int = 0, learn: bool = True,
                   extra_pairs: ExtraPairs | None = None, resume: bool = True, progress: bool = False,
-                  stop_after_chunks: int | None = None) -> dict[str, Any]:
+                  stop_after_chunks: int | None = None, all_malformed: str = "raise") -> dict[str, Any]:
     """M_t (``lm``, trained in place) -> M_{t+1}; returns the iteration's record (also ``run_dir/done.json``).
 
+    ``all_malformed``: ``"raise"`` (one-line :class:`SelfImproveError` when every sample is empty or malformed)
+    or ``"skip"`` (record it; no pairs, no DPO step: what a study does, so the arm's numbers are still reported).
     ``learn=False`` (the negative control) builds the pairs but skips DPO. ``valid``: held-out problems on which
     the DPO snapshot with the best accuracy is kept (with ``dpo.candidates > 1``).
     """
@@ -257,7 +259,7 @@ def run_iteration(lm: Any, items: Sequence[Item], cfg: IterationConfig, dpo: DPO
     if stop_after_chunks is not None and len(samples) < len(items):
         return {"interrupted": True, "sampled": len(samples)}
     parsed, counts = parse_samples(samples, cfg.thought)
-    if counts["samples"] and counts["malformed"] == counts["samples"]:
+    if counts["samples"] and counts["malformed"] == counts["samples"] and all_malformed == "raise":
         raise SelfImproveError(f"all {counts['samples']} samples are empty or malformed for thought prompt "
                                f"'{cfg.thought}'; raise iteration.max_new_tokens or use iteration.thought=none")
     scored = score_prompts(judge, items, parsed, run / "scores.jsonl", resume=resume, chunk=cfg.chunk, progress=progress)
@@ -275,7 +277,9 @@ def run_iteration(lm: Any, items: Sequence[Item], cfg: IterationConfig, dpo: DPO
     thoughts = [len(t) for v in parsed.values() for _, t, _ in v]
     record["sample_response_chars"] = float(np.mean(lengths)) if lengths else float("nan")
     record["sample_thought_chars"] = float(np.mean(thoughts)) if thoughts else float("nan")
-    if learn:
+    if learn and not pairs:
+        record["dpo_skipped"] = "no preference pairs (every prompt's samples tied or were malformed)"
+    elif learn:
         res = run_dpo(lm, pairs, dpo, train, run, progress=progress)
         snaps = res.pop("snapshots")
         chosen_step = snaps[-1][0]
