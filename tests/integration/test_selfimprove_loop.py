@@ -126,3 +126,17 @@ def test_bad_input_one_line_errors(tiny_dir, tmp_path):
         run_dpo(lm, [], DPOSettings(), TrainConfig(lr=1e-3), tmp_path / "f")
     with pytest.raises(ConfigError, match="empty or missing 'chosen'"):
         run_dpo(lm, [{"prompt": "p", "chosen": "", "rejected": "r"}], DPOSettings(), TrainConfig(lr=1e-3), tmp_path / "g")
+
+
+def test_safety_tune_on_hh_pairs_writes_a_model(tiny_dir, tmp_path):
+    from lmlab.config import LMConfig
+    from lmlab.selfimprove.safety import SafetyTuneConfig, hh_split, safety_tune
+
+    train, held = hh_split(20, 10, seed=0, max_prompt_chars=100)
+    assert len(train) == 20 and len(held) == 10
+    assert not {r["transcript"] + r["chosen"] for r in train} & {r["transcript"] + r["chosen"] for r in held}
+    cfg = SafetyTuneConfig(lm=LMConfig(model=tiny_dir), n_train=4, n_heldout=4, max_prompt_chars=60,
+                           dpo=DPOSettings(batch_size=4, max_length=128))
+    s = safety_tune(cfg, tmp_path)
+    assert (tmp_path / "model" / "config.json").exists() and s["n_heldout"] == 4
+    assert 0 <= s["heldout_reward_accuracy"] <= 1 and "muli" in s["next"]
