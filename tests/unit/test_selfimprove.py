@@ -228,3 +228,12 @@ def test_unknown_judge_and_bad_config_are_one_line():
         IterationConfig(K=1)
     with pytest.raises(ConfigError, match="iteration.thought"):
         IterationConfig(thought="deep")
+
+
+@pytest.mark.parametrize("name", ["lmlab.selfimprove.prompts", "lmlab.selfimprove.scoring"])
+def test_docstring_examples(name):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
