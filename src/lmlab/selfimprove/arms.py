@@ -63,6 +63,7 @@ def run_arm(spec: ArmSpec, lm_cfg: LMConfig, dpo: DPOSettings, train: Any, test:
     seed_rows = evaluate(lm, test, cfg.thought, eval_max_new_tokens, arm / "eval-iter0.json", progress)
     records = [{"iteration": 0, **eval_summary(seed_rows, seed_rows, seed=seed),
                 **(spec.probe(lm, 0, arm) if spec.probe else {})}]
+    prev_rows = seed_rows
     for t in range(1, spec.iterations + 1):
         run = arm / f"iter{t}"
         cfg_t = cfg.replace(**spec.schedule[t - 1]) if len(spec.schedule) >= t else cfg
@@ -79,7 +80,14 @@ def run_arm(spec: ArmSpec, lm_cfg: LMConfig, dpo: DPOSettings, train: Any, test:
             rec = run_iteration(lm, train_items(spec.n_train, seed, t), cfg_t, dpo, train.seeded(seed + t), run, judge,
                                 valid=valid, seed=seed * 1000 + t, learn=learn, extra_pairs=extra, resume=resume, all_malformed="skip",
                                 progress=progress)
-        rows = evaluate(lm, test, cfg.thought, eval_max_new_tokens, arm / f"eval-iter{t}.json", progress)
+        if "dpo" not in rec and prev_rows is not None:  # no DPO step: the model is M_{t-1}, its greedy outputs too
+            from lmlab.io import atomic_write_json
+
+            rows = prev_rows
+            atomic_write_json(arm / f"eval-iter{t}.json", rows)
+        else:
+            rows = evaluate(lm, test, cfg.thought, eval_max_new_tokens, arm / f"eval-iter{t}.json", progress)
+        prev_rows = rows
         records.append({"iteration": t, **eval_summary(rows, seed_rows, seed=seed), "train": _brief(rec),
                         **(spec.probe(lm, t, arm) if spec.probe else {})})
     del lm
