@@ -96,6 +96,14 @@ def check_scores(name: str, group: Group, scores: Any) -> np.ndarray:
     return arr
 
 
+def group_seed(seed: int, group: Group, index: int) -> int:
+    """A generative judge's sampling seed for one group: from the prompt's id (so a resumed run, which judges
+    fewer groups per call, draws the same judgments), else from its position."""
+    import zlib
+
+    return (seed * 100_003 + (zlib.crc32(group.id.encode()) if group.id else index)) % (2**31 - 1)
+
+
 class VerifiableJudge(Judge):
     """1.0 when the response's final answer is the problem's exact answer, else 0.0."""
 
@@ -170,7 +178,7 @@ class RubricJudge(Judge):
         self.last_judgments = []
         for gi, g in enumerate(groups):
             texts = self.judge_texts([g.instruction] * len(g.responses), g.responses,
-                                     seed=self.gen.seed * 100_003 + gi) if g.responses else []
+                                     seed=group_seed(self.gen.seed, g, gi)) if g.responses else []
             per_resp, scores = [], []
             for ts in texts:
                 parsed = [(t, parse_score(t)) for t in ts]
@@ -208,7 +216,7 @@ class PairwiseJudge(Judge):
 
         out = []
         for gi, g in enumerate(groups):
-            v = self.verdicts(g.instruction, g.responses, seed=self.gen.seed * 100_003 + gi)
+            v = self.verdicts(g.instruction, g.responses, seed=group_seed(self.gen.seed, g, gi))
             self.stats.judged += len(v)
             self.stats.parsed += sum(r is not None for _, _, r in v)
             outcome = [0.5 if r is None else (1.0 if r == 1 else 0.0) for _, _, r in v]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,7 @@ def judge_pairs(lm: Any, items: Sequence[Any], samples: dict[str, list[str]], sc
         from tqdm import tqdm
 
         bar = tqdm(todo, desc="meta-judging", unit="prompt", leave=False)
-    for n_it, it in enumerate(bar):
+    for it in bar:
         row = scored[it.id]
         per_resp = row["judgments"]  # per well-formed response: [[text, score|None], ...]
         pick = most_disputed([[np.nan if s is None else s for _, s in js] for js in per_resp])
@@ -63,7 +64,8 @@ def judge_pairs(lm: Any, items: Sequence[Any], samples: dict[str, list[str]], sc
         if pick is not None:
             texts = [t for t, _ in per_resp[pick]]
             resp = dict((k, r) for k, _, r in parsed[it.id])[row["index"][pick]]
-            b = meta_battles(lm, it.instruction, resp, texts, max_new_tokens, seed=seed * 7919 + n_it)
+            b = meta_battles(lm, it.instruction, resp, texts, max_new_tokens,
+                             seed=(seed * 7919 + zlib.crc32(it.id.encode())) % (2**31 - 1))
             rec.update(response=pick, battles=[[m, n, r] for m, n, r in b])
         done[it.id] = rec
         with path.open("a", encoding="utf-8") as f:
