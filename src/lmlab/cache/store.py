@@ -22,8 +22,11 @@ never reused (AUTOINCREMENT), so a stale index can never point at the wrong entr
 Eviction: entries older than ``ttl_s`` (since written) are never served and are deleted when met;
 above ``max_entries`` the least recently used entries are deleted on put.
 
-Concurrency: one writing process per store (threads are fine: one lock); another process opening the
-same store sees the entries committed before it opened.
+Concurrency: several processes may read and write one store (e.g. the workers of ``lmlab serve``): SQLite
+serialises the writers, the exact-match path reads SQLite directly, and each process's vector index catches up
+with rows committed by the others before it searches (``PRAGMA data_version`` says when another connection
+committed; entry ids grow in commit order, so the rows after the index's watermark are the new ones). Rows
+deleted by another process are dropped from the index when a search meets them.
 """
 
 from __future__ import annotations
@@ -149,6 +152,8 @@ class _Index:
             base.hnsw.efSearch, base.hnsw.efConstruction = ef_search, ef_construction
         self.index = faiss.IndexIDMap2(base)
         self.hwm = 0  # the largest entry id ever added
+        self.synced = 0  # every row of the namespace with id <= synced is in the index (or was deleted)
+        self.data_version = None  # the connection's PRAGMA data_version when the index last caught up
         self.dead: set[int] = set()  # hnsw tombstones
         self.dirty = 0
 
@@ -230,7 +235,7 @@ class SemanticCache:
                  ttl_s: float | None = None, max_entries: int | None = None,
                  index: Literal["flat", "hnsw"] = "flat", hnsw_m: int = 32, ef_search: int = 64,
                  ef_construction: int = 80, flush_every: int = 1000,
-                 max_prompt_bytes: int = DEFAULT_MAX_PROMPT_BYTES, clock: Any = time.time):
+                 max_prompt_bytes: int = DEFAULT_MAX_PROMPT_BYTES, clock: Any = time.time, shared: bool = False):
         if not -1.0 <= float(threshold) <= 1.0:
             raise CacheError(f"threshold: {threshold} is not a cosine similarity in [-1, 1]")
         if ttl_s is not None and ttl_s <= 0:
@@ -243,6 +248,9 @@ class SemanticCache:
         self.ttl_s, self.max_entries, self.kind = ttl_s, max_entries, index
         self.params = (hnsw_m, ef_search, ef_construction)
         self.flush_every, self.max_prompt_bytes, self.clock = flush_every, max_prompt_bytes, clock
+        # every handle catches up with rows other processes committed (see the module docstring); ``shared`` is
+        # kept so callers can say the store is shared, and changes nothing
+        self.shared = shared
         self.path = Path(store).expanduser()
         if self.path.exists() and not self.path.is_dir():
             raise CacheError(f"store: {self.path} is a file; pass a directory (it holds cache.sqlite and index/)")
@@ -305,6 +313,7 @@ class SemanticCache:
             return idx
         f = self._index_file(ns)
         idx = None
+        dv = self._data_version()  # before the rows are read: a commit after this is caught up later
         if f.exists():
             try:
                 idx = _Index.from_bytes(f.read_bytes(), self._expect(ns), self.kind, self.params)
@@ -327,8 +336,29 @@ class SemanticCache:
             if f.exists() or len(rows_ids):
                 self.counters["index_rebuilds"] += 1
             idx = self._build(ns, rows_ids)
+        idx.synced = int(rows_ids.max()) if len(rows_ids) else 0
+        idx.data_version = dv
         self._indexes[ns] = idx
         return idx
+
+    def _data_version(self) -> int:
+        return int(self._db.execute("PRAGMA data_version").fetchone()[0])
+
+    def _catch_up(self, ns: str, idx: _Index) -> None:
+        """Add the namespace's rows committed by other processes since the index last looked (inside a write
+        transaction, or when ``PRAGMA data_version`` moved)."""
+        # the largest id first: every row up to it committed before this read, so the next read sees them all;
+        # ``+ns`` keeps SQLite on the rowid range instead of the (ns, prompt_hash) index
+        (top,) = self._db.execute("SELECT coalesce(max(id), 0) FROM entries").fetchone()
+        if top <= idx.synced:
+            return
+        rows = self._db.execute("SELECT id, vec FROM entries WHERE id > ? AND id <= ? AND +ns = ? ORDER BY id",
+                                (idx.synced, top, ns)).fetchall()
+        if rows:
+            self.counters["index_catchups"] += 1
+            idx.add(np.array([r[0] for r in rows], dtype=np.int64),
+                    np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows]))
+        idx.synced = int(top)
 
     def _build(self, ns: str, ids: np.ndarray) -> _Index:
         idx = _Index(self.embedder.dim, self.kind, *self.params)
@@ -384,6 +414,10 @@ class SemanticCache:
                 touch: bool = True) -> Hit | None:
         thr = self.threshold if threshold is None else threshold
         idx = self._index(ns)
+        dv = self._data_version()
+        if dv != idx.data_version:  # another connection committed: pick up its rows
+            self._catch_up(ns, idx)
+            idx.data_version = dv
         for sim, eid in idx.search(vec, k=4):
             row = self._db.execute("SELECT prompt, response, created FROM entries WHERE id=?", (eid,)).fetchone()
             if row is None:  # evicted by another handle since the index was loaded
@@ -409,11 +443,13 @@ class SemanticCache:
         ns, spec = _ns(namespace)
         vec = self._embed([prompt])[0]
         with self._lock:
-            self._index(ns)  # loaded (or rebuilt) before this put's row exists
+            idx = self._index(ns)  # loaded (or rebuilt) before this put's row exists
             now = self.clock()
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
+                self._catch_up(ns, idx)  # rows other processes committed (the write lock is held: no more come)
+                idx.data_version = self._data_version()
                 self._write_touched()
                 db.execute("INSERT OR IGNORE INTO namespaces VALUES (?, ?)",
                            (ns, json.dumps(spec, sort_keys=True, ensure_ascii=False)))
@@ -440,7 +476,8 @@ class SemanticCache:
                 if ens in self._indexes:
                     self._indexes[ens].remove(eids)
             if new:
-                self._index(ns).add(np.array([eid]), vec[None, :])
+                idx.add(np.array([eid]), vec[None, :])
+                idx.synced = max(idx.synced, eid)
             if sum(i.dirty for i in self._indexes.values()) >= self.flush_every:
                 self.flush()
             return eid
@@ -457,12 +494,14 @@ class SemanticCache:
             uniq = list(dict.fromkeys(p for p, _ in chunk))
             vecs = dict(zip(uniq, self._embed(uniq)))
             with self._lock:
-                self._index(ns)
+                idx = self._index(ns)
                 now = self.clock()
                 db = self._db
                 new_ids, new_vecs = [], []
                 db.execute("BEGIN IMMEDIATE")
                 try:
+                    self._catch_up(ns, idx)
+                    idx.data_version = self._data_version()
                     self._write_touched()
                     db.execute("INSERT OR IGNORE INTO namespaces VALUES (?, ?)",
                                (ns, json.dumps(spec, sort_keys=True, ensure_ascii=False)))
@@ -494,7 +533,9 @@ class SemanticCache:
                         self._indexes[ens].remove(eids)
                 keep = [k for k, i in enumerate(new_ids) if i not in gone]
                 if keep:
-                    self._index(ns).add(np.array([new_ids[k] for k in keep]), np.stack([new_vecs[k] for k in keep]))
+                    idx.add(np.array([new_ids[k] for k in keep]), np.stack([new_vecs[k] for k in keep]))
+                if new_ids:
+                    idx.synced = max(idx.synced, max(new_ids))
                 ns_gone = [i for i in _group(evicted).get(ns, []) if i not in set(new_ids)]
                 if ns_gone:
                     self._index(ns).remove(ns_gone)
@@ -639,7 +680,10 @@ class SemanticCache:
             for ns, idx in self._indexes.items():
                 if idx.dirty:
                     if idx.kind == "hnsw" and idx.dead and len(idx.dead) > 0.25 * max(idx.index.ntotal, 1):
-                        idx = self._indexes[ns] = self._build(ns, np.array(sorted(self.entry_ids(ns)), dtype=np.int64))
+                        old = idx
+                        idx = self._indexes[ns] = self._build(ns, np.array(
+                            sorted(i for i in self.entry_ids(ns) if i <= old.synced), dtype=np.int64))
+                        idx.synced, idx.data_version = old.synced, old.data_version
                     with atomic_path(self._index_file(ns)) as tmp:
                         tmp.write_bytes(idx.to_bytes(self._expect(ns)))
                     idx.dirty = 0
