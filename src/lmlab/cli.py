@@ -479,6 +479,32 @@ def route_fit(
     typer.echo(json.dumps(summary, indent=1))
 
 
+# -- lmlab selfimprove ---------------------------------------------------------------------------------------
+selfimprove_app = typer.Typer(no_args_is_help=True, help="Self-improvement tools (DPO through TRL): safety-tune.")
+app.add_typer(selfimprove_app, name="selfimprove")
+
+
+@selfimprove_app.command("safety-tune")
+def selfimprove_safety_tune(
+    out: Annotated[Path, typer.Option(help="output directory (the tuned model goes to OUT/model)")] = Path("runs/safety-tuned"),
+    model: Annotated[str, typer.Option(help="the model to tune: default (SmolLM2), a .gguf or an HF directory")] = "default",
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="override a config field, e.g. n_train=128")] = None,
+    threads: Annotated[int, typer.Option(help="PyTorch CPU threads (0: torch's default)")] = 0,
+) -> None:
+    """DPO-tune a model on the bundled HH-RLHF harmless pairs (held-out split kept), for rerunning MULI on it."""
+    from lmlab.config import ConfigError, apply_overrides
+    from lmlab.lm import LMError
+
+    _set_threads(threads)
+    try:
+        from lmlab.selfimprove.safety import SafetyTuneConfig, main_json, safety_tune
+
+        cfg = apply_overrides(SafetyTuneConfig(), [f"lm.model={model}", *(set_ or [])])
+        typer.echo(main_json(safety_tune(cfg, out)))
+    except (ConfigError, LMError) as e:
+        _fail(str(e))
+
+
 def main() -> None:  # pragma: no cover
     sys.exit(app())
 

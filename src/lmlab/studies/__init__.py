@@ -15,4 +15,6 @@ STUDIES = Registry("study", {
     "embedllm": "lmlab.studies.embedllm:EmbedLLMStudy",
     "prompt-cache": "lmlab.studies.prompt_cache:PromptCacheStudy",
     "ideal": "lmlab.studies.ideal:IdealStudy",
+    "tpo": "lmlab.studies.tpo:TPOStudy",
+    "meta-rewarding": "lmlab.studies.meta_rewarding:MetaRewardingStudy",
 })

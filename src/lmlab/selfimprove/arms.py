@@ -1,0 +1,110 @@
+"""An *arm*: a seed model improved for a number of iterations with one recipe, evaluated on held-out generated
+problems before the first iteration and after each one. Both studies (TPO's thought and direct arms,
+Meta-Rewarding) are arms; each arm lives in ``out/<arm>/`` with ``iter<t>/`` run directories and
+``eval-iter<t>.json`` files, so a rerun resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lmlab.config import LMConfig
+from lmlab.selfimprove.dpo import DPOSettings
+from lmlab.selfimprove.judges import GenConfig, build_judge
+from lmlab.selfimprove.loop import Item, IterationConfig, eval_summary, evaluate, problem_items, run_iteration
+
+#: problem-index offsets that keep the train, validation and test problems apart
+TEST_OFFSET, VALID_OFFSET, TRAIN_OFFSET = 0, 10_000, 20_000
+
+
+def load_trainable(lm_cfg: LMConfig, path: str | None = None) -> Any:
+    from lmlab.lm import load_lm
+
+    return load_lm(path or lm_cfg.model, device=lm_cfg.device, batch_size=lm_cfg.batch_size, needs=("trainable",))
+
+
+def heldout(n_test: int, n_valid: int, seed: int) -> tuple[list[Item], list[Item]]:
+    """The test and validation problems (disjoint from each other and from every iteration's training problems)."""
+    return problem_items(n_test, seed, offset=TEST_OFFSET), problem_items(n_valid, seed, offset=VALID_OFFSET)
+
+
+def train_items(n: int, seed: int, iteration: int) -> list[Item]:
+    """Iteration ``iteration``'s training prompts: new problems every iteration (the papers discard earlier data)."""
+    return problem_items(n, seed, offset=TRAIN_OFFSET + iteration * max(1, n // 5 + 1))
+
+
+@dataclass
+class ArmSpec:
+    name: str
+    iteration: IterationConfig
+    iterations: int
+    n_train: int
+    #: per-iteration overrides of the iteration config (e.g. Meta-Rewarding's rho schedule), index t - 1
+    schedule: Sequence[dict[str, Any]] = ()
+    #: called after the seed evaluation and after each iteration with (lm, t) -> extra metrics (e.g. HH agreement)
+    probe: Callable[[Any, int, Path], dict[str, Any]] | None = None
+    #: builds extra DPO pairs for iteration t (Meta-Rewarding's judge pairs): (t) -> loop.ExtraPairs | None
+    extra_pairs: Callable[[int], Any] | None = None
+
+
+def run_arm(spec: ArmSpec, lm_cfg: LMConfig, dpo: DPOSettings, train: Any, test: Sequence[Item], valid: Sequence[Item],
+            out: Path, seed: int, learn: bool = True, eval_max_new_tokens: int = 128, resume: bool = True,
+            progress: bool = False) -> list[dict[str, Any]]:
+    """Seed evaluation, then ``spec.iterations`` iterations each followed by an evaluation; one record per t."""
+    arm = Path(out) / spec.name
+    arm.mkdir(parents=True, exist_ok=True)
+    lm = load_trainable(lm_cfg)
+    cfg = spec.iteration
+    seed_rows = evaluate(lm, test, cfg.thought, eval_max_new_tokens, arm / "eval-iter0.json", progress)
+    records = [{"iteration": 0, **eval_summary(seed_rows, seed_rows, seed=seed),
+                **(spec.probe(lm, 0, arm) if spec.probe else {})}]
+    prev_rows = seed_rows
+    for t in range(1, spec.iterations + 1):
+        run = arm / f"iter{t}"
+        cfg_t = cfg.replace(**spec.schedule[t - 1]) if len(spec.schedule) >= t else cfg
+        if resume and (run / "done.json").exists():
+            rec = json.loads((run / "done.json").read_text())
+            if (run / "model" / "config.json").exists():
+                del lm
+                lm = load_trainable(lm_cfg, str(run / "model"))
+        else:
+            gen = GenConfig(n=cfg_t.judge_n, temperature=cfg_t.judge_temperature,
+                            max_new_tokens=cfg_t.judge_max_new_tokens, seed=seed + t)
+            judge = build_judge(cfg_t.judge, lm, gen)
+            extra = spec.extra_pairs(t) if spec.extra_pairs else None
+            rec = run_iteration(lm, train_items(spec.n_train, seed, t), cfg_t, dpo, train.seeded(seed + t), run, judge,
+                                valid=valid, seed=seed * 1000 + t, learn=learn, extra_pairs=extra, resume=resume, all_malformed="skip",
+                                progress=progress)
+        if "dpo" not in rec and prev_rows is not None:  # no DPO step: the model is M_{t-1}, its greedy outputs too
+            from lmlab.io import atomic_write_json
+
+            rows = prev_rows
+            atomic_write_json(arm / f"eval-iter{t}.json", rows)
+        else:
+            rows = evaluate(lm, test, cfg.thought, eval_max_new_tokens, arm / f"eval-iter{t}.json", progress)
+        prev_rows = rows
+        records.append({"iteration": t, **eval_summary(rows, seed_rows, seed=seed), "train": _brief(rec),
+                        **(spec.probe(lm, t, arm) if spec.probe else {})})
+    del lm
+    gc.collect()
+    return records
+
+
+def _brief(rec: dict[str, Any]) -> dict[str, Any]:
+    out = {k: rec.get(k) for k in ("counts", "malformed_rate", "pairs", "extra", "judge", "judge_parse_rate",
+                                   "sample_response_chars", "sample_thought_chars", "learn")}
+    d = rec.get("dpo")
+    if d:
+        log = d.get("log", [])
+        out["dpo"] = {"steps": d.get("steps"), "seconds": d.get("seconds"), "n_pairs": d.get("n_pairs"),
+                      "selected_step": d.get("selected_step"), "valid_accuracy": d.get("valid_accuracy"),
+                      "loss_first": log[0]["loss"] if log else None, "loss_last": log[-1]["loss"] if log else None,
+                      "margin_first": log[0].get("rewards/margins") if log else None,
+                      "margin_last": log[-1].get("rewards/margins") if log else None,
+                      "reward_accuracy_last": log[-1].get("rewards/accuracies") if log else None}
+    return out

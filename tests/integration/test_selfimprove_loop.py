@@ -1,0 +1,142 @@
+"""The whole self-improvement loop on a tiny random Llama (character tokenizer): sampling, the verifiable judge,
+pair selection, DPO through TRL, resume, Meta-Rewarding's mixed actor + judge batch, and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("trl")
+
+from lmlab.lm import LMError, load_lm  # noqa: E402
+from lmlab.selfimprove.dpo import DPOSettings, run_dpo  # noqa: E402
+from lmlab.selfimprove.judges import build_judge  # noqa: E402
+from lmlab.selfimprove.loop import Item, IterationConfig, SelfImproveError, run_iteration  # noqa: E402
+from lmlab.train.loop import TrainConfig  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+# one-digit sums: a random character model sometimes ends its output with the right digit, so the verifiable
+# judge separates samples
+ITEMS = [Item(f"q{i}", f"{i % 5}+{i % 4}", i % 5 + i % 4) for i in range(16)]
+CFG = IterationConfig(K=8, max_new_tokens=6, chunk=4)
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    from lmlab.lm.testing import tiny_model_dir
+
+    return str(tiny_model_dir(tmp_path_factory.mktemp("tiny")))
+
+
+def _lm(path):
+    return load_lm(path, needs=("trainable",))
+
+
+def test_dpo_loss_falls_and_margin_grows_over_two_mini_iterations(tiny_dir, tmp_path):
+    lm = _lm(tiny_dir)
+    judge = build_judge("verifiable")
+    margins, losses = [], []
+    for t in range(2):
+        rec = run_iteration(lm, ITEMS, CFG, DPOSettings(batch_size=4, epochs=2), TrainConfig(lr=5e-3, steps=100, seed=0),
+                            tmp_path / f"iter{t}", judge, seed=t)
+        log = rec["dpo"]["log"]
+        assert rec["pairs"]["pairs"] >= 3 and log
+        losses.append((log[0]["loss"], log[-1]["loss"]))
+        margins.append((log[0]["rewards/margins"], log[-1]["rewards/margins"]))
+        assert (tmp_path / f"iter{t}" / "model" / "config.json").exists()
+    for (first, last), (m0, m1) in zip(losses, margins):
+        assert last < first and m1 > m0  # within each iteration (reference = M_t, so each starts at log 2)
+    assert losses[1][1] < np.log(2) and margins[1][1] > 0
+
+
+def test_resume_mid_iteration_gives_the_same_pairs(tiny_dir, tmp_path):
+    judge = build_judge("verifiable")
+    whole = run_iteration(_lm(tiny_dir), ITEMS, CFG, DPOSettings(), TrainConfig(lr=1e-3), tmp_path / "a", judge,
+                          seed=3, learn=False)
+    assert not whole.get("interrupted")
+    part = run_iteration(_lm(tiny_dir), ITEMS, CFG, DPOSettings(), TrainConfig(lr=1e-3), tmp_path / "b", judge,
+                         seed=3, learn=False, stop_after_chunks=2)
+    assert part["interrupted"] and part["sampled"] == 8
+    with (tmp_path / "b" / "samples.jsonl").open("a") as f:
+        f.write('{"id": "q9", "prompt": "cut sho')  # a line cut short by a kill
+    run_iteration(_lm(tiny_dir), ITEMS, CFG, DPOSettings(), TrainConfig(lr=1e-3), tmp_path / "b", judge, seed=3,
+                  learn=False)
+    a = (tmp_path / "a" / "pairs.jsonl").read_text()
+    b = (tmp_path / "b" / "pairs.jsonl").read_text()
+    assert a == b and a.strip()
+
+
+def test_meta_rewarding_actor_and_judge_pairs_in_one_batch(tiny_dir, tmp_path):
+    from lmlab.selfimprove.meta import judge_pairs
+
+    class MetaJudge:  # prefers the judgment that gives the higher score, in either position
+        def chat_prompt(self, text, system=None):
+            return text
+
+        def generate(self, prompts, **kw):
+            out = []
+            for p in prompts:
+                a = p.split("<judgment A>")[1].split("Score: ")[1][0]
+                b = p.split("<judgment B>")[1].split("Score: ")[1][0]
+                out.append("Winner: Judgment A" if a > b else "Winner: Judgment B")
+            return out
+
+    items = [Item("q0", "1+2", 3)]
+    parsed = {"q0": [(0, "", "3"), (1, "", "4")]}
+    scored = {"q0": {"index": [0, 1], "scores": [3.0, 3.0],
+                     "judgments": [[["ok. Score: 3", 3.0]] * 3, [["bad. Score: 1", 1.0], ["good. Score: 5", 5.0],
+                                                                 ["fine. Score: 3", 3.0]]]}}
+    pairs, stats = judge_pairs(MetaJudge(), items, {"q0": ["3", "4"]}, scored, parsed, tmp_path)
+    assert stats["pairs"] == 1 and stats["meta_parse_rate"] == 1.0
+    assert pairs[0]["chosen"] == "good. Score: 5" and pairs[0]["rejected"] == "bad. Score: 1"
+    actor = [{"prompt": "user: 1+2\nassistant:", "chosen": "3", "rejected": "4", "kind": "actor"}]
+    lm = _lm(tiny_dir)
+    res = run_dpo(lm, actor + pairs, DPOSettings(batch_size=2), TrainConfig(lr=1e-3, steps=1), tmp_path / "dpo")
+    assert res["steps"] == 1 and res["n_pairs"] == 2 and len(res["log"]) == 1  # one batch holding both kinds
+
+
+def test_lora_dpo_merges_back(tiny_dir, tmp_path):
+    lm = _lm(tiny_dir)
+    before = {k: v.clone() for k, v in lm.hf_model.state_dict().items()}
+    pairs = [{"prompt": "user: 1+2\nassistant:", "chosen": "3", "rejected": "9 no"}] * 4
+    run_dpo(lm, pairs, DPOSettings(batch_size=2, lora=True, lora_r=4), TrainConfig(lr=5e-2, steps=2), tmp_path)
+    after = lm.hf_model.state_dict()
+    assert set(after) == set(before)  # a plain model again (no lora_ keys)
+    assert any(not np.allclose(before[k], after[k]) for k in before)
+
+
+def test_bad_input_one_line_errors(tiny_dir, tmp_path):
+    with pytest.raises(LMError) as e:  # a model without weights cannot be the trained role
+        load_lm("http://127.0.0.1:9/v1#m", needs=("trainable",))
+    assert "trainable" in str(e.value) and "\n" not in str(e.value)
+    dummy = load_lm("dummy")
+    with pytest.raises(SelfImproveError, match="no 'trainable' capability"):
+        run_iteration(dummy, ITEMS, CFG, DPOSettings(), TrainConfig(lr=1e-3), tmp_path / "d", build_judge("verifiable"))
+    lm = _lm(tiny_dir)
+    lm.generate = lambda prompts, **kw: [""] * len(prompts)  # a model that answers nothing
+    with pytest.raises(SelfImproveError, match="empty or malformed") as e:
+        run_iteration(lm, ITEMS, CFG, DPOSettings(), TrainConfig(lr=1e-3), tmp_path / "e", build_judge("verifiable"))
+    assert "\n" not in str(e.value)
+    from lmlab.config import ConfigError
+
+    with pytest.raises(ConfigError, match="no preference pairs"):
+        run_dpo(lm, [], DPOSettings(), TrainConfig(lr=1e-3), tmp_path / "f")
+    with pytest.raises(ConfigError, match="empty or missing 'chosen'"):
+        run_dpo(lm, [{"prompt": "p", "chosen": "", "rejected": "r"}], DPOSettings(), TrainConfig(lr=1e-3), tmp_path / "g")
+
+
+def test_safety_tune_on_hh_pairs_writes_a_model(tiny_dir, tmp_path):
+    from lmlab.config import LMConfig
+    from lmlab.selfimprove.safety import SafetyTuneConfig, hh_split, safety_tune
+
+    train, held = hh_split(20, 10, seed=0, max_prompt_chars=100)
+    assert len(train) == 20 and len(held) == 10
+    assert not {r["transcript"] + r["chosen"] for r in train} & {r["transcript"] + r["chosen"] for r in held}
+    cfg = SafetyTuneConfig(lm=LMConfig(model=tiny_dir), n_train=4, n_heldout=4, max_prompt_chars=60,
+                           dpo=DPOSettings(batch_size=4, max_length=128))
+    s = safety_tune(cfg, tmp_path)
+    assert (tmp_path / "model" / "config.json").exists() and s["n_heldout"] == 4
+    assert 0 <= s["heldout_reward_accuracy"] <= 1 and "muli" in s["next"]
