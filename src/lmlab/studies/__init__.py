@@ -15,4 +15,5 @@ STUDIES = Registry("study", {
     "embedllm": "lmlab.studies.embedllm:EmbedLLMStudy",
     "prompt-cache": "lmlab.studies.prompt_cache:PromptCacheStudy",
     "ideal": "lmlab.studies.ideal:IdealStudy",
+    "security": "lmlab.studies.security:SecurityStudy",
 })

@@ -120,21 +120,22 @@ class JailbreakSuite(Suite):
     kind = "detector"
     families: ClassVar[tuple[str, ...]] = tuple(TRANSFORMS)
 
-    def generate(self, n: int, seed: int = 0, texts: Sequence[str] | None = None,
+    def generate(self, n: int, seed: int = 0, texts: Sequence[str] | None = None, labels: Any = None,
                  families: Sequence[str] | None = None) -> list[Attempt]:
-        """Each of the first ``n`` ``texts`` (default: the bundled set's toxic prompts, seeded order) under every
-        transform. ``meta['source']`` is the index of the original in ``texts``."""
+        """``n`` toxic prompts (seeded choice) under every transform. Default: the bundled moderation set. With
+        ``texts`` and ``labels``: ``n`` of its label-1 texts; with ``texts`` alone: its first ``n`` texts.
+        ``meta['source']`` is the index of the original in ``texts``."""
         check_n(n, "jailbreak: n")
         if texts is None:
             from lmlab.moderation.data import load_default
 
             data = load_default()
-            pool = [i for i in range(len(data)) if data.labels[i] == 1]
+            texts, labels = data.texts, data.labels
+        texts_all = list(texts)
+        pool = [i for i in range(len(texts_all)) if labels is None or int(labels[i]) == 1]
+        if labels is not None:
             random.Random(f"{VERSION}:{seed}").shuffle(pool)
-            texts_all = data.texts
-            idx = pool[:n]
-        else:
-            texts_all, idx = list(texts), list(range(min(n, len(texts))))
+        idx = pool[:n]
         out = []
         for fam in families or TRANSFORMS:
             rng = random.Random(f"{VERSION}:{seed}:{fam}")
