@@ -229,3 +229,24 @@ def test_openai_target_talks_only_to_its_url(local_server):
     assert _Handler.seen[0][1]["messages"][0] == {"role": "system", "content": "sys"}
     with pytest.raises(ConfigError, match="cannot reach"):
         make_target("http://127.0.0.1:9/v1").chat([("", "x")])
+
+
+def test_redteam_cli_against_a_local_url(local_server, tmp_path):
+    from typer.testing import CliRunner
+
+    from lmlab.cli import app
+
+    out = tmp_path / "rt"
+    r = CliRunner().invoke(app, ["redteam", "--target", local_server + "#tiny", "--suite", "injection", "--suite",
+                                 "jailbreak", "--suite", "cache-poison", "--defence", "none", "--defence", "filter",
+                                 "--n", "4", "--out", str(out), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert "| injection | none | all |" in r.output and "cross-on" in r.output
+    rows = [json.loads(x) for x in (out / "attempts-injection.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 * 2 * 4 and {"output", "success", "defence", "canary"} <= set(rows[0])
+    assert (out / "attack-success.png").stat().st_size > 1000
+    s = json.loads((out / "summary.json").read_text())
+    assert s["target_is_local"] and set(s["suites"]) == {"injection", "jailbreak", "cache-poison"}
+    assert {p for p, _ in _Handler.seen} == {"/v1/chat/completions"}
+    bad = CliRunner().invoke(app, ["redteam", "--suite", "injction", "--out", str(out)])
+    assert bad.exit_code == 2 and "did you mean 'injection'" in bad.output

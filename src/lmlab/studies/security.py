@@ -113,8 +113,9 @@ class SecurityStudy(Study):
     paper = "Zhu, Mu, Jiao & Wagner, Generative AI Security: Challenges and Countermeasures, arXiv 2402.12617"
     config_cls = SecurityConfig
     needs_lm = True
-    tiny = ("n_injection=5", "n_leakage=6", "n_jailbreak=8", "max_prompts=300", 'detectors=["tfidf-lr"]', "n_cache=20",
-            "cache_embedder=hashing", "n_guard=3", "max_tries=3", "rejection_rates=[0.0,0.5]", "max_new_tokens=6",
+    tiny = ("n_injection=4", "n_leakage=4", "n_jailbreak=8", "max_prompts=200", 'detectors=["tfidf-lr"]', "n_cache=12",
+            "thresholds=[0.85]", "cache_embedder=hashing", "n_guard=3", "max_tries=3", "rejection_rates=[0.0,0.5]",
+            "max_new_tokens=4",
             'injection_defences=["none","filter"]', 'leakage_defences=["none","output-guard"]', "progress=false")
 
     def quick_config(self) -> SecurityConfig:
