@@ -415,15 +415,18 @@ def cache_purge(store: _Store, namespace: _NsOpt = None, model: _Model = None, p
 
 @app.command()
 def redteam(
-    target: Annotated[str, typer.Option(help="what to attack: default (the embedded SmolLM2), a local model path, or "
-                                             "one OpenAI-compatible URL, e.g. http://127.0.0.1:8000/v1#model; "
-                                             "nothing is sent anywhere else")] = "default",
+    target: Annotated[str, typer.Option(help="what to attack: default (the embedded SmolLM2), a local model path, "
+                                             "one OpenAI-compatible URL, e.g. http://127.0.0.1:8000/v1#model, or "
+                                             "gateway (`lmlab serve` subprocesses on 127.0.0.1, one per --defence "
+                                             "variant); nothing is sent anywhere else")] = "default",
     suite: Annotated[Optional[list[str]], typer.Option("--suite", help="attack suite (repeat): injection, leakage, "
                                                        "jailbreak, guard-cost, cache-poison")] = None,
     out: Annotated[Path, typer.Option(help="output directory: attempts-*.jsonl, table.md, summary.json, "
                                            "attack-success.png")] = Path("runs/redteam"),
     defence: Annotated[Optional[list[str]], typer.Option("--defence", help="harness defence (repeat; stack with "
-                                                         "'+'): none, spotlight, sandwich, filter, output-guard")] = None,
+                                                         "'+'): none, spotlight, sandwich, filter, output-guard; with "
+                                                         "--target gateway a gateway variant: plain, guard, spotlight, "
+                                                         "injection-block, shared-tenant")] = None,
     n: Annotated[int, typer.Option(help="items per suite (each with its matched control)")] = 20,
     seed: Annotated[int, typer.Option(help="attack generator seed")] = 0,
     api_key: Annotated[Optional[str], typer.Option(envvar="LMLAB_TARGET_API_KEY",
@@ -431,6 +434,11 @@ def redteam(
     max_new_tokens: Annotated[int, typer.Option(help="reply length")] = 48,
     embedder: Annotated[str, typer.Option(help="cache-poison: hashing, minilm, random or a sentence-transformers "
                                                 "directory")] = "hashing",
+    gateway_model: Annotated[str, typer.Option(help="--target gateway: the backend's load_lm spec (or 'fake', an "
+                                                     "echo backend)")] = "default",
+    guard_detector: Annotated[str, typer.Option(help="--target gateway: the guard variant's detector (.npz or "
+                                                      "module:attr; default: a TF-IDF detector trained here)")] = "",
+    cache_threshold: Annotated[float, typer.Option(help="--target gateway: the gateway cache's threshold")] = 0.9,
     threads: Annotated[int, typer.Option(help="PyTorch CPU threads for a local model (0: default)")] = 0,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="show a progress bar")] = True,
 ) -> None:
@@ -445,7 +453,8 @@ def redteam(
     _set_threads(threads)
     try:
         s = run_redteam(target, suite or ["injection"], out, defences=defence or ["none"], n=n, seed=seed,
-                        api_key=api_key, max_new_tokens=max_new_tokens, embedder=embedder, progress=progress)
+                        api_key=api_key, max_new_tokens=max_new_tokens, embedder=embedder, progress=progress,
+                        gateway_model=gateway_model, guard_detector=guard_detector, cache_threshold=cache_threshold)
     except (ConfigError, LMError) as e:
         _fail(str(e).strip("'\""))
         return

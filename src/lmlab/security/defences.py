@@ -55,6 +55,13 @@ class Request:
         text = f"Question: {self.question}\n\n{self.label}:\n{self.document}" if self.document else self.question
         return f"{text}\n\n{self.after}" if self.after else text
 
+    def split_turn(self) -> tuple[str, str]:
+        """(the user's own text, the retrieved text) for a target that takes retrieved text as its own part."""
+        if not self.document:
+            return self.user_turn(), ""
+        own = f"Question: {self.question}" + (f"\n\n{self.after}" if self.after else "")
+        return own, f"{self.label}:\n{self.document}"
+
 
 def request_for(a: Attempt) -> Request:
     label = "Tool output" if a.meta.get("format") == "tool" else "Document"

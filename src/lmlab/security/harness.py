@@ -26,10 +26,12 @@ MAX_CLEAN_DROP = 0.05  # a defence that costs more clean-task success than this 
 def run_chat(suite: Suite, attempts: Sequence[Attempt], target: Target, defence: Defence,
              max_new_tokens: int = 48, progress: bool = False) -> list[dict[str, Any]]:
     reqs = [defence.pre(request_for(a)) for a in attempts]
+    split = getattr(target, "untrusted_parts", False)
+    keys = [(r.system, *r.split_turn()) if split else (r.system, r.user_turn()) for r in reqs]
     # identical requests are sent once (greedy decoding: the same reply)
-    unique = list(dict.fromkeys((r.system, r.user_turn()) for r in reqs))
+    unique = list(dict.fromkeys(keys))
     got = dict(zip(unique, target.chat(unique, max_new_tokens=max_new_tokens)))
-    replies = [got[(r.system, r.user_turn())] for r in reqs]
+    replies = [got[k] for k in keys]
     out = []
     for a, r, rep in zip(attempts, reqs, replies):
         text, blocked = rep.text, rep.blocked

@@ -30,7 +30,8 @@ from lmlab.config import ConfigError
 def redteam(target: str, suites: Sequence[str], out: str | Path, defences: Sequence[str] = ("none",), n: int = 20,
             seed: int = 0, api_key: str | None = None, max_new_tokens: int = 48, embedder: str = "hashing",
             thresholds: Sequence[float] = (0.7, 0.8, 0.85, 0.9, 0.95), rejection_rates: Sequence[float] = (0.0, 0.5),
-            progress: bool = True) -> dict[str, Any]:
+            progress: bool = True, gateway_model: str = "default", guard_detector: str = "",
+            cache_threshold: float = 0.9) -> dict[str, Any]:
     from lmlab.io import atomic_write_json, atomic_write_text
     from lmlab.security import SUITES
     from lmlab.security.defences import make_defence
@@ -38,6 +39,9 @@ def redteam(target: str, suites: Sequence[str], out: str | Path, defences: Seque
     from lmlab.security.targets import make_target
 
     SUITES.check(suites, "--suite")
+    if target == "gateway":
+        return _gateway(suites, out, defences, n, seed, max_new_tokens, gateway_model, guard_detector, embedder,
+                        cache_threshold, progress)
     defs = [make_defence(d, seed=seed) for d in defences]  # fails on a bad name before any request is sent
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -93,6 +97,52 @@ def redteam(target: str, suites: Sequence[str], out: str | Path, defences: Seque
         summary["figure"] = heatmap(chat_summaries, out, "attack-success.png")
     atomic_write_json(out / "summary.json", json.loads(json.dumps(summary, default=str)))
     return summary
+
+
+def _gateway(suites: Sequence[str], out: str | Path, variants: Sequence[str], n: int, seed: int, max_new_tokens: int,
+             model: str, guard_detector: str, embedder: str, cache_threshold: float, progress: bool) -> dict[str, Any]:
+    """``--target gateway``: ``lmlab serve`` subprocesses on 127.0.0.1, one per variant (``--defence`` names a
+    variant: plain, guard, spotlight, injection-block, shared-tenant), a local backend ``model``."""
+    from lmlab.io import atomic_write_json, atomic_write_text
+    from lmlab.security.gateway import VARIANTS, run_matrix
+    from lmlab.security.harness import format_table, heatmap, table_rows
+
+    variants = ["plain"] if list(variants) == ["none"] else list(variants)
+    for v in variants:
+        if v not in VARIANTS:
+            raise ConfigError(f"--defence {v!r}: with --target gateway, name gateway variants: {', '.join(VARIANTS)}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if "guard" in variants and not guard_detector:
+        guard_detector = str(train_guard(out / "guard-tfidf.npz", seed))
+    backend = {"name": "target", "kind": "fake"} if model == "fake" else {"name": "target", "kind": "local", "model": model}
+    res = run_matrix(variants, suites, out, backend, n=n, seed=seed, max_new_tokens=max_new_tokens,
+                     guard_detector=guard_detector, cache_embedder=embedder if embedder != "random" else "hashing",
+                     cache_threshold=cache_threshold, progress=progress)
+    rows = [r for s, v in res["suites"].items() if s != "cache-poison" for r in table_rows(s, v)]
+    table = format_table(rows) if rows else ""
+    if "cache-poison" in res["suites"]:
+        table += "\n\n| variant | poisoned answer served | planted in the attacker's answer |\n|---|---|---|\n" + "\n".join(
+            f"| {v} | {r['all']['k']}/{r['all']['n']} | {r['planted']['k']}/{r['planted']['n']} |"
+            for v, r in res["suites"]["cache-poison"].items())
+    atomic_write_text(out / "table.md", table.strip() + "\n")
+    chat = {s: v for s, v in res["suites"].items() if s != "cache-poison"}
+    summary = {"target": "gateway", "target_is_local": True, "n": n, "seed": seed, **res}
+    if chat:
+        summary["figure"] = heatmap(chat, out, "attack-success.png")
+    atomic_write_json(out / "summary.json", json.loads(json.dumps(summary, default=str)))
+    return summary
+
+
+def train_guard(path: Path, seed: int = 0) -> Path:
+    """A TF-IDF + logistic-regression toxicity detector fitted on the bundled moderation set, saved for the
+    gateway's guard (``guard.detector = path``); cheap to build, unlike the default MULI guard."""
+    from lmlab.moderation.data import load_default
+    from lmlab.moderation.tfidf import TfidfDetector
+
+    data = load_default()
+    TfidfDetector(seed=seed).fit(data.texts, data.labels).save(path)
+    return path
 
 
 def _embedder(name: str, seed: int) -> Any:

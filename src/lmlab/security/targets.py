@@ -41,10 +41,13 @@ class Reply:
 class Target:
     name = "target"
     local = True
+    #: send retrieved text as a separate content part marked ``"untrusted": true`` (for a gateway's injection
+    #: defence) instead of inside the user text; requests are then ``(system, user, untrusted_text)``
+    untrusted_parts = False
 
-    def chat(self, requests: Sequence[tuple[str, str]], max_new_tokens: int = 48, temperature: float = 0.0,
+    def chat(self, requests: Sequence[tuple[str, ...]], max_new_tokens: int = 48, temperature: float = 0.0,
              seed: int | None = None) -> list[Reply]:
-        """One reply per ``(system, user)`` request."""
+        """One reply per ``(system, user)`` request (``(system, user, untrusted_text)`` with ``untrusted_parts``)."""
         raise NotImplementedError
 
     def describe(self) -> dict[str, Any]:
@@ -77,13 +80,15 @@ class OpenAITarget(Target):
 
     local = False
 
-    def __init__(self, base_url: str, model: str = "default", api_key: str | None = None, timeout: float = 120.0):
+    def __init__(self, base_url: str, model: str = "default", api_key: str | None = None, timeout: float = 120.0,
+                 untrusted_parts: bool = False):
         if not base_url.startswith(("http://", "https://")):
             raise ConfigError(f"target: {base_url!r} is not an http(s) URL; use e.g. http://127.0.0.1:8000/v1")
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.api_key = api_key
         self.timeout = timeout
+        self.untrusted_parts = untrusted_parts
         self.name = f"{model}@{self.base_url}"
         self.local = self.base_url.split("//", 1)[1].split("/")[0].split(":")[0] in ("127.0.0.1", "localhost", "[::1]")
         self._client: Any = None
@@ -103,8 +108,12 @@ class OpenAITarget(Target):
         import openai
 
         out = []
-        for system, user in requests:
-            msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
+        for req in requests:
+            system, user = req[0], req[1]
+            content: Any = user
+            if len(req) > 2 and req[2]:  # retrieved text as its own part, marked untrusted
+                content = [{"type": "text", "text": user}, {"type": "text", "text": req[2], "untrusted": True}]
+            msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": content}]
             kw: dict[str, Any] = {"model": self.model, "messages": msgs, "max_tokens": max_new_tokens,
                                   "temperature": temperature}
             if seed is not None:
@@ -113,7 +122,10 @@ class OpenAITarget(Target):
             try:
                 r = self.client.chat.completions.create(**kw)
                 text = r.choices[0].message.content or ""
-                out.append(Reply(text, latency_s=time.perf_counter() - t0))
+                # a guard that answers with a refusal marks it as OpenAI does: finish_reason "content_filter"
+                filtered = r.choices[0].finish_reason == "content_filter"
+                out.append(Reply(text, blocked=filtered, latency_s=time.perf_counter() - t0,
+                                 error="content_filter" if filtered else ""))
             except openai.APIStatusError as e:
                 if 400 <= e.status_code < 500 and e.status_code not in (401, 404):
                     out.append(Reply("", blocked=True, latency_s=time.perf_counter() - t0,
@@ -126,12 +138,14 @@ class OpenAITarget(Target):
         return out
 
 
-def make_target(spec: str = "default", api_key: str | None = None, batch_size: int = 8, device: str = "cpu") -> Target:
+def make_target(spec: str = "default", api_key: str | None = None, batch_size: int = 8, device: str = "cpu",
+                untrusted_parts: bool = False) -> Target:
     """A target from a spec (table above). ``api_key`` is sent only to that URL (or read from
-    ``LMLAB_TARGET_API_KEY``)."""
+    ``LMLAB_TARGET_API_KEY``). ``untrusted_parts``: a URL target gets retrieved text as an untrusted part."""
     if spec.startswith(("http://", "https://")):
         url, _, model = spec.partition("#")
-        return OpenAITarget(url, model or "default", api_key or os.environ.get("LMLAB_TARGET_API_KEY"))
+        return OpenAITarget(url, model or "default", api_key or os.environ.get("LMLAB_TARGET_API_KEY"),
+                            untrusted_parts=untrusted_parts)
     from lmlab.lm import load_lm
 
     return LMTarget(load_lm(spec, device=device, batch_size=batch_size, needs=("text",)), name=f"lm:{spec}",
@@ -178,7 +192,7 @@ class GatewayProcess:
                 raise ConfigError(f"gateway exited with code {self.proc.returncode} at start"
                                   + (f"; see {self.log}" if self.log else ""))
             try:
-                r = httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=2.0)
+                r = httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=2.0)
                 if r.status_code < 500:
                     return self
             except httpx.HTTPError:
