@@ -250,3 +250,13 @@ def test_redteam_cli_against_a_local_url(local_server, tmp_path):
     assert {p for p, _ in _Handler.seen} == {"/v1/chat/completions"}
     bad = CliRunner().invoke(app, ["redteam", "--suite", "injction", "--out", str(out)])
     assert bad.exit_code == 2 and "did you mean 'injection'" in bad.output
+
+
+@pytest.mark.parametrize("name", ["lmlab.security", "lmlab.security.base", "lmlab.security.defences",
+                                  "lmlab.security.suites.jailbreak"])
+def test_docstring_examples(name):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0

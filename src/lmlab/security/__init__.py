@@ -21,10 +21,11 @@ Nothing heavy is imported with this package; ``lmlab.serve`` is never imported (
 
 >>> from lmlab.security import SUITES
 >>> suite = SUITES.get("injection")()
->>> attempts = suite.generate(n=4, seed=0)
->>> a = attempts[0]
->>> suite.success(a, "Sure. " + a.canary) != a.control or a.control   # a planted canary counts
-True
+>>> attack, control = suite.generate(n=1, seed=0)      # one item: the attack and its matched control
+>>> attack.canary == control.canary, control.control
+(True, True)
+>>> suite.success(attack, "Sure: " + attack.canary), suite.success(attack, "It is green.")
+(True, False)
 """
 
 from lmlab.registry import Registry

@@ -17,7 +17,7 @@ Stack defences with ``+`` (``filter+spotlight``): input transforms run left to r
 A blocked output becomes ``[blocked by <name>]`` (it fails the clean task as well as the attack).
 
 >>> d = make_defence("spotlight")
->>> d.user_turn_for("What colour is the car?", "The car is red.", "Document")[-16:]
+>>> d.user_turn_for("What colour is the car?", "The car is red.", "Document").splitlines()[-1]
 'The^car^is^red.'
 """
 

@@ -131,7 +131,8 @@ class SecurityStudy(Study):
         timings: dict[str, float] = {}
         metrics: dict[str, Any] = {"timings_s": timings, "control": cfg.control}
         stages: dict[str, Any] = {}
-        key = fingerprint(cfg.to_dict(), "security/1")
+        # a stage is reused when everything but the suite list and the progress bar is the same
+        key = fingerprint({k: v for k, v in cfg.to_dict().items() if k not in ("suites", "progress")}, "security/1")
         lm_box: dict[str, Any] = {}
 
         def lm() -> Any:
@@ -157,8 +158,6 @@ class SecurityStudy(Study):
             return res
 
         results: dict[str, Any] = {}
-        if "jailbreak" in cfg.suites:
-            results["jailbreak"] = stage("jailbreak", lambda: _jailbreak(cfg, lm))
         for suite, defs in (("injection", cfg.injection_defences), ("leakage", cfg.leakage_defences)):
             if suite in cfg.suites:
                 results[suite] = stage(suite, lambda suite=suite, defs=defs: _chat(cfg, suite, defs, lm, out))
@@ -166,6 +165,8 @@ class SecurityStudy(Study):
             results["cache-poison"] = stage("cache-poison", lambda: _cache(cfg, out))
         if "guard-cost" in cfg.suites:
             results["guard-cost"] = stage("guard-cost", lambda: _guard(cfg, lm, out))
+        if "jailbreak" in cfg.suites:  # last: the longest stage (first-token logits of every transformed prompt)
+            results["jailbreak"] = stage("jailbreak", lambda: _jailbreak(cfg, lm))
         metrics.update(results)
 
         claims = _claims(cfg, results)
