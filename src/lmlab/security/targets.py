@@ -61,18 +61,25 @@ class LMTarget(Target):
         self.lm = lm
         self.name = name or f"lm:{getattr(lm, 'name', 'lm')}"
         self.batch_size = batch_size
+        #: greedy replies by (prompt, max_new_tokens): a request repeated under another defence is decoded once
+        self.memo: dict[tuple[str, int], str] = {}
 
-    def chat(self, requests: Sequence[tuple[str, str]], max_new_tokens: int = 48, temperature: float = 0.0,
+    def chat(self, requests: Sequence[tuple[str, ...]], max_new_tokens: int = 48, temperature: float = 0.0,
              seed: int | None = None) -> list[Reply]:
-        prompts = [self.lm.chat_prompt(user, system=system or None) for system, user in requests]
-        out: list[Reply] = []
-        for i in range(0, len(prompts), self.batch_size):
-            chunk = prompts[i:i + self.batch_size]
+        prompts = [self.lm.chat_prompt(req[1], system=req[0] or None) for req in requests]
+        greedy = temperature == 0
+        todo = [p for p in dict.fromkeys(prompts) if not (greedy and (p, max_new_tokens) in self.memo)]
+        fresh: dict[str, Reply] = {}
+        for i in range(0, len(todo), self.batch_size):
+            chunk = todo[i:i + self.batch_size]
             t0 = time.perf_counter()
             texts = self.lm.generate(chunk, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
             dt = (time.perf_counter() - t0) / max(1, len(chunk))
-            out += [Reply(t, latency_s=dt) for t in texts]
-        return out
+            for p, t in zip(chunk, texts):
+                fresh[p] = Reply(t, latency_s=dt)
+                if greedy:
+                    self.memo[(p, max_new_tokens)] = t
+        return [fresh[p] if p in fresh else Reply(self.memo[(p, max_new_tokens)]) for p in prompts]
 
 
 class OpenAITarget(Target):
