@@ -400,9 +400,11 @@ def _figures(cfg: SecurityConfig, results: dict[str, Any], out: Path) -> list[st
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
         if "cache-poison" in results:
             sc = results["cache-poison"]["scenarios"]
+            styles = {"cross-off": ("o", "-"), "cross-on": ("s", "-"), "same": ("^", "--")}
             for name, per in sc.items():
                 taus = [float(t) for t in per]
-                axes[0].plot(taus, [per[t]["all"]["rate"] for t in per], marker="o", label=name)
+                mk, ls = styles.get(name, ("o", "-"))
+                axes[0].plot(taus, [per[t]["all"]["rate"] for t in per], marker=mk, ls=ls, label=name, alpha=0.8)
             axes[0].set_xlabel("cache similarity threshold")
             axes[0].set_ylabel("poisoned answer served")
             axes[0].set_title(f"cache poisoning ({results['cache-poison']['embedder']})", fontsize=9)
