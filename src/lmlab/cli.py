@@ -1,4 +1,4 @@
-"""Command line: ``lmlab list | run STUDY | moderate TEXT... | report | cache ...``.
+"""Command line: ``lmlab list | run STUDY | moderate TEXT... | report | cache ... | serve | route fit``.
 
 Errors in configs, data files and checkpoints print one line (``error: ...``) and exit with code 2.
 """
@@ -460,6 +460,72 @@ def redteam(
         return
     typer.echo((Path(out) / "table.md").read_text(encoding="utf-8"))
     typer.echo(f"target {s['target']}; attempts, summary.json and figure in {out}")
+
+
+@app.command()
+def serve(
+    config: Annotated[Optional[Path], typer.Option("--config", help="gateway TOML (or JSON) file; defaults without it")] = None,
+    host: Annotated[Optional[str], typer.Option(help="bind address (default 127.0.0.1)")] = None,
+    port: Annotated[Optional[int], typer.Option(help="port (default 8000)")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="uvicorn worker processes (they share the cache and metrics)")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="override a config field, e.g. cache.enabled=false")] = None,
+    hash_key: Annotated[Optional[str], typer.Option("--hash-key", help="print the sha256 of an API key for "
+                                                                      "[[auth.keys]] and exit")] = None,
+    show_config: Annotated[bool, typer.Option("--show-config", help="print the resolved config as JSON and exit")] = False,
+) -> None:
+    """Run the OpenAI-compatible gateway (guard, semantic cache, router, backends). Docs: docs/serve.md."""
+    from lmlab.config import ConfigError
+    from lmlab.serve.config import GatewayConfig
+    from lmlab.serve.config import hash_key as _hash
+
+    if hash_key is not None:
+        typer.echo(_hash(hash_key))
+        return
+    try:
+        cfg = GatewayConfig.load(config, list(set_ or []))
+        srv = {k: v for k, v in (("host", host), ("port", port), ("workers", workers)) if v is not None}
+        if srv:
+            cfg = cfg.replace(server=cfg.server.replace(**srv))
+    except ConfigError as e:
+        _fail(str(e))
+        return
+    if show_config:
+        typer.echo(json.dumps(cfg.to_dict(), indent=1))
+        return
+    from lmlab.serve.run import run_server
+
+    try:
+        run_server(cfg)
+    except ConfigError as e:
+        _fail(str(e))
+
+
+route_app = typer.Typer(no_args_is_help=True, help="Routing for `lmlab serve`: build a correctness matrix for its backends.")
+app.add_typer(route_app, name="route")
+
+
+@route_app.command("fit")
+def route_fit(
+    out: Annotated[Path, typer.Option(help="where to write the matrix (.npz and .json); set router.matrix to it")],
+    config: Annotated[Optional[Path], typer.Option("--config", help="the gateway config whose backends answer")] = None,
+    backend: Annotated[Optional[list[str]], typer.Option("--backend", help="only these backends (repeat)")] = None,
+    max_tokens: Annotated[int, typer.Option(help="answer length per question")] = 16,
+    limit: Annotated[Optional[int], typer.Option(help="only the first N questions (a quick look)")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="override a config field")] = None,
+) -> None:
+    """Ask each backend the bundled verifiable questions (capitals, currencies, languages of 60 countries) and save
+    who answered what correctly: the correctness matrix `router.matrix` fits the EmbedLLM router on."""
+    from lmlab.config import ConfigError
+    from lmlab.serve.config import GatewayConfig
+    from lmlab.serve.fit import fit_matrix
+
+    try:
+        cfg = GatewayConfig.load(config, list(set_ or []))
+        summary = fit_matrix(cfg, out, backend, max_tokens=max_tokens, limit=limit)
+    except ConfigError as e:
+        _fail(str(e))
+        return
+    typer.echo(json.dumps(summary, indent=1))
 
 
 def main() -> None:  # pragma: no cover

@@ -22,8 +22,10 @@ never reused (AUTOINCREMENT), so a stale index can never point at the wrong entr
 Eviction: entries older than ``ttl_s`` (since written) are never served and are deleted when met;
 above ``max_entries`` the least recently used entries are deleted on put.
 
-Concurrency: one writing process per store (threads are fine: one lock); another process opening the
-same store sees the entries committed before it opened.
+Concurrency: threads share a handle (one lock); another process opening the same store sees the entries
+committed before it opened. With ``shared=True`` several processes read and write one store (the gateway's
+workers): SQLite serialises the writes, and each semantic lookup first adds to the index the entries the
+others committed since.
 """
 
 from __future__ import annotations
@@ -230,7 +232,7 @@ class SemanticCache:
                  ttl_s: float | None = None, max_entries: int | None = None,
                  index: Literal["flat", "hnsw"] = "flat", hnsw_m: int = 32, ef_search: int = 64,
                  ef_construction: int = 80, flush_every: int = 1000,
-                 max_prompt_bytes: int = DEFAULT_MAX_PROMPT_BYTES, clock: Any = time.time):
+                 max_prompt_bytes: int = DEFAULT_MAX_PROMPT_BYTES, clock: Any = time.time, shared: bool = False):
         if not -1.0 <= float(threshold) <= 1.0:
             raise CacheError(f"threshold: {threshold} is not a cosine similarity in [-1, 1]")
         if ttl_s is not None and ttl_s <= 0:
@@ -243,6 +245,10 @@ class SemanticCache:
         self.ttl_s, self.max_entries, self.kind = ttl_s, max_entries, index
         self.params = (hnsw_m, ef_search, ef_construction)
         self.flush_every, self.max_prompt_bytes, self.clock = flush_every, max_prompt_bytes, clock
+        # other processes write to this store too (gateway workers): a semantic lookup first adds the entries
+        # they committed since this handle's index last saw the namespace
+        self.shared = shared
+        self._scanned: dict[str, int] = {}
         self.path = Path(store).expanduser()
         if self.path.exists() and not self.path.is_dir():
             raise CacheError(f"store: {self.path} is a file; pass a directory (it holds cache.sqlite and index/)")
@@ -338,6 +344,21 @@ class SemanticCache:
         idx.dirty = max(idx.dirty, 1)  # write the rebuilt file at the next flush
         return idx
 
+    def _catch_up(self, ns: str) -> None:
+        """Add to the namespace's index the entries other processes committed after it was loaded. Reads only the
+        rows written since this namespace's last catch-up (a rowid range; ``+ns`` keeps SQLite on that range)."""
+        idx = self._index(ns)
+        top = self._db.execute("SELECT MAX(id) FROM entries").fetchone()[0] or 0
+        mark = max(idx.hwm, self._scanned.get(ns, 0))
+        if top <= mark:
+            return
+        rows = self._db.execute("SELECT id, vec FROM entries WHERE id>? AND id<=? AND +ns=?", (mark, top, ns)).fetchall()
+        # ids above max(hwm, last scan) are in no index of this handle (its own puts raise hwm)
+        if rows:
+            idx.add(np.array([r[0] for r in rows], dtype=np.int64),
+                    np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows]))
+        self._scanned[ns] = top
+
     def _vectors(self, ids: np.ndarray) -> np.ndarray:
         out = np.zeros((len(ids), self.embedder.dim), dtype=np.float32)
         pos = {int(i): k for k, i in enumerate(ids)}
@@ -368,6 +389,8 @@ class SemanticCache:
             return None
         vec = self._embed([prompt])[0]
         with self._lock:
+            if self.shared:
+                self._catch_up(ns)
             hit = self._search(ns, vec, now, prompt)
             self.counters["semantic_hits" if hit else "misses"] += 1
             return hit

@@ -406,6 +406,7 @@ class _Request:
     out: list[int] = field(default_factory=list)
     submitted: float = field(default_factory=time.perf_counter)
     first_token_s: float | None = None
+    on_token: Callable[[int], None] | None = None
 
 
 class GenerationQueue:
@@ -435,8 +436,10 @@ class GenerationQueue:
     # -- client side ---------------------------------------------------------------------------------------
     def submit(self, prompt: str | Sequence[int], max_new_tokens: int = 32, temperature: float = 0.0,
                top_p: float = 1.0, top_k: int | None = None, stop: Sequence[str] = (),
-               seed: int | None = None) -> Future:
-        """Queue one prompt (text or token ids); a Future of the continuation text. Raises QueueFull."""
+               seed: int | None = None, on_token: Callable[[int], None] | None = None) -> Future:
+        """Queue one prompt (text or token ids); a Future of the continuation text. Raises QueueFull.
+        ``on_token(id)`` is called from the worker thread with each generated token id (EOS excluded), for
+        streaming; it must return quickly."""
         ids = self.engine._encode(prompt) if isinstance(prompt, str) else [int(t) for t in prompt]
         if not ids:
             raise ValueError("empty prompt: it needs at least one token")
@@ -444,7 +447,7 @@ class GenerationQueue:
             raise LMError(f"prompt ({len(ids)} tokens) + max_new_tokens ({max_new_tokens}) exceed the queue's "
                           f"max_len ({self.max_len}); shorten the prompt or raise max_len")
         gen = torch.Generator().manual_seed(seed) if (seed is not None and temperature > 0) else None
-        req = _Request(ids, max_new_tokens, temperature, top_p, top_k, tuple(stop), gen)
+        req = _Request(ids, max_new_tokens, temperature, top_p, top_k, tuple(stop), gen, on_token=on_token)
         with self._cv:
             if self._closed:
                 raise LMError("the generation queue is closed")
@@ -554,6 +557,11 @@ class GenerationQueue:
         finished = t in eng.eos_ids
         if not finished:
             r.out.append(t)
+            if r.on_token is not None:
+                try:
+                    r.on_token(t)
+                except Exception:  # noqa: BLE001 - a failing listener must not stop the worker (nor the others)
+                    r.on_token = None
             finished = len(r.out) >= r.max_new_tokens or bool(r.stop and _hit_stop(eng.tokenizer, r.out, r.stop))
         if finished:
             text = cut_at_stop(eng.tokenizer.decode(r.out, skip_special_tokens=True), r.stop)
