@@ -89,33 +89,36 @@ def write_jsonl(records: Sequence[dict[str, Any]], path: str | Path) -> Path:
 def table_rows(suite: str, summary: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per (defence, family) plus an 'all' row per defence."""
     rows = []
+    has_clean = suite != "jailbreak"  # a guard probe has no clean task (its control is the untransformed prompt)
     for d, s in summary.items():
         rows.append({"suite": suite, "defence": d, "attack": "all", "n": s["attack"]["n"],
                      "success": s["attack"]["rate"], "ci95": s["attack"]["ci95"], "echo": s["echo"]["rate"],
-                     "net": s["net"]["net"], "net_ci95": s["net"]["ci95"], "clean": s["clean"]["rate"],
-                     "credited": s["credited"]})
+                     "net": s["net"]["net"], "net_ci95": s["net"]["ci95"],
+                     "clean": s["clean"]["rate"] if has_clean else None,
+                     "credited": s["credited"] if has_clean else None})
         for fam, f in s["families"].items():
             rows.append({"suite": suite, "defence": d, "attack": fam, "n": f["attack"]["n"],
                          "success": f["attack"]["rate"], "ci95": f["attack"]["ci95"], "echo": f["echo"]["rate"],
                          "net": f["attack"]["rate"] - f["echo"]["rate"], "net_ci95": None, "clean": None,
-                         "credited": s["credited"]})
+                         "credited": s["credited"] if has_clean else None})
     return rows
 
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
-    """A Markdown table (attack success with exact CIs, echo, net, clean success)."""
+    """A Markdown table: attack success with exact CIs, the matched control's rate (the echo rate; for jailbreak
+    probes the untransformed prompt's pass rate), net rate, clean-task success, credit."""
     def pct(x: Any) -> str:
         return "" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{100 * x:.1f}"
 
     def ci(x: Any) -> str:
         return "" if not x else f"[{pct(x[0])}, {pct(x[1])}]"
 
-    lines = ["| suite | defence | attack | n | success % | 95% CI | echo % | net % | net CI | clean % | credited |",
+    lines = ["| suite | defence | attack | n | success % | 95% CI | control % | net % | net CI | clean % | credited |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['suite']} | {r['defence']} | {r['attack']} | {r['n']} | {pct(r['success'])} | {ci(r['ci95'])} "
                      f"| {pct(r['echo'])} | {pct(r['net'])} | {ci(r['net_ci95'])} | {pct(r['clean'])} "
-                     f"| {'yes' if r['credited'] else 'no'} |")
+                     f"| {'' if r['credited'] is None else ('yes' if r['credited'] else 'no')} |")
     return "\n".join(lines)
 
 
