@@ -77,6 +77,7 @@ def test_jailbreak_suite_transforms_and_check():
     assert suite.success(a, (0.1, 0.5)) and not suite.success(a, (0.9, 0.5))  # evaded vs caught
 
 
+@pytest.mark.slow
 def test_operating_point_counts_false_positives():
     from lmlab.security.suites.jailbreak import operating_point
 
@@ -87,6 +88,7 @@ def test_operating_point_counts_false_positives():
     assert op["false_positives"] == 1 and not op["resolved"] and "unresolved" in op["note"]
 
 
+@pytest.mark.slow
 def test_jailbreak_evaluate_cross_fitted():
     from lmlab.security.suites.jailbreak import evaluate
 
@@ -131,6 +133,7 @@ def test_defences_transform_requests():
     assert not guard.post(req, "We are open from 9.")[1]
 
 
+@pytest.mark.slow
 def test_harness_nets_out_the_echo_and_credits_defences(tmp_path):
     suite = SUITES.get("injection")()
     attempts = suite.generate(n=20, seed=0)
@@ -150,6 +153,7 @@ def test_harness_nets_out_the_echo_and_credits_defences(tmp_path):
     assert (tmp_path / heatmap({"injection": s}, tmp_path)).stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_cache_poison_namespacing(tmp_path):
     from lmlab.cache import HashingEmbedder
     from lmlab.security.suites.cache_poison import evaluate
@@ -219,6 +223,7 @@ def local_server():
     srv.shutdown()
 
 
+@pytest.mark.slow
 def test_openai_target_talks_only_to_its_url(local_server):
     t = make_target(local_server + "#tiny")
     assert isinstance(t, OpenAITarget) and t.local and t.client.max_retries == 0
@@ -231,6 +236,7 @@ def test_openai_target_talks_only_to_its_url(local_server):
         make_target("http://127.0.0.1:9/v1").chat([("", "x")])
 
 
+@pytest.mark.slow
 def test_redteam_cli_against_a_local_url(local_server, tmp_path):
     from typer.testing import CliRunner
 
