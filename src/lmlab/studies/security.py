@@ -15,8 +15,8 @@ measurement it asks for, run on lmlab's own components with the red-team suites 
 - **semantic-cache poisoning** across and within tenants, namespacing on and off, as the threshold varies;
 - **guardrail cost**: generations and latency per accepted output of a rejection-sampling guard.
 
-``--quick``: 60 injection items, 36 leakage items, 150 toxic prompts per transform, 150 cache pairs, 12
-guard prompts. ``--control``: the learned parts are switched off (the injection filter and the detectors
+``--quick``: 60 injection items, 36 leakage items, 100 toxic prompts per transform, 150 cache pairs, 12
+guard prompts, 4 injection defences. ``--control``: the learned parts are switched off (the injection filter and the detectors
 are fitted on shuffled labels, the cache embeds with a random embedder), so the claims must fail.
 """
 
@@ -59,7 +59,7 @@ class SecurityConfig(Config):
     # jailbreak transforms vs detectors (lmlab.moderation.DETECTORS names; the first is the claim's detector)
     detectors: tuple[str, ...] = ("muli", "tfidf-lr")
     n_jailbreak: int = 522  # toxic prompts transformed per transform (522 = all)
-    max_prompt_tokens: int = 64  # MULI: user text cut to this many tokens
+    max_prompt_tokens: int = 512  # MULI: user text cut to this many tokens (the gateway guard's template too)
     max_prompts: int = 0  # 0 = all 1,680 moderation prompts; else a stratified subset (tiny runs)
     fprs: tuple[float, ...] = (0.01, 0.001)
     # semantic-cache poisoning
@@ -119,7 +119,7 @@ class SecurityStudy(Study):
             'injection_defences=["none","filter"]', 'leakage_defences=["none","output-guard"]', "progress=false")
 
     def quick_config(self) -> SecurityConfig:
-        return SecurityConfig(n_injection=60, n_leakage=36, n_jailbreak=150, n_cache=150, n_guard=12,
+        return SecurityConfig(n_injection=60, n_leakage=36, n_jailbreak=100, n_cache=150, n_guard=12,
                               injection_defences=("none", "spotlight", "sandwich", "filter"))
 
     def control_config(self, cfg: SecurityConfig) -> SecurityConfig:
