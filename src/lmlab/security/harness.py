@@ -68,7 +68,7 @@ def summarise(records: Sequence[dict[str, Any]], seed: int = 0) -> dict[str, Any
                   "clean": rate([ctl[i]["clean_success"] for i in items]),
                   "blocked_attack": rate([att[i]["blocked"] for i in items]),
                   "blocked_control": rate([ctl[i]["blocked"] for i in items]), "families": fams}
-    base = out.get("none")
+    base = out.get("none") or out.get("gateway:plain")  # the undefended pipeline
     for d, s in out.items():
         drop = (base["clean"]["rate"] - s["clean"]["rate"]) if base else float("nan")
         s["clean_drop"] = drop
