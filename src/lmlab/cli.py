@@ -414,6 +414,55 @@ def cache_purge(store: _Store, namespace: _NsOpt = None, model: _Model = None, p
 
 
 @app.command()
+def redteam(
+    target: Annotated[str, typer.Option(help="what to attack: default (the embedded SmolLM2), a local model path, "
+                                             "one OpenAI-compatible URL, e.g. http://127.0.0.1:8000/v1#model, or "
+                                             "gateway (`lmlab serve` subprocesses on 127.0.0.1, one per --defence "
+                                             "variant); nothing is sent anywhere else")] = "default",
+    suite: Annotated[Optional[list[str]], typer.Option("--suite", help="attack suite (repeat): injection, leakage, "
+                                                       "jailbreak, guard-cost, cache-poison")] = None,
+    out: Annotated[Path, typer.Option(help="output directory: attempts-*.jsonl, table.md, summary.json, "
+                                           "attack-success.png")] = Path("runs/redteam"),
+    defence: Annotated[Optional[list[str]], typer.Option("--defence", help="harness defence (repeat; stack with "
+                                                         "'+'): none, spotlight, sandwich, filter, output-guard; with "
+                                                         "--target gateway a gateway variant: plain, guard, spotlight, "
+                                                         "injection-block, shared-tenant")] = None,
+    n: Annotated[int, typer.Option(help="items per suite (each with its matched control)")] = 20,
+    seed: Annotated[int, typer.Option(help="attack generator seed")] = 0,
+    api_key: Annotated[Optional[str], typer.Option(envvar="LMLAB_TARGET_API_KEY",
+                                                   help="API key sent to the target URL only")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="reply length")] = 48,
+    embedder: Annotated[str, typer.Option(help="cache-poison: hashing, minilm, random or a sentence-transformers "
+                                                "directory")] = "hashing",
+    gateway_model: Annotated[str, typer.Option(help="--target gateway: the backend's load_lm spec (or 'fake', an "
+                                                     "echo backend)")] = "default",
+    guard_detector: Annotated[str, typer.Option(help="--target gateway: the guard variant's detector (.npz or "
+                                                      "module:attr; default: a TF-IDF detector trained here)")] = "",
+    cache_threshold: Annotated[float, typer.Option(help="--target gateway: the gateway cache's threshold")] = 0.9,
+    threads: Annotated[int, typer.Option(help="PyTorch CPU threads for a local model (0: default)")] = 0,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="show a progress bar")] = True,
+) -> None:
+    """Red-team a target: run attack suites, write every attempt (JSONL), a summary table and a figure."""
+    from lmlab.config import ConfigError
+    from lmlab.lm import LMError
+    from lmlab.security.redteam import redteam as run_redteam
+
+    if n < 1:
+        _fail(f"--n must be >= 1, got {n}")
+        return
+    _set_threads(threads)
+    try:
+        s = run_redteam(target, suite or ["injection"], out, defences=defence or ["none"], n=n, seed=seed,
+                        api_key=api_key, max_new_tokens=max_new_tokens, embedder=embedder, progress=progress,
+                        gateway_model=gateway_model, guard_detector=guard_detector, cache_threshold=cache_threshold)
+    except (ConfigError, LMError) as e:
+        _fail(str(e).strip("'\""))
+        return
+    typer.echo((Path(out) / "table.md").read_text(encoding="utf-8"))
+    typer.echo(f"target {s['target']}; attempts, summary.json and figure in {out}")
+
+
+@app.command()
 def serve(
     config: Annotated[Optional[Path], typer.Option("--config", help="gateway TOML (or JSON) file; defaults without it")] = None,
     host: Annotated[Optional[str], typer.Option(help="bind address (default 127.0.0.1)")] = None,

@@ -17,4 +17,5 @@ STUDIES = Registry("study", {
     "ideal": "lmlab.studies.ideal:IdealStudy",
     "tpo": "lmlab.studies.tpo:TPOStudy",
     "meta-rewarding": "lmlab.studies.meta_rewarding:MetaRewardingStudy",
+    "security": "lmlab.studies.security:SecurityStudy",
 })

@@ -1,0 +1,1 @@
+"""One attack suite per module; registered in :data:`lmlab.security.SUITES`."""
