@@ -131,7 +131,7 @@ def test_one_feasible_10_on_a_hand_made_case():
     bad = [mazes[0].path[0], mazes[0].path[-1]]  # a teleport
     script = {0: [plan(bad)] * 3 + [[TRACE] + data.traces[0] + plan(mazes[0].path)] + [plan(bad)] * 6,
               1: [plan(detour)] + [[PLAN, EOS]] * 9, 2: [plan(bad)] * 10}
-    greedy = {0: plan(bad), 1: plan(bad), 2: plan(mazes[2].path)}
+    greedy = {0: plan(bad), 1: [TRACE] + data.traces[0] + plan(bad), 2: [TRACE] + data.traces[2] + plan(mazes[2].path)}
 
     class Scripted(torch.nn.Module):
         def __init__(self):
@@ -164,3 +164,6 @@ def test_one_feasible_10_on_a_hand_made_case():
     assert r["rows"][0]["valid_trace_len"] == 1 + len(data.traces[0])  # TRACE marker + trace, before PLAN
     assert r["rows"][1]["valid_trace_len"] == 0 and r["rows"][2]["valid_trace_len"] is None
     assert abs(r["rows"][0]["share_valid"] - 0.1) < 1e-9
+    # the greedy trace against the solver's (maze 1 got maze 0's trace: not exact, and its implied plan is invalid)
+    assert [row["greedy_trace_exact"] for row in r["rows"]] == [False, False, True]
+    assert [row["greedy_trace_implies_valid_plan"] for row in r["rows"]] == [False, False, True]

@@ -209,8 +209,14 @@ def evaluate_arm(model: TinyTransformer, task: MazeTask, data: MazeData, max_len
                     for j in range(samples)]
             g = _judge(task, maze, greedy[r, task.prompt_len:].tolist(), latent0)
             ok = [o for o in outs if o["valid"]]
+            # where a text-trace model fails: its greedy trace (when all text) against the solver's, and the plan
+            # that trace determines (parent pointers read back from the goal) against the validator
+            text = g["tokens"][1:g["trace_len"]] if g["tokens"][:1] == [TRACE] and g["n_latent"] == 0 else None
+            implied = task.plan_from_trace(maze, text) if text else None
             rows.append({
                 "feasible": bool(ok), "optimal": any(o["optimal"] for o in outs), "greedy_valid": g["valid"],
+                "greedy_text_trace": text is not None, "greedy_trace_exact": text == data.traces[s + r],
+                "greedy_trace_implies_valid_plan": implied is not None and validate_path(maze, implied)[0],
                 "share_valid": len(ok) / samples,
                 "trace_len": float(np.mean([o["trace_len"] for o in outs])),
                 "valid_trace_len": float(np.mean([o["trace_len"] for o in ok])) if ok else None,
@@ -235,6 +241,9 @@ def evaluate_arm(model: TinyTransformer, task: MazeTask, data: MazeData, max_len
         "greedy_solve_rate": greedy_rate, "greedy_solve_se": greedy_se, "n": n, "samples": samples,
         "temperature": temperature, "top_k": top_k,
         "mean_sample_valid": float(np.mean([r["share_valid"] for r in rows])),
+        "greedy_text_trace": rate("greedy_text_trace")[0],
+        "greedy_trace_exact": rate("greedy_trace_exact")[0],
+        "greedy_trace_implies_valid_plan": rate("greedy_trace_implies_valid_plan")[0],
         "mean_trace_len": float(np.mean([r["trace_len"] for r in rows])),
         "trace_len_quantiles": [float(q) for q in np.quantile([r["trace_len"] for r in rows], [0.1, 0.5, 0.9])],
         "mean_latent_tokens": float(np.mean([r["n_latent"] for r in rows])),
