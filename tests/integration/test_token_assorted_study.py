@@ -17,7 +17,7 @@ from lmlab.tasks.maze import BOL, EOL, EOS, PAD, PLAN, TRACE, MazeTask, MazeTask
 def micro_config():
     cfg = TokenAssortedStudy().quick_config()
     return cfg.replace(
-        n_train=120, n_eval=12,
+        n_train=120, n_eval=6,
         vqvae=cfg.vqvae.replace(d_model=16, n_heads=2, codebook_size=16),
         vq_train=cfg.vq_train.replace(steps=12, eval_every=6, checkpoint_every=6, progress=False),
         model=cfg.model.replace(n_layers=1, d_model=16, n_heads=2),
@@ -58,7 +58,7 @@ def test_micro_run_writes_summary_figures_and_resumes(tmp_path, one_thread):
     assert set(models) == {"answer", "trace", "mixed"}
     for m in models.values():
         assert 0 <= m["greedy_solve_rate"] <= m["feasible"] + 1e-9 or m["greedy_solve_rate"] <= 1
-        assert 0 <= m["optimal"] <= m["feasible"] <= 1 and m["n"] == 12 and m["samples"] == 3
+        assert 0 <= m["optimal"] <= m["feasible"] <= 1 and m["n"] == 6 and m["samples"] == 3
     # the status follows the measured numbers
     c = {c["id"]: c for c in data["claims"]}["mixed_at_least_trace"]
     se = (models["mixed"]["feasible_se"] ** 2 + models["trace"]["feasible_se"] ** 2) ** 0.5
