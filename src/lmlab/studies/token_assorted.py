@@ -281,7 +281,10 @@ class TokenAssortedStudy(Study):
             "train.progress=false")
 
     def quick_config(self) -> TokenAssortedConfig:
-        """QUICK_DOC"""
+        """5x5 mazes, one key; VQ-VAE L = 8, r = 4 (two codes per chunk), 256 codes; 2-layer d=64 models, 1,500
+        steps of 32 each; 1-Feasible-10 on 200 held-out mazes. The pilot in docs/studies/token-assorted.md shows the
+        answer-only model still solving most mazes this small (the regime that needs search is larger than a
+        CPU run affords)."""
         return TokenAssortedConfig(
             task=MazeTaskConfig(size=5, n_keys=1, wall_density=0.2),
             n_train=5000, n_eval=200,
