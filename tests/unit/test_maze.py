@@ -38,11 +38,13 @@ def test_always_solvable_and_paths_legal_and_shortest(size, n_keys, wall_density
     for seed in range(10):
         task = MazeTask(MazeTaskConfig(size=size, n_keys=n_keys, wall_density=wall_density), seed=seed)
         for i in range(n):
-            _check_maze(task.maze(i), n_keys)
+            _check_maze(task.maze(i), n_keys, task)
 
 
-def _check_maze(m, n_keys):
+def _check_maze(m, n_keys, task=None):
     assert validate_path(m, m.path) == (True, "ok")
+    if task is not None:  # the trace determines the plan: its parent pointers, read back from the goal
+        assert task.plan_from_trace(m, task.trace_tokens(m)) == m.path
     assert len(m.path) - 1 == bfs_distance(m)  # A* with an admissible heuristic: shortest
     # the keys are needed: every key on the path, each before its door
     for k in range(n_keys):
@@ -57,14 +59,14 @@ def test_many_seeds_always_solvable():
     for seed in range(100):
         task = MazeTask(MazeTaskConfig(size=5, n_keys=1), seed=seed)
         for i in range(20):
-            _check_maze(task.maze(i), 1)
+            _check_maze(task.maze(i), 1, task)
 
 
 def test_seeded_and_versioned():
     a, b = MazeTask(MazeTaskConfig(), seed=1), MazeTask(MazeTaskConfig(), seed=1)
     assert all((a.maze(i).grid == b.maze(i).grid).all() and a.maze(i).path == b.maze(i).path for i in range(20))
     assert any((a.maze(i).grid != MazeTask(MazeTaskConfig(), seed=2).maze(i).grid).any() for i in range(5))
-    assert MazeTask.version == "maze/1" and TASKS.get("maze") is MazeTask
+    assert MazeTask.version == "maze/2" and TASKS.get("maze") is MazeTask
 
 
 @pytest.fixture
@@ -125,3 +127,27 @@ def test_config_errors_name_the_field():
         MazeTaskConfig(size=4, n_keys=2)
     with pytest.raises(ConfigError, match="wall_density"):
         MazeTaskConfig(wall_density=0.9)
+
+
+def test_trace_has_costs_and_parent_pointers_and_a_broken_pointer_breaks_the_plan():
+    task = MazeTask(MazeTaskConfig(size=5, n_keys=1), seed=0)
+    m = task.maze(2)
+    v = task.vocab
+    toks = task.trace_tokens(m)
+    closed = task.closed_from_trace(toks)
+    assert [(c, k) for c, k, _, _ in closed] == [(e[1], e[2]) for e in m.trace if e[0] == "close"]
+    assert closed[0] == (m.start, 0, 0, m.start) and closed[-1][0] == m.goal and closed[-1][2] == len(m.path) - 1
+    # every expansion's parent is a neighbour expanded earlier with cost g - 1
+    for j, (cell, keys, g, par) in enumerate(closed[1:], 1):
+        assert abs(cell[0] - par[0]) + abs(cell[1] - par[1]) == 1
+        assert any(c == par and gg == g - 1 for c, _, gg, _ in closed[:j])
+    # the h written is the Manhattan distance to the goal
+    i = toks.index(CLOSE)
+    assert toks[i + 3] - v.cost0 == abs(m.start[0] - m.goal[0]) + abs(m.start[1] - m.goal[1])
+    # corrupt the goal's parent pointer: the plan read off the trace is gone
+    last = len(toks) - 1 - toks[::-1].index(CLOSE)
+    bad = list(toks)
+    bad[last + 4] = v.cell(m.goal)
+    assert task.plan_from_trace(m, bad) is None
+    assert task.plan_from_trace(m, toks[:-3]) is None  # truncated: malformed
+    assert task.closed_from_trace([CLOSE, PLAN]) is None

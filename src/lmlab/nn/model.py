@@ -285,14 +285,18 @@ class TinyTransformer(HookedRootModule):
     @torch.no_grad()
     def generate(self, prompts: torch.Tensor, max_len: int | None = None, eos: int | None = None, pad: int = 0,
                  temperature: float = 0.0, top_k: int | None = None,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+                 generator: torch.Generator | None = None, use_cache: bool = True) -> torch.Tensor:
         """Extend every row of ``prompts`` (batch, pos) until it has produced ``eos`` or is ``max_len`` tokens
         long (default ``n_ctx``); returns (batch, <= max_len) on the prompts' device.
 
         Greedy (argmax) when ``temperature`` is 0; otherwise samples from softmax(logits / temperature),
-        restricted to the ``top_k`` most likely tokens when given, drawing from ``generator``. Each step asks
-        the model for the logits at the last position only (``positions``); there is no KV cache, which at
-        these sizes costs little. Rows that are done are filled with ``pad``. Call ``model.eval()`` first.
+        restricted to the ``top_k`` most likely tokens when given, drawing from ``generator``. Rows that are
+        done are filled with ``pad``. Call ``model.eval()`` first.
+
+        With ``use_cache`` (the default) the keys and values of past positions are kept in a preallocated
+        KV cache and each step runs the new token only (:meth:`forward_cached`); hooks do not fire on that
+        path, so when any hook is attached the uncached path (the whole prefix each step) is used.
+        ``tests/unit/test_model.py`` checks that both give the same logits.
 
         >>> m = TinyTransformer(TinyConfig(d_vocab=10, n_ctx=6, n_layers=1, d_model=16, n_heads=2))
         >>> m.generate(torch.zeros(2, 2, dtype=torch.long)).shape
@@ -309,9 +313,15 @@ class TinyTransformer(HookedRootModule):
             raise ValueError(f"max_len {max_len} exceeds n_ctx={self.cfg.n_ctx}")
         device = next(self.parameters()).device
         x = prompts.to(device)
+        use_cache = use_cache and not any(getattr(m, "active", False) for m in self.modules() if isinstance(m, HookPoint))
+        cache = self.new_kv_cache(x.shape[0], max_len) if use_cache else None
         done = torch.zeros(x.shape[0], dtype=torch.bool, device=device)
+        new = x
         while x.shape[1] < max_len and not done.all():
-            logits = self(x, positions=torch.tensor([x.shape[1] - 1], device=device))[:, -1]
+            if cache is not None:
+                logits = self.forward_cached(new, cache)[:, -1]
+            else:
+                logits = self(x, positions=torch.tensor([x.shape[1] - 1], device=device))[:, -1]
             if temperature == 0:
                 nxt = logits.argmax(-1)
             else:
@@ -324,9 +334,53 @@ class TinyTransformer(HookedRootModule):
                                         else probs, 1, generator=generator)[:, 0].to(device)
             nxt = torch.where(done, torch.full_like(nxt, pad), nxt)
             x = torch.cat([x, nxt[:, None]], dim=1)
+            new = nxt[:, None]
             if eos is not None:
                 done |= nxt == eos
         return x.to(prompts.device)
+
+    def new_kv_cache(self, batch: int, max_len: int | None = None) -> dict[str, object]:
+        """An empty KV cache for :meth:`forward_cached`: per layer, keys and values (batch, head, max_len, d_head)."""
+        max_len = self.cfg.n_ctx if max_len is None else max_len
+        p = next(self.parameters())
+        shape = (batch, self.cfg.n_heads, max_len, self.cfg.head_dim)
+        return {"len": 0, "k": [torch.zeros(shape, dtype=p.dtype, device=p.device) for _ in self.blocks],
+                "v": [torch.zeros(shape, dtype=p.dtype, device=p.device) for _ in self.blocks]}
+
+    def forward_cached(self, tokens: torch.Tensor, cache: dict[str, object]) -> torch.Tensor:
+        """Logits (batch, new, d_vocab) of ``tokens`` (batch, new), which follow the ``cache["len"]`` positions already
+        in ``cache``; their keys and values are written into it. The same arithmetic as :meth:`forward` (written out
+        per block because the hooked path recomputes every position), without hook points."""
+        B, T = tokens.shape
+        t0 = int(cache["len"])
+        if t0 + T > cache["k"][0].shape[2]:
+            raise ValueError(f"the KV cache holds {cache['k'][0].shape[2]} positions; {t0 + T} asked")
+        H, D = self.cfg.n_heads, self.cfg.head_dim
+        pos = torch.arange(t0, t0 + T, device=tokens.device)
+        resid = F.embedding(tokens, self.W_E)
+        if self.W_pos is not None:
+            resid = resid + self.W_pos[t0:t0 + T]
+        for i, block in enumerate(self.blocks):
+            a = block.attn
+            W = torch.cat([a.W_Q, a.W_K, a.W_V], dim=1)
+            q, k, v = F.linear(block.ln1(resid), W.T, a.b_QKV).view(B, T, 3, H, D).unbind(dim=2)
+            if a.rotary is not None:
+                q, k = a.rotary(q, pos), a.rotary(k, pos)
+            cache["k"][i][:, :, t0:t0 + T] = k.transpose(1, 2)
+            cache["v"][i][:, :, t0:t0 + T] = v.transpose(1, 2)
+            k_all, v_all = cache["k"][i][:, :, : t0 + T], cache["v"][i][:, :, : t0 + T]
+            q = q.transpose(1, 2)
+            mask = a.causal[t0:t0 + T, : t0 + T]
+            if self.cfg.attn_act == "softmax":
+                z = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask)
+            else:
+                scores = ((q @ k_all.transpose(-1, -2)) / math.sqrt(D)).masked_fill(~mask, 0.0)
+                z = (F.relu(scores) / a.n_visible[t0:t0 + T]) @ v_all
+            resid = resid + F.linear(z.transpose(1, 2).reshape(B, T, H * D), a.W_O.T, a.b_O)
+            if block.mlp is not None:
+                resid = resid + block.mlp(block.ln2(resid))
+        cache["len"] = t0 + T
+        return self.ln_final(resid) @ (self.W_E.T if self.W_U is None else self.W_U)
 
     @property
     def n_params(self) -> int:

@@ -3,7 +3,7 @@
 Written here rather than taken from a library: the well-kept VQ packages target images or audio
 (convolutional encoders, EMA codebooks over feature maps) and none fits a tiny, prompt-conditioned
 token-chunk autoencoder; the whole thing is a few dozen lines of PyTorch on top of
-``nn.TransformerEncoderLayer`` / ``nn.TransformerDecoderLayer``.
+``nn.TransformerEncoderLayer``.
 
 Shape of the model (Token Assorted, Su et al. 2025, as in the spec):
 
@@ -12,9 +12,13 @@ Shape of the model (Token Assorted, Su et al. 2025, as in the spec):
 - **quantiser** q: each vector snaps to its nearest codebook entry (squared distance). The
   straight-through estimator passes the decoder's gradient to the encoder unchanged:
   ``z_q = z_e + (e - z_e).detach()``;
-- **decoder** f_dec: every position of the chunk reads its group's code plus a position embedding,
-  and ``n_layers`` transformer decoder layers attend to the prompt (the condition g(P));
-  without a prompt they attend to the codes;
+- **decoder** f_dec: every position of the chunk reads its group's code, a position embedding and one
+  pooled prompt vector g(P) (the prompt's tokens through ``n_layers`` transformer layers, mean-pooled and
+  projected; zero without a prompt), then ``n_layers`` self-attention layers over the chunk's positions.
+  There is no cross-attention to the prompt's tokens and no chunk index: a search trace is decided by its
+  maze, so a decoder that could read the maze token by token (and know where in the trace the chunk lies)
+  could rebuild the chunk without the codes. Through one pooled vector it cannot, so the codes must carry
+  the chunk;
 - **loss** = reconstruction cross-entropy + ||sg(z_e) - e||^2 (codebook) + beta ||z_e - sg(e)||^2
   (commitment). ``forward`` returns ``(logits, codebook + commitment)`` so that the lab's one
   training loop adds the auxiliary term to its cross-entropy.
@@ -89,12 +93,10 @@ class VQVAE(nn.Module):
         def enc_layer() -> nn.Module:
             return nn.TransformerEncoderLayer(d, cfg.n_heads, 4 * d, dropout=0.0, batch_first=True, norm_first=True)
 
-        def dec_layer() -> nn.Module:
-            return nn.TransformerDecoderLayer(d, cfg.n_heads, 4 * d, dropout=0.0, batch_first=True, norm_first=True)
-
         self.encoder = nn.ModuleList(enc_layer() for _ in range(cfg.n_layers))
         self.prompt_encoder = nn.ModuleList(enc_layer() for _ in range(cfg.n_layers)) if cfg.prompt_len else None
-        self.decoder = nn.ModuleList(dec_layer() for _ in range(cfg.n_layers))
+        self.prompt_proj = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d)) if cfg.prompt_len else None
+        self.decoder = nn.ModuleList(enc_layer() for _ in range(cfg.n_layers))  # self-attention only
         self.pre_vq = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d))
         self.codebook = nn.Embedding(cfg.codebook_size, d)
         nn.init.uniform_(self.codebook.weight, -1 / cfg.codebook_size, 1 / cfg.codebook_size)
@@ -124,20 +126,20 @@ class VQVAE(nn.Module):
         z_q = z_e + (e - z_e).detach()  # straight-through: forward e, backward identity to z_e
         return z_q, codes, aux
 
-    def _memory(self, prompt: torch.Tensor | None, z_q: torch.Tensor) -> torch.Tensor:
-        if self.prompt_encoder is None or prompt is None:
-            return z_q
+    def prompt_vector(self, prompt: torch.Tensor) -> torch.Tensor:
+        """g(P): one vector (batch, d) per prompt, its encoded tokens mean-pooled."""
         self._check(prompt, self.cfg.prompt_len, "prompt")
         m = self.tok(prompt) + self.prompt_pos
         for layer in self.prompt_encoder:
             m = layer(m)
-        return torch.cat([m, z_q], dim=1)
+        return self.prompt_proj(m.mean(1))
 
     def decode_continuous(self, z_q: torch.Tensor, prompt: torch.Tensor | None = None) -> torch.Tensor:
         h = z_q.repeat_interleave(self.cfg.compression, dim=1) + self.dec_pos
-        memory = self._memory(prompt, z_q)
+        if self.prompt_encoder is not None and prompt is not None:
+            h = h + self.prompt_vector(prompt)[:, None]
         for layer in self.decoder:
-            h = layer(h, memory)
+            h = layer(h)
         return self.out(h)
 
     def encode(self, chunk: torch.Tensor) -> torch.Tensor:

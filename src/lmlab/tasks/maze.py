@@ -1,6 +1,6 @@
 """Keys-finding mazes with an A* search trace (Token Assorted, Su et al. 2025, arXiv 2502.03275).
 
-Version ``maze/1``. A maze is an ``n x n`` grid of cells: empty, wall, start, goal, ``n_keys``
+Version ``maze/2`` (the trace carries costs and parent pointers; the grids are those of ``maze/1``). A maze is an ``n x n`` grid of cells: empty, wall, start, goal, ``n_keys``
 coloured keys and doors of the same colours. Walking onto a key picks it up (keys are kept); a door
 of colour c can be entered only once key c is held. The layout is built so that the keys are needed
 and must be taken in order: ``n_keys`` straight barriers (full rows or columns of wall) split the
@@ -11,17 +11,19 @@ returned is solvable (``tests/unit/test_maze.py`` checks thousands of seeds).
 
 **Solver.** A* over states (cell, keys held) with the Manhattan distance to the goal as heuristic
 (admissible: keys only ever open more cells), ties broken by smaller h, then first in. The trace is
-the Searchformer-style list of search events: ``close pos`` for each expanded state, preceded by a
-key-set token ``have_m`` whenever the held keys differ from those of the previous expansion, and
-``create pos`` for each child put on the frontier (Searchformer also writes the costs; we leave them
-out to keep traces short on a CPU). The answer is the
+the Searchformer-style list of search events with costs and parent pointers: ``close pos g h parent`` for each
+expanded state (g: steps from the start, h: the heuristic, parent: the cell it was reached from; the start is its
+own parent), preceded by a key-set token ``have_m`` whenever the held keys differ from those of the previous
+expansion, and ``create pos g h`` for each child put on the frontier (or whose g improved there). The trace
+determines the plan: :meth:`MazeTask.plan_from_trace` follows the parent pointers back from the goal, one look-up
+per step (``tests/unit/test_maze.py`` checks it gives the solver's path). The answer is the
 shortest path as a list of cells, start and goal included (a cell may repeat: a path can walk back
 from a key).
 
 **Tokens** (one token per cell, row-major, so the prompt is the grid itself)::
 
     PAD BOS TRACE PLAN EOS BOL EOL create close | cell types (empty wall start goal key_c.. door_c..) |
-    key sets have_0 .. have_{2^k - 1} | positions pos_0 .. pos_{n*n - 1}
+    key sets have_0 .. have_{2^k - 1} | positions pos_0 .. pos_{n*n - 1} | costs c0 .. c{n*n*2^k - 1}
 
     answer-only:  BOS grid(n*n) PLAN path EOS
     text trace :  BOS grid(n*n) TRACE trace PLAN path EOS
@@ -47,8 +49,10 @@ k # # . .
 (True, 'ok')
 >>> validate_path(m, [(1, 4), (2, 4), (3, 4), (4, 4), (4, 3)])
 (False, 'step 2 enters door 0 at (3, 4) without key 0')
->>> task.vocab.decode(task.tokens(m, "trace")[26:34])
-['TRACE', 'have_0', 'close', 'pos_9', 'create', 'pos_4', 'create', 'pos_14']
+>>> task.vocab.decode(task.tokens(m, "trace")[26:37])
+['TRACE', 'have_0', 'close', 'pos_9', 'c0', 'c4', 'pos_9', 'create', 'pos_4', 'c1', 'c5']
+>>> task.plan_from_trace(m, task.trace_tokens(m)) == m.path
+True
 """
 
 from __future__ import annotations
@@ -62,7 +66,7 @@ import numpy as np
 
 from lmlab.config import Config, ConfigError
 
-VERSION = "maze/1"
+VERSION = "maze/2"
 Cell = tuple[int, int]
 PAD, BOS, TRACE, PLAN, EOS, BOL, EOL, CREATE, CLOSE = range(9)
 SPECIALS = ("PAD", "BOS", "TRACE", "PLAN", "EOS", "BOL", "EOL", "create", "close")
@@ -102,9 +106,9 @@ class Maze:
     n_keys: int
     start: Cell
     goal: Cell
-    # search events in order: ("close", cell, keys) for an expansion, ("create", cell, keys) for a child
-    # put on (or improved in) the frontier
-    trace: list[tuple[str, Cell, int]] = field(default_factory=list)
+    # search events in order: ("close", cell, keys, g, h, parent cell) for an expansion, ("create", cell, keys, g, h)
+    # for a child put on (or improved in) the frontier
+    trace: list[tuple] = field(default_factory=list)
     path: list[Cell] = field(default_factory=list)
 
     @property
@@ -155,9 +159,12 @@ def _step(maze: Maze, cell: Cell, keys: int) -> tuple[bool, int, str]:
     return True, keys | (1 << key) if key is not None else keys, ""
 
 
-def solve(maze: Maze, heuristic: str = "manhattan") -> tuple[list[tuple[str, Cell, int]], list[Cell]] | None:
+def solve(maze: Maze, heuristic: str = "manhattan") -> tuple[list[tuple], list[Cell]] | None:
     """A* over (cell, keys held); returns (search events in order, shortest path) or None if unsolvable.
-    ``heuristic="none"`` makes it breadth-first search."""
+    ``heuristic="none"`` makes it breadth-first search.
+
+    Events: ``("close", cell, keys, g, h, parent_cell)`` when a state is expanded (the start is its own parent) and
+    ``("create", cell, keys, g, h)`` when a child is put on the frontier or its cost g improves there."""
     def h(cell: Cell) -> int:
         if heuristic == "none":
             return 0
@@ -169,14 +176,15 @@ def solve(maze: Maze, heuristic: str = "manhattan") -> tuple[list[tuple[str, Cel
     g = {start: 0}
     parent: dict[tuple[Cell, int], tuple[Cell, int] | None] = {start: None}
     closed: set[tuple[Cell, int]] = set()
-    events: list[tuple[str, Cell, int]] = []
+    events: list[tuple] = []
     while frontier:
         _, _, _, state = heapq.heappop(frontier)
         if state in closed:
             continue
         closed.add(state)
         cell, keys = state
-        events.append(("close", cell, keys))
+        par = parent[state]
+        events.append(("close", cell, keys, g[state], h(cell), cell if par is None else par[0]))
         if cell == maze.goal:
             path = []
             node: tuple[Cell, int] | None = state
@@ -192,7 +200,7 @@ def solve(maze: Maze, heuristic: str = "manhattan") -> tuple[list[tuple[str, Cel
                 g[child] = g[state] + 1
                 parent[child] = state
                 heapq.heappush(frontier, (g[child] + h(nxt), h(nxt), next(tie), child))
-                events.append(("create", nxt, nkeys))
+                events.append(("create", nxt, nkeys, g[child], h(nxt)))
     return None
 
 
@@ -227,9 +235,12 @@ class MazeVocab:
         self.n_cell_types = 4 + 2 * n_keys
         self.keyset0 = self.cell_type0 + self.n_cell_types
         self.pos0 = self.keyset0 + 2**n_keys
-        self.size_ = self.pos0 + size * size
+        self.cost0 = self.pos0 + size * size
+        self.n_costs = size * size * 2**n_keys  # g < number of states; h <= 2 (size - 1)
+        self.size_ = self.cost0 + self.n_costs
         types = ["empty", "wall", "start", "goal"] + [f"key_{c}" for c in range(n_keys)] + [f"door_{c}" for c in range(n_keys)]
-        self.names = list(SPECIALS) + types + [f"have_{m}" for m in range(2**n_keys)] + [f"pos_{i}" for i in range(size * size)]
+        self.names = (list(SPECIALS) + types + [f"have_{m}" for m in range(2**n_keys)]
+                      + [f"pos_{i}" for i in range(size * size)] + [f"c{i}" for i in range(self.n_costs)])
 
     def __len__(self) -> int:
         return self.size_
@@ -237,8 +248,14 @@ class MazeVocab:
     def cell(self, cell: Cell) -> int:
         return self.pos0 + cell[0] * self.size + cell[1]
 
+    def cost(self, c: int) -> int:
+        return self.cost0 + c
+
     def is_cell(self, tok: int) -> bool:
-        return self.pos0 <= tok < self.size_
+        return self.pos0 <= tok < self.cost0
+
+    def is_cost(self, tok: int) -> bool:
+        return self.cost0 <= tok < self.size_
 
     def to_cell(self, tok: int) -> Cell:
         i = tok - self.pos0
@@ -326,19 +343,64 @@ class MazeTask:
         return [BOS] + (self.vocab.cell_type0 + maze.grid.ravel()).tolist()
 
     def trace_tokens(self, maze: Maze) -> list[int]:
-        """The search trace (without the TRACE marker): ``close pos`` per expansion, preceded by the key-set
-        token when the keys held differ from the previous expansion's, and ``create pos`` per child."""
+        """The search trace (without the TRACE marker): ``close pos g h parent`` per expansion, preceded by the key-set
+        token when the keys held differ from the previous expansion's, and ``create pos g h`` per child."""
+        v = self.vocab
         out, prev = [], None
-        for kind, cell, keys in maze.trace:
-            if kind == "close":
+        for ev in maze.trace:
+            if ev[0] == "close":
+                _, cell, keys, g, h, par = ev
                 if keys != prev:
-                    out.append(self.vocab.keyset0 + keys)
+                    out.append(v.keyset0 + keys)
                     prev = keys
-                out.append(CLOSE)
+                out += [CLOSE, v.cell(cell), v.cost(g), v.cost(h), v.cell(par)]
             else:
-                out.append(CREATE)
-            out.append(self.vocab.cell(cell))
+                _, cell, keys, g, h = ev
+                out += [CREATE, v.cell(cell), v.cost(g), v.cost(h)]
         return out
+
+    def closed_from_trace(self, tokens: list[int]) -> list[tuple[Cell, int, int, Cell]] | None:
+        """The expansions written in a trace, in order: (cell, keys held, g, parent cell); None if malformed."""
+        v, out, keys, i = self.vocab, [], 0, 0
+        try:
+            while i < len(tokens):
+                t = tokens[i]
+                if v.keyset0 <= t < v.pos0:
+                    keys, i = t - v.keyset0, i + 1
+                elif t == CLOSE:
+                    cell, g, h, par = tokens[i + 1:i + 5]
+                    if not (v.is_cell(cell) and v.is_cell(par) and v.is_cost(g) and v.is_cost(h)):
+                        return None
+                    out.append((v.to_cell(cell), keys, g - v.cost0, v.to_cell(par)))
+                    i += 5
+                elif t == CREATE:
+                    i += 4
+                else:
+                    return None
+        except ValueError:  # a truncated event
+            return None
+        return out
+
+    def plan_from_trace(self, maze: Maze, tokens: list[int]) -> list[Cell] | None:
+        """The plan a trace determines: from the last expansion (the goal) follow the parent pointers back to the start.
+        The parent of state (c, K) with cost g is the first expansion of its parent cell with cost g - 1 and keys K,
+        or K without the key lying on c (picked up by the step onto c). One look-up per step, so a model that has
+        written the trace can read the plan off it (backwards). None if the trace does not end at the goal or a
+        pointer leads nowhere."""
+        closed = self.closed_from_trace(tokens)
+        if not closed or closed[-1][0] != maze.goal:
+            return None
+        cell, keys, g, par = closed[-1]
+        path = [cell]
+        while g > 0:
+            key = maze.key_colour(cell)
+            allowed = {keys, keys & ~(1 << key)} if key is not None else {keys}
+            nxt = next((e for e in closed if e[0] == par and e[2] == g - 1 and e[1] in allowed), None)
+            if nxt is None:
+                return None
+            cell, keys, g, par = nxt
+            path.append(cell)
+        return path[::-1] if cell == maze.start else None
 
     def plan_tokens(self, path: list[Cell]) -> list[int]:
         return [PLAN] + [self.vocab.cell(c) for c in path] + [EOS]
