@@ -21,7 +21,7 @@ def tiny_lm_dir(tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", sorted(STUDIES.names()))
-def test_control_fails_its_claims(name, tmp_path, tiny_lm_dir, monkeypatch):
+def test_control_fails_its_claims(name, tmp_path, request, monkeypatch):
     monkeypatch.setenv("LMLAB_CACHE", str(tmp_path / "cache"))
     study = resolve_study(name)
     if not study.tiny:
@@ -35,7 +35,7 @@ def test_control_fails_its_claims(name, tmp_path, tiny_lm_dir, monkeypatch):
             pytest.skip(f"{name}: all-MiniLM-L6-v2 wheel not installed ({e})")
     cfg = make_config(study, quick=True, overrides=list(study.tiny))
     if isinstance(getattr(cfg, "lm", None), LMConfig) and not any(o.startswith("lm.model=") for o in study.tiny):
-        cfg = make_config(study, quick=True, overrides=list(study.tiny), model=tiny_lm_dir)
+        cfg = make_config(study, quick=True, overrides=list(study.tiny), model=request.getfixturevalue("tiny_lm_dir"))
     summary = study.run(cfg, tmp_path / "control", quick=True, control=True)
     assert summary.control
     passing = [c.id for c in summary.claims if c.status == "pass" and not c.holds_without_training]
