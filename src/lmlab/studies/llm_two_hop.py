@@ -215,8 +215,8 @@ class LLMTwoHopStudy(Study):
     config_cls = LLMTwoHopConfig
 
     def quick_config(self) -> LLMTwoHopConfig:
-        """100 prompts per K (500 prompts), then a LoRA fine-tune of 60 steps x 8 K = 1 prompts and the probe again."""
-        return LLMTwoHopConfig(n_prompts=100, finetune_steps=60)
+        """100 prompts per K (500 prompts), then a LoRA fine-tune of 30 steps x 8 K = 1 prompts and the probe again."""
+        return LLMTwoHopConfig(n_prompts=100, finetune_steps=30)
 
     # the tiny random LM has a character tokenizer: single letters and digits as entities, the question ending in
     # a space so that the answer is one character
