@@ -471,18 +471,19 @@ class EmbedLLMStudy(Study):
 def _synthetic_throughput(cfg: EmbedLLMStudyConfig, feature_dim: int) -> tuple[float, dict[str, Any]]:
     """Decisions per second of EmbedLLM's Router.choose over ``cfg.throughput_models`` models: a synthetic
     correctness matrix (:func:`lmlab.routing.synthetic.synthetic_matrix`) with question features of the study's
-    dimension, the router fitted for one epoch (speed does not depend on the fit)."""
+    dimension, the router fitted for one Adam step (speed does not depend on the fit)."""
     from lmlab.routing.embedllm import EmbedLLMRouter
     from lmlab.routing.synthetic import synthetic_matrix
 
     n_q = 600
     sm, sx = synthetic_matrix(cfg.throughput_models, n_q, feature_dim=feature_dim, seed=cfg.seed)
     t = time.perf_counter()
-    router = EmbedLLMRouter(cfg.router.replace(epochs=1, progress=False, seed=cfg.seed)).fit(sm, np.arange(400), sx)
+    rcfg = cfg.router.replace(epochs=1, max_steps=1, progress=False, seed=cfg.seed)
+    router = EmbedLLMRouter(rcfg).fit(sm, np.arange(400), sx)
     fit_s = time.perf_counter() - t
     rate = _routing_throughput(router, sx[400:])
     return rate, {"n_models": sm.n_models, "feature_dim": int(feature_dim), "n_questions_timed": n_q - 400,
-                  "fit_seconds_one_epoch": round(fit_s, 2)}
+                  "fit_seconds_one_step": round(fit_s, 2)}
 
 
 def _per_question(router: Any, m: Any, q: np.ndarray) -> np.ndarray:
