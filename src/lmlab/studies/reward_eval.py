@@ -381,7 +381,21 @@ class RewardEvalStudy(Study):
         significant = {k: falls[k] for k, p_adj in adjusted.items()
                        if p_adj < OVEROPT_ALPHA and falls[k]["rm_correlated_with_correctness"]}
         no_bok = "not tested: no best-of-K data in this run"
-        if not falls:
+        # the smallest p-value a one-sided signed-rank test can give with n prompts is 2^-n: when no tested cell can
+        # reach alpha after Holm's factor, the test has no power at this size and the claim is not comparable
+        attainable = min((len(tested) * 0.5 ** v["n_mixed_prompts"] for v in tested.values()), default=1.0)
+        if falls and attainable >= OVEROPT_ALPHA:
+            claims.append(Claim.judged(
+                "bok_overoptimisation", "Some reward models over-optimise: their best-of-K accuracy falls as K grows "
+                "(the paper sees it on MBPP-Plus)", paper_value="qualitative: BoK falls with K for some RMs",
+                measured={"n_cells_tested": len(tested), "smallest_attainable_holm_p": round(attainable, 4),
+                          "largest_fall": max(falls.items(), key=lambda kv: kv[1]["fall"])},
+                rule=not_comparable(f"too few prompts: with {max((v['n_mixed_prompts'] for v in tested.values()), default=0)}"
+                                    f" mixed-label prompts per cell and {len(tested)} cells, even a fall on every prompt "
+                                    f"cannot reach family-wise alpha {OVEROPT_ALPHA:g} (Holm-corrected Wilcoxon); "
+                                    "run with more problems per level (the default config: 10)"),
+                source="[secondary]", evidence={"all_cells": falls}))
+        elif not falls:
             claims.append(Claim.judged("bok_overoptimisation", "Some reward models over-optimise: their best-of-K "
                                        "accuracy falls as K grows", paper_value="qualitative", measured=None,
                                        rule=not_comparable(no_bok), source="[secondary]"))
