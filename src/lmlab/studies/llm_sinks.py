@@ -237,7 +237,7 @@ def switch_counts(halves: dict[str, tuple[dict[str, torch.Tensor], dict[str, tor
             if a != b:
                 cross |= replicated(a, b)
     null = {d: len(_switch_set(sh[d][0], sh[d][1], cfg.dormant, cfg.active)
-                   | _switch_set(sh[d][1], sh[d][0], cfg.dormant, cfg.active)) for d in sh}
+                   | _switch_set(sh[d][1], sh[d][0], cfg.dormant, cfg.active)) for d in doms}
     fmt = lambda heads: [f"L{l}H{h}" for l, h in sorted(heads)]  # noqa: E731
     out: dict[str, Any] = {"domains": doms, "cross": fmt(cross), "n_cross": len(cross), "null_by_domain": null,
                            "null_max": max(null.values()) if null else 0}
