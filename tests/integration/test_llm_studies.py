@@ -60,10 +60,14 @@ def test_llm_sinks_tiny_run(tmp_path, model_dir):
     cfg = LLMSinksConfig(lm=LMConfig(model=model_dir, batch_size=2), n_texts=3, seq_len=12, progress=False, skip_layers=0)
     summary = LLMSinksStudy().run(cfg, tmp_path)
     data = json.loads((tmp_path / "summary.json").read_text())
-    assert [c["id"] for c in data["claims"]] == ["attention_sink", "value_drain", "residual_peak", "active_dormant_switch"]
+    assert [c["id"] for c in data["claims"]] == ["attention_sink", "value_drain", "residual_peak", "active_dormant_switch",
+                                                 "code_vs_prose_switch"]
     m = data["metrics"]
     assert m["n_layers"] == 2 and m["n_heads"] == 4
-    for d in ("prose", "code", "numbers", "repeated"):
+    rep = m["switch_replication"]
+    assert set(rep["null_by_domain"]) == {"prose", "docs", "code", "numbers"}  # the switch domains
+    assert rep["n_cross"] == len(rep["cross"]) and "code_active_docs_dormant" in rep
+    for d in ("prose", "docs", "code", "numbers", "repeated"):
         share = m["per_domain"][d]["sink_share"]
         assert len(share) == 2 and len(share[0]) == 4 and all(0 <= s <= 1 for row in share for s in row)
         assert len(m["per_domain"][d]["value_ratio"][0]) == 2  # KV heads
@@ -71,6 +75,26 @@ def test_llm_sinks_tiny_run(tmp_path, model_dir):
         assert sum(m["head_counts"][d].values()) == 8
     for fig in summary.figures:
         assert (tmp_path / fig).stat().st_size > 1000
+
+
+def test_reference_prose_is_prose():
+    from lmlab.studies.llm_sinks import reference_prose
+
+    text = reference_prose()
+    assert len(text) > 50_000 and ">>>" not in text and "\n   " not in text
+
+
+@pytest.mark.slow
+def test_llm_two_hop_lora_finetune_changes_the_model(tmp_path, model_dir):
+    cfg = LLMTwoHopConfig(lm=LMConfig(model=model_dir), n_prompts=4, ks=(0, 1), finetune_steps=2, finetune_batch=2,
+                          finetune_lr=1e-2, progress=False)
+    summary = LLMTwoHopStudy().run(cfg, tmp_path)
+    ft = summary.metrics["finetune"]
+    assert ft["steps"] == 2 and ft["trainable_parameters"] > 0 and len(ft["loss_by_step"]) == 2
+    after, before = summary.metrics["per_k_after_finetune"], summary.metrics["per_k"]
+    assert set(after) == {"0", "1"} and any(after[k]["p_target"] != before[k]["p_target"] for k in after)
+    lora = next(c for c in summary.claims if c.id == "lora_fixes_it")
+    assert lora.status in ("pass", "fail") and "LoRA" in lora.tolerance
 
 
 def test_configs_validate():

@@ -65,8 +65,11 @@ def test_study_writes_summary_figures_and_detectors(run):
     out = tmp / "out"
     d = json.loads((out / "summary.json").read_text())
     ids = {c["id"] for c in d["claims"]}
-    assert {"muli_beats_tfidf", "muli_beats_single_token", "acc_opt_openai_moderation", "tpr_at_0.1pct_fpr",
-            "small_training_sets"} <= ids
+    assert {"muli_beats_tfidf", "acc_opt_openai_moderation", "tpr_at_0.1pct_fpr", "cross_dataset_acc_opt",
+            "small_training_sets"} <= ids and "muli_beats_single_token" not in ids
+    oof = d["metrics"]["out_of_fold"]["MULI (first-token logits)"]
+    assert oof["n_neg"] + oof["n_pos"] == 60 and not oof["resolvable"]  # 60 prompts cannot resolve 0.1% FPR
+    assert 0 <= oof["tpr_ci95"][0] <= oof["tpr"] <= oof["tpr_ci95"][1] <= 1
     for c in d["claims"]:
         assert c["status"] in ("pass", "fail", "not_comparable") and c["tolerance"]
     test = d["metrics"]["test"]

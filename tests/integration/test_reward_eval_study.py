@@ -163,3 +163,23 @@ def test_a_new_registered_reward_model_is_evaluated_by_name(tmp_path, registered
     assert set(groups["math"]["rms"]) == {"length", "digits"}
     assert set(data["metrics"]["preference"]["pref.jsonl"]["rms"]) == {"length", "digits"}
     assert "| digits |" in (tmp_path / "run" / "metrics_table.md").read_text()
+
+
+def test_overoptimisation_needs_a_correlated_rm_and_fails_under_the_control(tmp_path):
+    """Length is correlated with correctness here but the single longest response is always wrong: best-of-8 by
+    length falls to 0. The rule passes for `length` and fails for the control's random reward models."""
+    rows = []
+    for i in range(24):
+        lengths, labels = [20, 25, 30, 35, 5, 10, 15, 60], [1, 1, 1, 1, 0, 0, 0, 0]
+        rows.append(bok_row(f"q{i}", f"question {i}", "m", [f"{i}:" + "x" * n for n in lengths], labels,
+                            domain="math" if i % 2 else "code"))
+    path = write_rows(rows, tmp_path / "bok.jsonl")
+    cfg = RewardEvalConfig(rms=("length",), data=(str(path),), n_boot=100, progress=False)
+    study = RewardEvalStudy()
+    real = {c.id: c for c in study.run(cfg, tmp_path / "real").claims}
+    assert real["bok_overoptimisation"].status == "pass"
+    assert real["bok_overoptimisation"].measured["n_cells_rm_correlated"] == 2
+    control = study.run(cfg, tmp_path / "control", control=True)
+    c = {c.id: c for c in control.claims}
+    assert control.control and c["bok_overoptimisation"].status == "fail"
+    assert c["bok_overoptimisation"].measured["n_cells_rm_correlated"] == 0

@@ -43,7 +43,8 @@ class MULIDetector(ToxicityScorer):
         """The study's main detector with ``cfg.solver`` and ``cfg.lam``; with ``cfg.also_exact`` also the same
         fitted by the other solver (reported only)."""
         def make(solver: str) -> Any:
-            return lambda: cls(features, lam=cfg.lam, solver=solver, model_spec=cfg.lm.model, seed=cfg.seed)
+            return lambda: cls(features, lam=cfg.lam, solver=solver, model_spec=cfg.lm.model, seed=cfg.seed,
+                               epochs=getattr(cfg, "epochs", 500), batch_size=getattr(cfg, "sgd_batch_size", 128))
 
         out = [StudyDetector("muli", "MULI (first-token logits)", make(cfg.solver), role="main", sweep="MULI",
                              report=lambda d: {("muli",): {**d.fit_info, "top_tokens": d.top_tokens(15)}})]

@@ -2,7 +2,8 @@
 
 The reference code fits one ``sklearn.neighbors.KNeighborsClassifier`` per model over the question
 embeddings. All models share the same questions, so the neighbours of a question are the same for every
-model: we find them once (scikit-learn's ``NearestNeighbors``, cosine distance) and average each model's
+model: we find them once (scikit-learn's ``NearestNeighbors``; cosine distance by default, ``metric="euclidean"``
+is the reference code's, which the EmbedLLM study uses) and average each model's
 labels over them. With uniform weights and odd k that is exactly the per-model classifier's vote, and its
 ``predict_proba``; it is M times cheaper.
 """
@@ -26,11 +27,11 @@ class KNNRouter(Router):
 
     @classmethod
     def from_study(cls, cfg: Any) -> KNNRouter:
-        return cls(cfg.knn_k)
+        return cls(cfg.knn_k, getattr(cfg, "knn_metric", "cosine"))
 
     @classmethod
     def candidates(cls, cfg: Any) -> dict[Any, KNNRouter]:
-        return {k: cls(k) for k in cfg.knn_k_grid}
+        return {k: cls(k, getattr(cfg, "knn_metric", "cosine")) for k in cfg.knn_k_grid}
 
     def __init__(self, k: int = PAPER_K, metric: str = "cosine") -> None:
         super().__init__()

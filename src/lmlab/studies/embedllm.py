@@ -37,13 +37,17 @@ import numpy as np
 from lmlab.config import Config, ConfigError
 from lmlab.routing.embedllm import EmbedLLMConfig
 from lmlab.zoo import ZooConfig
-from lmlab.studies.base import Claim, Result, Study, all_of, at_least, greater, is_true, not_comparable, pyplot, save_figure
+from lmlab.studies.base import (Claim, Result, Study, all_of, at_least, ci_excludes, greater, is_true, not_comparable,
+                                pyplot, save_figure)
 
 MAIN_ROUTER = "embedllm"  # the study's subject: the other routers are its baselines
 # The paper's numbers and claim thresholds.
 PAPER_DECISIONS_PER_S = 750  # routing_throughput: "> 750 decisions per second" [secondary]
-MIN_DECISIONS_PER_S = PAPER_DECISIONS_PER_S
-PROBE_MARGIN = 0.3  # probe_training_task: cross-validated probe accuracy >= chance + this
+MIN_DECISIONS_PER_S = PAPER_DECISIONS_PER_S  # routing_throughput, measured with THROUGHPUT_MODELS models
+THROUGHPUT_MODELS = 1000  # routing_throughput: a synthetic correctness matrix of this many models
+PROBE_MARGIN = 0.3  # probe_training_task (and the condition of probe_ablation): probe accuracy >= chance + this
+# correctness_forecast, mf_beats_knn, router_beats_*: a paired bootstrap over the test questions (95%) of the
+# per-question difference lies above 0
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,10 @@ class EmbedLLMStudyConfig(Config):
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
     knn_k: int = 131
     knn_k_grid: tuple[int, ...] = (5, 15, 45, 131)
+    knn_metric: str = "euclidean"  # the reference code's KNeighborsClassifier default (lmlab's KNNRouter: cosine)
+    n_boot: int = 1000  # paired bootstrap over test questions
+    throughput_models: int = THROUGHPUT_MODELS
+    shuffle_labels: bool = False  # the negative control: permute each model's labels over the training questions
     mf_rank: int = 8
     forecast_holdout: float = 0.25  # share of zoo models held out for forecasting
     forecast_few: tuple[int, ...] = (8, 16, 32, 64)
@@ -80,6 +88,11 @@ class EmbedLLMStudyConfig(Config):
             raise ConfigError(f"EmbedLLMStudyConfig.split must be 3 positive shares summing to 1, got {self.split}")
         if self.knn_k < 1 or any(k < 1 for k in self.knn_k_grid) or self.mf_rank < 1:
             raise ConfigError("EmbedLLMStudyConfig: knn_k, knn_k_grid and mf_rank must be >= 1")
+        if self.knn_metric not in ("euclidean", "cosine"):
+            raise ConfigError(f"EmbedLLMStudyConfig.knn_metric: {self.knn_metric!r}; use 'euclidean' (the paper's "
+                              "code) or 'cosine'")
+        if self.n_boot < 10 or self.throughput_models < 2:
+            raise ConfigError("EmbedLLMStudyConfig: n_boot must be >= 10 and throughput_models >= 2")
         if not 0 < self.forecast_holdout < 1:
             raise ConfigError(f"EmbedLLMStudyConfig.forecast_holdout must be in (0, 1), got {self.forecast_holdout}")
         if not self.forecast_few or min(self.forecast_few) < 1:
@@ -111,8 +124,18 @@ class EmbedLLMStudy(Study):
 
     def quick_config(self) -> EmbedLLMStudyConfig:
         """40 models (5 mixes x 4 sizes up to 2x48 x 2 budgets of 150 / 450 steps) x 1,600 questions, about
-        3 minutes of training on a quiet 2-core machine; no probe ablation (it retrains EmbedLLM once per task)."""
-        return EmbedLLMStudyConfig(zoo=ZooConfig(), ablate_probe=False)
+        3 minutes of training on a quiet 2-core machine, and the probe ablation (EmbedLLM retrained once per task)."""
+        return EmbedLLMStudyConfig(zoo=ZooConfig())
+
+    # 12 models (3 mixes x 2 sizes x 2 budgets of 20 / 60 steps) x 120 questions, routers trained for 3 epochs
+    tiny = ("zoo.questions_per_family=30", 'zoo.mixes=["two-hop","markov","all"]', 'zoo.sizes=["1x16","1x32"]',
+            "zoo.budgets=[20,60]", "router.epochs=3", "embedding_router.epochs=3", "knn_k=5", "knn_k_grid=[3,5]",
+            "forecast_few=[4,8]", "n_boot=100", "throughput_models=50", "progress=false")
+
+    def control_config(self, cfg: EmbedLLMStudyConfig) -> EmbedLLMStudyConfig:
+        """Each model's correctness labels permuted over the training questions (accuracy kept, which question
+        it got right lost): every router, the forecast and the probes learn from the shuffled matrix."""
+        return cfg.replace(shuffle_labels=True)
 
     def execute(self, cfg: EmbedLLMStudyConfig, out: Path, quick: bool, resume: bool) -> Result:
         from lmlab.routing import ROUTERS
@@ -126,6 +149,14 @@ class EmbedLLMStudy(Study):
         save_matrix(m, out / "matrix.npz")
         x, feat_name = question_features(cfg, m)
         tr, va, te = split_questions(m.n_questions, cfg.split, seed=cfg.seed, strata=m.benchmarks)
+        if cfg.shuffle_labels:  # the control: permute each model's labels over the training questions
+            import dataclasses
+
+            labels = m.labels.copy()
+            rng = np.random.default_rng(cfg.seed + 1)
+            for i in range(m.n_models):
+                labels[i, tr] = labels[i, rng.permutation(tr)]
+            m = dataclasses.replace(m, labels=labels)
 
         # -- routers ---------------------------------------------------------------------------------
         timings: dict[str, float] = {}
@@ -160,7 +191,8 @@ class EmbedLLMStudy(Study):
         best = int(np.argmax(m.accuracy(tr)))
         single_best_test = float(m.accuracy(te)[best])
         best_on_test = float(m.accuracy(te).max())
-        throughput = _routing_throughput(routers[MAIN_ROUTER], x[te])
+        throughput, tp_info = _synthetic_throughput(cfg, x.shape[1])
+        paired = _paired_cis(routers, m, tr, te, cfg)
         ecfg = cfg.embedding_router.replace(seed=cfg.seed, progress=cfg.progress)
         epath = out / "embedllm_embedding_router.pt"
         if resume and epath.exists():
@@ -180,7 +212,7 @@ class EmbedLLMStudy(Study):
             probe["mix_spec_default_router"] = _probe_cv(routers[MAIN_ROUTER].model_embeddings,
                                                          m.model_attributes["mix"], cfg.seed)
 
-        claims = self._claims(cfg, acc, routes, single_best_test, throughput, forecast, probe, m, te)
+        claims = self._claims(cfg, acc, routes, single_best_test, throughput, forecast, probe, m, te, paired, tp_info)
         figures = self._figures(out, m, emb_router, routes, single_best_test, te)
         metrics = {
             "zoo": {**zoo_info, "n_models": m.n_models, "n_questions": m.n_questions, "seconds": round(zoo_seconds, 1),
@@ -194,7 +226,9 @@ class EmbedLLMStudy(Study):
             "route_counts_embedllm": dict(zip(m.model_names, routes[MAIN_ROUTER]["counts"])),
             "single_best_model": m.model_names[best], "single_best_test_accuracy": single_best_test,
             "best_model_on_test_accuracy": best_on_test,
-            "routing_decisions_per_second": throughput,
+            "routing_decisions_per_second": throughput, "throughput_setup": tp_info,
+            "paired_bootstrap_test_questions": paired, "shuffle_labels": cfg.shuffle_labels,
+            "knn_metric": cfg.knn_metric,
             "embedllm_loss_by_epoch": [h["train_loss"] for h in routers[MAIN_ROUTER].history],
             "embedding_router_loss_by_epoch": [h["train_loss"] for h in emb_router.history],
             "fit_seconds": {k: round(v, 2) for k, v in timings.items()},
@@ -274,7 +308,8 @@ class EmbedLLMStudy(Study):
     # -- claims ----------------------------------------------------------------------------------------
     @staticmethod
     def _claims(cfg: EmbedLLMStudyConfig, acc: dict[str, float], routes: dict[str, Any], single_best: float,
-                throughput: float, forecast: dict[str, Any], probe: dict[str, Any], m: Any, te: np.ndarray) -> list[Claim]:
+                throughput: float, forecast: dict[str, Any], probe: dict[str, Any], m: Any, te: np.ndarray,
+                paired: dict[str, Any], tp_info: dict[str, Any]) -> list[Claim]:
         r = {n: v["route_accuracy"] for n, v in routes.items()}
 
         def rule(need: list[str], test: Any) -> Any:
@@ -288,35 +323,48 @@ class EmbedLLMStudy(Study):
             Claim.judged("correctness_forecast", "EmbedLLM predicts whether a model answers a held-out question correctly",
                          paper_value="mid-0.7s on the 112-LLM matrix", source="[recollection]",
                          measured={"embedllm": acc[main], "per_model_majority": acc.get("single-best")},
-                         rule=rule(["single-best"], lambda: greater(
-                             acc[main], acc["single-best"], what="test accuracy",
-                             than="the per-model majority label's (each model's training accuracy > 0.5 or not); the "
+                         rule=rule(["single-best"], lambda: ci_excludes(
+                             paired["forecast_vs_majority"]["ci95"], 0.0, side="above",
+                             what="per-question test accuracy of EmbedLLM minus the per-model majority label's (each "
+                                  "model's training accuracy > 0.5 or not), paired bootstrap over test questions; the "
                                   "paper's number is for other data and is not compared"))),
             Claim.judged("mf_beats_knn", f"EmbedLLM's correctness forecast beats per-model KNN (k = {cfg.knn_k})",
                          paper_value="MF ahead by about 1-3 points", source="[recollection]",
                          measured={"embedllm": acc[main], "knn": acc.get("knn"), "knn_k_chosen_on_val": acc.get("knn-val"),
-                                   "gap_points": round(100 * (acc[main] - acc["knn"]), 2) if "knn" in acc else None},
-                         rule=rule(["knn"], lambda: greater(acc[main], acc["knn"], what="EmbedLLM test accuracy",
-                                                            than=f"KNN test accuracy (k = {cfg.knn_k})"))),
+                                   "gap_points": round(100 * (acc[main] - acc["knn"]), 2) if "knn" in acc else None,
+                                   "gap_ci95": paired.get("forecast_vs_knn", {}).get("ci95"),
+                                   "knn_metric": cfg.knn_metric},
+                         rule=rule(["knn"], lambda: ci_excludes(
+                             paired["forecast_vs_knn"]["ci95"], 0.0, side="above",
+                             what=f"per-question test accuracy of EmbedLLM minus KNN's (k = {cfg.knn_k}, "
+                                  f"{cfg.knn_metric}), paired bootstrap over test questions"))),
             Claim.judged("router_beats_single_best", "Routing each question to the model with the highest predicted "
                          "correctness beats the best single model", paper_value="router higher", source="[recollection]",
                          measured={"route_accuracy": r[main], "single_best": single_best, "oracle": r.get("oracle"),
                                    "random": r.get("random"), "knn_router": r.get("knn"), "mf_router": r.get("mf"),
                                    "embedllm_embedding_config": r["embedllm-embedding-config"],
-                                   "gap_points": round(100 * (r[main] - single_best), 2)},
-                         rule=greater(r[main], single_best, what="route accuracy",
-                                      than="test accuracy of the model best on the training questions")),
+                                   "gap_points": round(100 * (r[main] - single_best), 2),
+                                   "gap_ci95": paired["route_vs_single_best"]["ci95"]},
+                         rule=ci_excludes(paired["route_vs_single_best"]["ci95"], 0.0, side="above",
+                                          what="per-question correctness of the routed model minus the model best on the "
+                                               "training questions, paired bootstrap over test questions")),
             Claim.judged("router_beats_weighted", "... and the weighted baseline (it does not just pick strong models)",
                          paper_value="router higher", source="[code]",
-                         measured={"route_accuracy": r[main], "weighted_baseline": routes[main]["weighted_baseline"]},
-                         rule=greater(r[main], routes[main]["weighted_baseline"], what="route accuracy",
-                                      than="sum_m acc_m count_m / |Q|")),
+                         measured={"route_accuracy": r[main], "weighted_baseline": routes[main]["weighted_baseline"],
+                                   "gap_ci95": paired["route_vs_weighted"]["ci95"]},
+                         rule=ci_excludes(paired["route_vs_weighted"]["ci95"], 0.0, side="above",
+                                          what="per-question correctness of the routed model minus that model's test "
+                                               "accuracy (whose mean is sum_m acc_m count_m / |Q| subtracted from the "
+                                               "route accuracy), paired bootstrap over test questions")),
             Claim.judged("routing_throughput", "Routing needs one matrix product per query: > "
                          f"{PAPER_DECISIONS_PER_S} decisions per second",
                          paper_value=f"> {PAPER_DECISIONS_PER_S} decisions/s", source="[secondary]",
-                         measured={"decisions_per_second": round(throughput, 1), "n_models": m.n_models},
+                         measured={"decisions_per_second": round(throughput, 1), **tp_info},
                          rule=greater(throughput, MIN_DECISIONS_PER_S,
-                                      what="decisions/s with Router.choose, one question at a time, 1 CPU thread")),
+                                      what=f"decisions/s with Router.choose over {tp_info['n_models']} models (synthetic "
+                                           "matrix), one question at a time, 1 CPU thread"),
+                         holds_without_training=True,
+                         holds_reason="speed of one matrix product per query: it does not depend on what was learned"),
         ]
         n0 = str(sorted(cfg.forecast_few)[len(cfg.forecast_few) // 2])
         f = forecast["by_n"][n0]
@@ -345,12 +393,17 @@ class EmbedLLMStudy(Study):
             ablation = ("Removing a task's questions from training degrades the probe for 'trained on that task'")
             if cfg.ablate_probe:
                 drops = {f: v["full"]["accuracy"] - v["without_task_questions"]["accuracy"] for f, v in tr_on.items()}
+                learned = at_least(p["accuracy"], p["chance"] + PROBE_MARGIN,
+                                   what="the mix probe's accuracy on the full embeddings (bar: chance + "
+                                        f"{PROBE_MARGIN:g}: the embeddings carry the training data at all)")
                 claims.append(Claim.judged(
                     "probe_ablation", ablation, paper_value="the matching probe degrades (qualitative)", source="[secondary]",
                     measured={f: {"full": v["full"]["accuracy"], "without": v["without_task_questions"]["accuracy"],
                                   "chance": v["full"]["chance"]} for f, v in tr_on.items()},
-                    rule=is_true(sum(d > 0 for d in drops.values()) > len(drops) / 2 and np.mean(list(drops.values())) > 0,
-                                 "the probe accuracy drops (by > 0) for a majority of the tasks, and on average"),
+                    rule=all_of(learned, is_true(sum(d > 0 for d in drops.values()) > len(drops) / 2
+                                                 and np.mean(list(drops.values())) > 0,
+                                                 "the probe accuracy drops (by > 0) for a majority of the tasks, and on "
+                                                 "average")),
                     evidence={"drop_by_task": drops}))
             else:
                 claims.append(Claim.judged(
@@ -413,6 +466,63 @@ class EmbedLLMStudy(Study):
         ax.set(title="Zoo: accuracy of every model on every task's questions")
         names.append(save_figure(fig, out, "zoo_accuracy.png"))
         return names
+
+
+def _synthetic_throughput(cfg: EmbedLLMStudyConfig, feature_dim: int) -> tuple[float, dict[str, Any]]:
+    """Decisions per second of EmbedLLM's Router.choose over ``cfg.throughput_models`` models: a synthetic
+    correctness matrix (:func:`lmlab.routing.synthetic.synthetic_matrix`) with question features of the study's
+    dimension, the router fitted for one Adam step (speed does not depend on the fit)."""
+    from lmlab.routing.embedllm import EmbedLLMRouter
+    from lmlab.routing.synthetic import synthetic_matrix
+
+    n_q = 600
+    sm, sx = synthetic_matrix(cfg.throughput_models, n_q, feature_dim=feature_dim, seed=cfg.seed)
+    t = time.perf_counter()
+    rcfg = cfg.router.replace(epochs=1, max_steps=1, progress=False, seed=cfg.seed)
+    router = EmbedLLMRouter(rcfg).fit(sm, np.arange(400), sx)
+    fit_s = time.perf_counter() - t
+    rate = _routing_throughput(router, sx[400:])
+    return rate, {"n_models": sm.n_models, "feature_dim": int(feature_dim), "n_questions_timed": n_q - 400,
+                  "fit_seconds_one_step": round(fit_s, 2)}
+
+
+def _per_question(router: Any, m: Any, q: np.ndarray) -> np.ndarray:
+    """Per test question: the share of observed models whose P(correct) > 0.5 matches their label."""
+    from lmlab.routing.data import MISSING
+
+    p = router.predict_proba(np.asarray(q)).T  # (M, n)
+    y = m.labels[:, q]
+    obs = y != MISSING
+    hit = ((p > 0.5) == (y == 1)) & obs
+    return hit.sum(0) / np.maximum(obs.sum(0), 1)
+
+
+def _boot_ci(d: np.ndarray, n_boot: int, seed: int) -> list[float]:
+    """Percentile 95% interval of the mean of ``d`` over resampled questions."""
+    rng = np.random.default_rng(seed)
+    means = d[rng.integers(0, len(d), size=(n_boot, len(d)))].mean(1)
+    return [round(float(np.quantile(means, 0.025)), 5), round(float(np.quantile(means, 0.975)), 5)]
+
+
+def _paired_cis(routers: dict[str, Any], m: Any, tr: np.ndarray, te: np.ndarray, cfg: EmbedLLMStudyConfig) -> dict[str, Any]:
+    """Paired bootstrap intervals over the test questions for the claims' comparisons."""
+    from lmlab.routing.data import MISSING
+
+    main = routers[MAIN_ROUTER]
+    out: dict[str, Any] = {}
+    acc_main = _per_question(main, m, te)
+    for key, other in (("forecast_vs_knn", "knn"), ("forecast_vs_majority", "single-best")):
+        if other in routers:
+            d = acc_main - _per_question(routers[other], m, te)
+            out[key] = {"mean": round(float(d.mean()), 5), "ci95": _boot_ci(d, cfg.n_boot, cfg.seed)}
+    y = np.where(m.labels == MISSING, 0, m.labels)
+    chosen = main.route(te)
+    hit = y[chosen, te].astype(float)
+    best = int(np.argmax(m.accuracy(tr)))  # the single best model: best on the training questions
+    acc_te = m.accuracy(te)
+    for key, d in (("route_vs_single_best", hit - y[best, te]), ("route_vs_weighted", hit - acc_te[chosen])):
+        out[key] = {"mean": round(float(d.mean()), 5), "ci95": _boot_ci(d, cfg.n_boot, cfg.seed)}
+    return out
 
 
 def _routing_throughput(router: Any, x: np.ndarray, n: int = 500) -> float:

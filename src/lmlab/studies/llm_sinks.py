@@ -13,6 +13,8 @@ a pretrained model's modules (``HFLM.record``), on four input domains generated 
 
 ==========  ===================================================================================
 prose       windows of plain English paragraphs (written for this study, in this module)
+docs        windows of expository reference prose: the paragraphs of the Python language reference
+            shipped with CPython (``pydoc_data.topics``, PSF licence), code blocks and headings removed
 code        windows of CPython standard-library modules (STDLIB_CODE)
 numbers     comma-separated random integers
 repeated    one random common word repeated
@@ -26,9 +28,14 @@ dormant (share >= 0.7), active (<= 0.3) or mixed, and heads dormant on one domai
 another are listed.
 
 ``prefix`` (e.g. ``"<|endoftext|>"``) puts a fixed first token before every window. Heads are compared
-for switches across ``switch_domains`` (prose, code, numbers): repeated tokens remove the first-token
+for switches across ``switch_domains`` (prose, docs, code, numbers): repeated tokens remove the first-token
 sink in every head, so with them nearly every head would count as switching (that count is reported
-too, as ``n_switching_heads_all_domains``).
+too, as ``n_switching_heads_all_domains``). Each domain's windows are measured in two disjoint halves: a
+head counts as switching only when it switches in both halves, and the count is compared with the heads
+that "switch" between the two halves of one domain (sampling noise). The paper's own comparison, active on
+source code and dormant on encyclopaedic prose, is the claim ``code_vs_prose_switch`` (code vs docs).
+
+``random_init`` (the negative control, ``--control``) re-initialises the model's weights before measuring.
 
 The default config uses 64 windows of 256 tokens per domain; ``--quick`` 16 windows of 128 tokens.
 """
@@ -45,7 +52,8 @@ import torch
 
 from lmlab.analysis.extreme_tokens import classify_heads, head_outputs, norm_ratio, sink_share, switching_heads
 from lmlab.config import Config, ConfigError, LMConfig
-from lmlab.studies.base import Claim, Result, Study, at_least, at_most, load_study_lm, pyplot, save_figure
+from lmlab.studies.base import (Claim, Result, Study, all_of, at_least, at_most, greater, load_study_lm, not_comparable,
+                                pyplot, save_figure)
 
 PROSE = """\
 The river was low that summer, and the children of the village spent their afternoons on the pale stones of its bed,
@@ -74,7 +82,7 @@ over, and the power went out for an hour. People came out afterwards to look at 
 washed green, and several of them said it was the most beautiful evening of the year.
 """
 
-DOMAINS = ("prose", "code", "numbers", "repeated")
+DOMAINS = ("prose", "docs", "code", "numbers", "repeated")
 WORDS = ("apple", "river", "the", "house", "blue", "seven", "window", "data", "music", "green")
 # The paper's qualitative finding, in its LLM section [recollection; figures in the repository].
 PAPER_SWITCH = "Llama-2-7B L16H25: active on GitHub code, dormant on Wikipedia"
@@ -84,7 +92,8 @@ SINK_SHARE = 0.5  # a head "sinks" when its attention share on the first token i
 MIN_SINK_FRACTION = 0.5  # attention_sink: share of heads that sink
 MAX_VALUE_RATIO = 0.5  # value_drain: median ||v_first|| / median ||v_p||
 MIN_RESID_RATIO = 5.0  # residual_peak: median ||h_first|| / median ||h_p|| over the middle layers
-MIN_SWITCHING_HEADS = 1  # active_dormant_switch
+MIN_SWITCHING_HEADS = 1  # active_dormant_switch, code_vs_prose_switch: replicated switching heads, and more
+# of them than the largest number of heads that "switch" between the two halves of one domain (sampling noise)
 
 
 @dataclass(frozen=True)
@@ -99,8 +108,9 @@ class LLMSinksConfig(Config):
     skip_layers: int = 2  # the headline claims read layers >= skip_layers (early layers are known not to sink)
     # Domains compared for active/dormant switches: natural text. Repeated tokens remove the sink in every
     # head (measured), so including them would make nearly every head "switch".
-    switch_domains: tuple[str, ...] = ("prose", "code", "numbers")
+    switch_domains: tuple[str, ...] = ("prose", "docs", "code", "numbers")
     prefix: str = ""  # text put before every window, e.g. "<|endoftext|>" to give the model a BOS-like first token
+    random_init: bool = False  # the negative control: re-initialise the model's weights (same architecture)
     progress: bool = True
 
     def validate(self) -> None:
@@ -111,6 +121,8 @@ class LLMSinksConfig(Config):
             raise ConfigError("LLMSinksConfig: n_texts must be >= 1 and seq_len >= 8")
         if not set(self.switch_domains) <= set(self.domains) or len(self.switch_domains) < 2:
             raise ConfigError(f"LLMSinksConfig.switch_domains {self.switch_domains} must be >= 2 of domains {self.domains}")
+        if self.n_texts < 2:
+            raise ConfigError("LLMSinksConfig.n_texts must be >= 2: switches are replicated on two halves of the windows")
         if not 0 <= self.active < self.dormant <= 1:
             raise ConfigError(f"LLMSinksConfig: need 0 <= active ({self.active}) < dormant ({self.dormant}) <= 1")
 
@@ -120,8 +132,8 @@ def domain_windows(domain: str, tokenizer: Any, n: int, seq_len: int, rng: np.ra
     def encode(text: str) -> list[int]:
         return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    if domain in ("prose", "code"):
-        text = PROSE if domain == "prose" else stdlib_source()
+    if domain in ("prose", "docs", "code"):
+        text = PROSE if domain == "prose" else reference_prose() if domain == "docs" else stdlib_source()
         ids = encode(text)
         if len(ids) < seq_len + 1:
             raise ConfigError(f"LLMSinksConfig.seq_len ({seq_len}) is longer than the {domain} corpus ({len(ids)} tokens)")
@@ -154,6 +166,28 @@ def stdlib_source() -> str:
                           "(a Python without its .py files); drop 'code' from domains") from None
 
 
+def reference_prose() -> str:
+    """Expository English prose: the paragraphs of the Python language reference that CPython ships as
+    ``pydoc_data.topics`` (PSF licence), unwrapped; indented blocks (grammar, code examples), headings and
+    ``>>>`` sessions removed. Offline in every CPython, versioned with it (recorded in the provenance)."""
+    try:
+        from pydoc_data.topics import topics
+    except ImportError:
+        raise ConfigError("LLMSinksConfig.domains 'docs': this Python has no pydoc_data (the language reference "
+                          "text); drop 'docs' from domains and switch_domains") from None
+    paras = []
+    for name in sorted(topics):
+        for block in topics[name].split("\n\n"):
+            lines = [ln for ln in block.splitlines() if ln.strip()]
+            if (not lines or any(ln.startswith((" ", "\t")) for ln in lines) or ">>>" in block
+                    or all(set(ln.strip()) <= set("*=-~^") for ln in lines[1:2])):  # heading underlines
+                continue
+            text = " ".join(ln.strip() for ln in lines)
+            if len(text) >= 200 and text.count(" ") > 25:  # whole paragraphs, not labels or list items
+                paras.append(text)
+    return "\n\n".join(paras)
+
+
 def measure(lm: Any, windows: list[list[int]], batch_size: int) -> dict[str, torch.Tensor]:
     """Per (layer, head) sink share and ``||W_O v||`` ratio; per (layer, KV head) value-norm ratio; per layer
     residual-norm ratio. All ratios are first token / median other token (``norm_ratio``)."""
@@ -181,6 +215,38 @@ def measure(lm: Any, windows: list[list[int]], batch_size: int) -> dict[str, tor
             "resid_ratio": sum(resid) / n}
 
 
+def _switch_set(a: torch.Tensor, b: torch.Tensor, dormant: float, active: float) -> set[tuple[int, int]]:
+    """(layer, head) pairs dormant (share >= dormant) on ``a`` and active (<= active) on ``b``."""
+    return {(int(l), int(h)) for l, h in torch.nonzero((a >= dormant) & (b <= active)).tolist()}
+
+
+def switch_counts(halves: dict[str, tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]],
+                  cfg: LLMSinksConfig) -> dict[str, Any]:
+    """Switching heads that replicate on both halves of the windows, and the within-domain null: heads that
+    "switch" between the two halves of one domain, which only sampling noise can make."""
+    sh = {d: (h[0]["sink_share"], h[1]["sink_share"]) for d, h in halves.items()}
+    doms = [d for d in cfg.switch_domains if d in sh]
+
+    def replicated(a: str, b: str) -> set[tuple[int, int]]:  # dormant on a, active on b, in both halves
+        return (_switch_set(sh[a][0], sh[b][0], cfg.dormant, cfg.active)
+                & _switch_set(sh[a][1], sh[b][1], cfg.dormant, cfg.active))
+
+    cross: set[tuple[int, int]] = set()
+    for a in doms:
+        for b in doms:
+            if a != b:
+                cross |= replicated(a, b)
+    null = {d: len(_switch_set(sh[d][0], sh[d][1], cfg.dormant, cfg.active)
+                   | _switch_set(sh[d][1], sh[d][0], cfg.dormant, cfg.active)) for d in doms}
+    fmt = lambda heads: [f"L{l}H{h}" for l, h in sorted(heads)]  # noqa: E731
+    out: dict[str, Any] = {"domains": doms, "cross": fmt(cross), "n_cross": len(cross), "null_by_domain": null,
+                           "null_max": max(null.values()) if null else 0}
+    if "code" in sh and "docs" in sh:
+        out["code_active_docs_dormant"] = fmt(replicated("docs", "code"))
+        out["docs_active_code_dormant"] = fmt(replicated("code", "docs"))
+    return out
+
+
 class LLMSinksStudy(Study):
     name = "llm-sinks"
     title = "Attention sinks, value drains, residual peaks and active-dormant heads in a pretrained LLM"
@@ -191,14 +257,25 @@ class LLMSinksStudy(Study):
         """16 windows of 128 tokens per domain (about two minutes on 2 CPU cores)."""
         return LLMSinksConfig(n_texts=16, seq_len=128)
 
+    tiny = ("n_texts=4", "seq_len=16", "skip_layers=0", "progress=false")
+
+    def control_config(self, cfg: LLMSinksConfig) -> LLMSinksConfig:
+        """The same probe on the same architecture with its weights re-initialised (no pretraining)."""
+        return cfg.replace(random_init=True)
+
     needs_lm = True
 
     def execute(self, cfg: LLMSinksConfig, out: Path, quick: bool, resume: bool) -> Result:
         started = time.perf_counter()
-        lm = load_study_lm(cfg.lm, needs=("weights",))
+        lm = load_study_lm(cfg.lm, needs=("trainable",) if cfg.random_init else ("weights",))
+        if cfg.random_init:
+            from lmlab.lm.control import randomize_weights
+
+            randomize_weights(lm, cfg.seed)
         load_seconds = round(time.perf_counter() - started, 2)
         rng = np.random.default_rng(cfg.seed)
         results: dict[str, dict[str, torch.Tensor]] = {}
+        halves: dict[str, tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]] = {}
         probe_started = time.perf_counter()
         domains = cfg.domains
         if cfg.progress:
@@ -210,15 +287,20 @@ class LLMSinksStudy(Study):
             if cfg.prefix:
                 pre = list(lm.tokenizer(cfg.prefix, add_special_tokens=False)["input_ids"])
                 windows = [pre + w[: cfg.seq_len - len(pre)] for w in windows]
-            results[d] = measure(lm, windows, cfg.lm.batch_size)
+            # two disjoint halves, measured apart: a switch must replicate on both (see switch_counts)
+            h = len(windows) // 2
+            halves[d] = (measure(lm, windows[:h], cfg.lm.batch_size), measure(lm, windows[h:], cfg.lm.batch_size))
+            n1, n2 = h, len(windows) - h
+            results[d] = {k: (n1 * halves[d][0][k] + n2 * halves[d][1][k]) / (n1 + n2) for k in halves[d][0]}
         probe_seconds = round(time.perf_counter() - probe_started, 2)
 
         shares = {d: r["sink_share"] for d, r in results.items()}
         switches = switching_heads({d: shares[d] for d in cfg.switch_domains}, cfg.dormant, cfg.active)
+        replication = switch_counts(halves, cfg)
         switches_all = switching_heads(shares, cfg.dormant, cfg.active)
         labels = {d: classify_heads(s, cfg.dormant, cfg.active) for d, s in shares.items()}
         counts = {d: {k: sum(row.count(k) for row in lab) for k in ("dormant", "mixed", "active")} for d, lab in labels.items()}
-        claims = self._claims(results, switches, counts, cfg)
+        claims = self._claims(results, switches, counts, cfg, replication)
         figures = self._figures(out, results, switches, cfg, getattr(lm, "name", cfg.lm.model))
         r3 = lambda t: np.round(t.double().numpy(), 3).tolist()  # noqa: E731
         metrics = {
@@ -230,13 +312,15 @@ class LLMSinksStudy(Study):
             "head_counts": counts,
             "switching_heads": switches,
             "n_switching_heads_all_domains": len(switches_all),
+            "switch_replication": replication,
+            "random_init": cfg.random_init,
             "per_domain": {d: {k: r3(v) for k, v in r.items()} for d, r in results.items()},
         }
         return Result(claims, metrics, figures, "llm-sinks/1")
 
     @staticmethod
     def _claims(results: dict[str, dict[str, torch.Tensor]], switches: list[dict], counts: dict[str, dict[str, int]],
-                cfg: LLMSinksConfig) -> list[Claim]:
+                cfg: LLMSinksConfig, rep: dict[str, Any]) -> list[Claim]:
         s = cfg.skip_layers
         dom = "prose" if "prose" in results else next(iter(results))
         r = results[dom]
@@ -247,7 +331,7 @@ class LLMSinksStudy(Study):
         mid = r["resid_ratio"][s:max(s + 1, L - 1)]
         resid_med = float(mid.median())
         per_domain_frac = {d: round(float((x["sink_share"][s:] >= SINK_SHARE).float().mean()), 3) for d, x in results.items()}
-        return [
+        out = [
             Claim.judged("attention_sink", f"Most attention heads (layers >= {s}) put most of their attention on the first token",
                          paper_value="most heads, Llama-2 / OLMo (qualitative)",
                          measured={f"fraction_of_heads_share_ge_{SINK_SHARE:g}_{dom}": round(frac_sink, 3),
@@ -275,11 +359,35 @@ class LLMSinksStudy(Study):
             Claim.judged("active_dormant_switch", "Some heads are dormant (attention parked on the first token) on one "
                          f"input domain and active on another ({', '.join(cfg.switch_domains)})",
                          paper_value=PAPER_SWITCH,
-                         measured={"n_switching_heads": len(switches), "strongest": switches[:5], "head_counts": counts},
-                         rule=at_least(len(switches), MIN_SWITCHING_HEADS, what=f"heads with share >= {cfg.dormant} "
-                                       f"on one domain and <= {cfg.active} on another"),
+                         measured={"n_switching_heads_replicated": rep["n_cross"], "null_within_domain_max": rep["null_max"],
+                                   "null_within_domain": rep["null_by_domain"], "n_switching_heads_pooled": len(switches),
+                                   "replicated": rep["cross"][:8], "strongest_pooled": switches[:5], "head_counts": counts},
+                         rule=all_of(at_least(rep["n_cross"], MIN_SWITCHING_HEADS,
+                                              what=f"heads with share >= {cfg.dormant} on one domain and <= {cfg.active} on "
+                                                   "another, in both disjoint halves of the windows"),
+                                     greater(rep["n_cross"], rep["null_max"], what="that count",
+                                             than="the largest count of heads switching between the two halves of one "
+                                                  "domain (sampling noise)")),
                          source="[recollection]; figures in the repository"),
         ]
+        if "code" in rep["domains"] and "docs" in rep["domains"]:
+            n = len(rep["code_active_docs_dormant"])
+            out.append(Claim.judged(
+                "code_vs_prose_switch", "As in the paper's example, some heads are active on source code and dormant "
+                "on encyclopaedic prose (here: CPython stdlib code vs the Python language reference's prose)",
+                paper_value=PAPER_SWITCH,
+                measured={"n_heads_code_active_docs_dormant": n, "heads": rep["code_active_docs_dormant"][:8],
+                          "n_heads_docs_active_code_dormant": len(rep["docs_active_code_dormant"]),
+                          "null_within_domain_max": rep["null_max"]},
+                rule=all_of(at_least(n, MIN_SWITCHING_HEADS, what=f"heads with share <= {cfg.active} on code and >= "
+                                     f"{cfg.dormant} on docs, in both halves"),
+                            greater(n, rep["null_max"], what="that count", than="the within-domain null")),
+                source="[recollection]; figures in the repository"))
+        else:
+            out.append(Claim.judged("code_vs_prose_switch", "Some heads are active on source code and dormant on "
+                                    "encyclopaedic prose", paper_value=PAPER_SWITCH, measured=None,
+                                    rule=not_comparable("not tested: 'code' and 'docs' are not both in domains")))
+        return out
 
     @staticmethod
     def _figures(out: Path, results: dict[str, dict[str, torch.Tensor]], switches: list[dict], cfg: LLMSinksConfig,

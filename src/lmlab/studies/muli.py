@@ -17,7 +17,15 @@ bundled, MIT) with one fixed stratified train/test split:
 - reports AUPRC, AP, AUROC, Acc_opt, best F1, TPR at FPR <= 0.1/1/10% (the paper's conservative
   operating point) on the held-out half, with stratified bootstrap intervals and paired bootstrap
   intervals of the differences; a training-size sweep; ROC/PR figures; the top MULI tokens;
-- saves every detector (``detector-*.npz``) for ``lmlab moderate``.
+- saves every detector (``detector-*.npz``) for ``lmlab moderate``;
+- TPR at 0.1% FPR from out-of-fold scores (``oof_folds``-fold cross-fitting over the whole set, so that every
+  negative is scored once by a detector that did not train on it: 1,158 negatives resolve 0.1% FPR), with
+  the count of false positives at the operating point and a Clopper-Pearson interval;
+- with ``cross_data`` (a second labelled file), the paper's cross-dataset protocol beside the in-domain split:
+  every detector trained on all of ``data`` and tested on ``cross_data``.
+
+``--control`` shuffles the training labels (every detector, the sweep and the out-of-fold fits) and
+re-initialises the serving LM's weights (the training-free refusal-token toys have no labels to shuffle).
 
 ``--quick`` cuts each user text to its first 64 tokens (the default config: 512) and draws 300
 bootstrap resamples (default 1000); it uses all 1,680 prompts. The paper's models are 7-13B
@@ -35,18 +43,23 @@ from typing import Any
 import numpy as np
 
 from lmlab.config import Config, ConfigError, LMConfig
-from lmlab.studies.base import (Claim, Result, Study, at_least, ci_excludes, is_true, load_study_lm, not_comparable,
-                                pyplot, save_figure, within)
+from lmlab.studies.base import (Claim, Result, Study, all_of, at_least, ci_excludes, greater, is_true, load_study_lm,
+                                not_comparable, pyplot, save_figure, within)
 
 PAPER_MODEL = "Llama-2-7b/13b-chat (7-13B parameters)"
 # The paper's numbers [secondary].
 PAPER_ACC_OPT = 86.85  # MULI's optimal accuracy (%) on the OpenAI Moderation set, trained on ToxicChat
 PAPER_PUBLISHED_AUPRC = {"llama_guard_7b": 0.847, "openai_moderation_api": 0.856}  # Llama Guard model card
 PAPER_TPR_AT_0_1PCT = "46.13% (Llama-2-13b MULI, ToxicChat) [secondary]"
+PAPER_TPR_0_1 = 0.4613
 # Claim thresholds.
 ACC_OPT_TOL = 5.0  # acc_opt_openai_moderation: points around the paper's accuracy
 MIN_AUPRC = max(PAPER_PUBLISHED_AUPRC.values())  # auprc_vs_published_detectors: the stronger published detector
 CHANCE_AUROC = 0.5  # toy_refusal_logit_informative: the toy's AUROC interval lies above chance
+# muli_beats_*, small_training_sets: MULI learned something (its AUPRC interval lies above the prevalence, the
+# AUPRC of a scorer without signal) as well as winning the comparison
+# tpr_at_0.1pct_fpr: the out-of-fold TPR's Clopper-Pearson 95% interval reaches the paper's 46.13% (not
+# significantly below it); needs >= 1 / 0.001 negatives, else not comparable
 
 
 @dataclass(frozen=True)
@@ -58,14 +71,23 @@ class MULIConfig(Config):
     detectors: tuple[str, ...] = ("muli", "refusal-token", "tfidf-lr", "embed-lr")
     data: str = ""  # "" = the bundled OpenAI moderation set; or a .jsonl(.gz) / ToxicChat .csv/.parquet path
     test_frac: float = 0.5
+    n_prompts: int = 0  # 0 = every prompt of `data`; else a stratified subsample of this many (tests)
     max_prompt_tokens: int = 512  # each user text is cut to its first N tokens before the chat template
     system: str | None = None  # system prompt; None = the model's chat template default
     suffix: str = ""  # text after the opened assistant turn (the paper's Llama-2 template adds " ")
     lam: float = 1e-3  # the paper's L1 strength
     solver: str = "sgd"  # "sgd": the paper's optimiser (lr 5e-4, 500 epochs, batch 128); "liblinear": exact L1 optimum
+    epochs: int = 500  # SGD epochs (the paper's 500)
     also_exact: bool = True  # also report MULI fitted with the other solver (same features, same split)
     toy_tokens: tuple[str, ...] = ("Sorry", "I", "Cannot", "As")  # refusal-token: one toy detector each
     n_boot: int = 1000
+    # SGD batch size of MULI. 128 is the reference code's default; the configuration that produced the paper's
+    # reported results used 32 (docs/studies/muli.md)
+    sgd_batch_size: int = 128
+    oof_folds: int = 5  # out-of-fold scores over the whole set for TPR at 0.1% FPR (0: skip)
+    cross_data: str = ""  # a second labelled set: train on all of `data`, test on this (the paper's protocol)
+    shuffle_labels: bool = False  # the negative control: permute the training labels
+    random_init: bool = False  # the negative control: re-initialise the serving LM's weights
     fprs: tuple[float, ...] = (0.001, 0.01, 0.1)
     train_fractions: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)
     cache_dir: str = ""  # "" = $LMLAB_CACHE (or ~/.cache/lmlab): first-token.sqlite, embeddings.sqlite
@@ -91,6 +113,15 @@ class MULIConfig(Config):
             raise ConfigError(f"MULIConfig.fprs {self.fprs}: each must be in (0, 1)")
         if not all(0 < f <= 1 for f in self.train_fractions):
             raise ConfigError(f"MULIConfig.train_fractions {self.train_fractions}: each must be in (0, 1]")
+        if self.n_prompts < 0 or 0 < self.n_prompts < 40:
+            raise ConfigError(f"MULIConfig.n_prompts ({self.n_prompts}) must be 0 (all) or >= 40")
+        if self.epochs < 1:
+            raise ConfigError(f"MULIConfig.epochs ({self.epochs}) must be >= 1")
+        if self.sgd_batch_size < 1 or self.oof_folds < 0 or self.oof_folds == 1:
+            raise ConfigError("MULIConfig: sgd_batch_size must be >= 1 and oof_folds 0 (skip) or >= 2")
+        if self.cross_data and not Path(self.cross_data).expanduser().exists():
+            raise ConfigError(f"MULIConfig.cross_data: file {self.cross_data} does not exist; give a labelled "
+                              "OpenAI-moderation .jsonl(.gz) or ToxicChat .csv/.parquet, or leave it empty")
         if not self.toy_tokens:
             raise ConfigError("MULIConfig.toy_tokens: name at least one refusal token, e.g. Sorry")
 
@@ -110,6 +141,24 @@ def _subsample(y: np.ndarray, frac: float, seed: int) -> np.ndarray:
     return np.sort(idx)
 
 
+def low_fpr(y: np.ndarray, s: np.ndarray, tau: float) -> dict[str, Any]:
+    """TPR at FPR <= tau (the paper's definition, on sklearn's ROC curve) with what it rests on: the negatives,
+    the false and true positives at that operating point, whether tau is resolvable (n_neg * tau >= 1), and a
+    Clopper-Pearson 95% interval of the TPR (exact binomial, over the positives)."""
+    from scipy.stats import beta
+    from sklearn.metrics import roc_curve
+
+    y = np.asarray(y).astype(int)
+    n_pos, n_neg = int(y.sum()), int((1 - y).sum())
+    fpr, tpr, _ = roc_curve(y, s)
+    i = int(np.nonzero(fpr <= tau)[0][-1])
+    tp, fp = int(round(tpr[i] * n_pos)), int(round(fpr[i] * n_neg))
+    lo = float(beta.ppf(0.025, tp, n_pos - tp + 1)) if tp > 0 else 0.0
+    hi = float(beta.ppf(0.975, tp + 1, n_pos - tp)) if tp < n_pos else 1.0
+    return {"tpr": float(tpr[i]), "tpr_ci95": [lo, hi], "tp": tp, "fp": fp, "n_pos": n_pos, "n_neg": n_neg,
+            "fpr": float(fpr[i]), "tau": tau, "resolvable": bool(n_neg * tau >= 1)}
+
+
 class MULIStudy(Study):
     name = "muli"
     title = "Toxicity detection from first-token logits (MULI) vs TF-IDF and MiniLM baselines"
@@ -119,6 +168,14 @@ class MULIStudy(Study):
     def quick_config(self) -> MULIConfig:
         """All 1,680 prompts, user text cut to 64 tokens, 300 bootstrap resamples (about 7 min of CPU on 1 thread)."""
         return MULIConfig(max_prompt_tokens=64, n_boot=300)
+
+    # no MiniLM baseline (it needs the model wheel), 2 SGD epochs, a small bootstrap
+    tiny = ('detectors=["muli","refusal-token","tfidf-lr"]', "n_prompts=400", "max_prompt_tokens=16", "n_boot=20", "also_exact=false",
+            "train_fractions=[0.25,1.0]", "oof_folds=2", "solver=liblinear", "progress=false")
+
+    def control_config(self, cfg: MULIConfig) -> MULIConfig:
+        """Shuffled training labels and a serving LM with re-initialised weights."""
+        return cfg.replace(shuffle_labels=True, random_init=True)
 
     needs_lm = True
 
@@ -131,14 +188,22 @@ class MULIStudy(Study):
         timings: dict[str, float] = {}
         cpu0 = time.process_time()
         data = read_any(cfg.data or None)
-        y = data.labels
-        tr, te = stratified_split(y, cfg.test_frac, cfg.seed)
+        if 0 < cfg.n_prompts < len(data):
+            data = data.subset(_subsample(data.labels, cfg.n_prompts / len(data), cfg.seed))
+        y_true = data.labels
+        tr, te = stratified_split(y_true, cfg.test_frac, cfg.seed)
+        # labels the detectors are fitted on: the true ones, or (control) a permutation of them; metrics use y_true
+        y = np.random.default_rng(cfg.seed + 1).permutation(y_true) if cfg.shuffle_labels else y_true
         texts = data.texts
         classes = [DETECTORS.get(name) for name in cfg.detectors]
         lm = feats = template = logits = None
         if any(c.needs_lm for c in classes):
             t0 = time.perf_counter()
-            lm = load_study_lm(cfg.lm, needs=("logits",))
+            lm = load_study_lm(cfg.lm, needs=("trainable",) if cfg.random_init else ("logits",))
+            if cfg.random_init:
+                from lmlab.lm.control import randomize_weights
+
+                randomize_weights(lm, cfg.seed)
             timings["load_model_s"] = time.perf_counter() - t0
             template = PromptTemplate(kind="chat", suffix=cfg.suffix, system=cfg.system, max_tokens=cfg.max_prompt_tokens)
             feats = FirstTokenFeatures(lm, template, cache_dir=cfg.cache_dir or "default", batch_size=cfg.lm.batch_size,
@@ -186,7 +251,7 @@ class MULIStudy(Study):
             dec[e.label] = det.decision_inputs(_take(X, te))
             detectors[e.key] = det
 
-        yt = y[te]
+        yt = y_true[te]
         results = {name: M.evaluate(yt, s, cfg.fprs) for name, s in dec.items()}
         main = main_e.label
         sorry = toys[0].label if toys else None
@@ -210,6 +275,40 @@ class MULIStudy(Study):
                     row[e.sweep] = M.auprc(yt, det.decision_inputs(_take(X, te)))
             sweep[f"{frac:g}"] = row
         timings["train_size_sweep_s"] = time.perf_counter() - t0
+
+        # out-of-fold scores over the whole set (the main detector and the baselines): TPR at low FPR
+        oof: dict[str, Any] = {}
+        if cfg.oof_folds:
+            from sklearn.model_selection import StratifiedKFold
+
+            t0 = time.perf_counter()
+            folds = list(StratifiedKFold(cfg.oof_folds, shuffle=True, random_state=cfg.seed).split(texts, y_true))
+            for e in [main_e] + baselines:
+                s_oof = np.zeros(len(y_true))
+                for a, b in folds:
+                    det = e.make()
+                    X = inputs_for(det)
+                    det.fit_inputs(_take(X, a), y[a])
+                    s_oof[b] = det.decision_inputs(_take(X, b))
+                oof[e.label] = low_fpr(y_true, s_oof, 0.001) | {"auprc": M.auprc(y_true, s_oof)}
+            timings["out_of_fold_s"] = time.perf_counter() - t0
+
+        # the paper's cross-dataset protocol: train on all of `data`, test on `cross_data`
+        cross: dict[str, Any] = {}
+        if cfg.cross_data:
+            t0 = time.perf_counter()
+            other = read_any(cfg.cross_data)
+            other_in: dict[str, Any] = {"text": other.texts}
+            for e in [main_e] + baselines + toys:
+                det = e.make()
+                X = inputs_for(det)
+                if det.inputs not in other_in:
+                    other_in[det.inputs] = (feats.logits(other.texts) if det.inputs == "logits" else det.embed(other.texts))
+                det.fit_inputs(X, y)
+                s_cross = det.decision_inputs(other_in[det.inputs])
+                cross[e.label] = M.evaluate(other.labels, s_cross, cfg.fprs) | low_fpr(other.labels, s_cross, 0.001)
+            cross["_data"] = other.describe()
+            timings["cross_dataset_s"] = time.perf_counter() - t0
         timings["cpu_time_s"] = time.process_time() - cpu0  # this process's CPU time: the wall time on a quiet machine
 
         saved = {k: d.save(out / f"detector-{k}.npz").name for k, d in detectors.items()}
@@ -218,7 +317,7 @@ class MULIStudy(Study):
         model_name = getattr(lm, "name", cfg.lm.model)
         figures = self._figures(out, yt, dec, results, top, sweep, model_name)
         claims = self._claims(results, boot, sweep, cfg, main, sorry, [b.label for b in baselines],
-                              {b.label: b.claim_tag for b in baselines}, main_e.sweep)
+                              {b.label: b.claim_tag for b in baselines}, main_e.sweep, oof, cross)
         metrics: dict[str, Any] = {
             "model": model_name,
             **({"model_fingerprint": feats.model_key, "template": template.to_dict(), "template_key": feats.template_key,
@@ -230,6 +329,9 @@ class MULIStudy(Study):
                                "total": int(np.sum(n_tokens))} if n_tokens else {}),
             **({"feature_cache": {"dir": str(feats.cache), **feats.stats}} if feats is not None else {}),
             "test": results, "bootstrap": boot, "train_size_sweep": sweep,
+            "out_of_fold": {"folds": cfg.oof_folds, **oof}, "cross_dataset": cross,
+            "control": {"shuffle_labels": cfg.shuffle_labels, "random_init": cfg.random_init},
+            "sgd_batch_size": cfg.sgd_batch_size,
             "detectors_saved": saved, "timings_s": {k: round(v, 2) for k, v in timings.items()},
         }
         for e in entries:  # what each detector adds (fit details, token ids), at its place in the tree
@@ -243,12 +345,15 @@ class MULIStudy(Study):
     @staticmethod
     def _claims(results: dict[str, dict[str, Any]], boot: dict[str, Any], sweep: dict[str, dict[str, float]],
                 cfg: MULIConfig, main: str, sorry: str | None, baselines: list[str], tags: dict[str, str],
-                main_sweep: str | None) -> list[Claim]:
+                main_sweep: str | None, oof: dict[str, Any] | None = None,
+                cross: dict[str, Any] | None = None) -> list[Claim]:
         r = results[main]
         diffs = boot["differences"]
         cis = boot["detectors"]
         size = f"model: {cfg.lm.model} (SmolLM2-135M-Instruct by default) vs the paper's {PAPER_MODEL}"
-        n_neg = r["n_neg"]
+        prevalence = r["n_pos"] / r["n"]
+        learned = ci_excludes(cis[main]["auprc"], prevalence, side="above",
+                              what=f"MULI's AUPRC (bootstrap, 95%; bar: the prevalence {prevalence:.3f})")
         claims = []
         for b in baselines:
             d = diffs[f"{main} - {b}"]["auprc"]
@@ -259,19 +364,11 @@ class MULIStudy(Study):
                 measured={"auprc_muli": round(r["auprc"], 4), f"auprc_{b}": round(results[b]["auprc"], 4),
                           "auprc_difference_ci95": [round(v, 4) for v in d],
                           "auroc_muli": round(r["auroc"], 4), f"auroc_{b}": round(results[b]["auroc"], 4)},
-                rule=ci_excludes(d, 0.0, side="above", what="AUPRC(MULI) - AUPRC(baseline) on the held-out split "
-                                 "(paired bootstrap, 95%)"),
+                rule=all_of(learned, ci_excludes(d, 0.0, side="above", what="AUPRC(MULI) - AUPRC(baseline) on the "
+                                                 "held-out split (paired bootstrap, 95%)")),
                 source="[secondary]", evidence={"note": size}))
         no_toy = not_comparable("not tested: no refusal-token detector in MULIConfig.detectors")
         if sorry is not None:
-            d = diffs[f"{main} - {sorry}"]["auprc"]
-            claims.append(Claim.judged(
-                "muli_beats_single_token", f"The trained first-token detector beats the single-token {sorry} detector",
-                paper_value="MULI > toy detectors (spec check)",
-                measured={"auprc_muli": round(r["auprc"], 4), "auprc_toy": round(results[sorry]["auprc"], 4),
-                          "auprc_difference_ci95": [round(v, 4) for v in d]},
-                rule=ci_excludes(d, 0.0, side="above", what="AUPRC difference (paired bootstrap, 95%)"),
-                source="[code] spec check", evidence={"note": size}))
             toy_ci = cis[sorry]["auroc"]
             claims.append(Claim.judged(
                 "toy_refusal_logit_informative", f"A training-free refusal-token logit ({sorry}) already separates "
@@ -282,9 +379,6 @@ class MULIStudy(Study):
                 rule=ci_excludes(toy_ci, CHANCE_AUROC, side="above", what="the toy detector's AUROC (bootstrap, 95%)"),
                 source="[code]", evidence={"note": size}))
         else:
-            claims.append(Claim.judged("muli_beats_single_token", "The trained first-token detector beats a "
-                                       "single-token detector", paper_value="MULI > toy detectors (spec check)",
-                                       measured=None, rule=no_toy, source="[code] spec check"))
             claims.append(Claim.judged("toy_refusal_logit_informative", "A training-free refusal-token logit already "
                                        "separates toxic from benign prompts", paper_value="toy detectors informative",
                                        measured=None, rule=no_toy, source="[code]"))
@@ -307,15 +401,51 @@ class MULIStudy(Study):
             source="[code] Llama Guard model card",
             evidence={"note": size, "auprc_ci95": [round(v, 4) for v in cis[main]["auprc"]]}))
         k = f"tpr_at_fpr_{0.001 * 100:g}pct"
+        split_tprs = {"held_out_split_tpr_at_fpr_0.1pct": round(r.get(k, float("nan")), 4),
+                      "held_out_split_tpr_at_fpr_1pct": round(r.get("tpr_at_fpr_1pct", float("nan")), 4),
+                      "held_out_split_tpr_at_fpr_10pct": round(r.get("tpr_at_fpr_10pct", float("nan")), 4),
+                      "held_out_split_negatives": r["n_neg"]}
+        o = (oof or {}).get(main)
+        if o is None:
+            rule = not_comparable("not run: oof_folds = 0 (the held-out half alone cannot resolve 0.1% FPR)")
+        elif not o["resolvable"]:
+            rule = not_comparable(f"not resolvable: {o['n_neg']} negatives < 1 / 0.001, so FPR <= 0.1% means zero false "
+                                  "positives")
+        else:
+            rule = at_least(o["tpr_ci95"][1], PAPER_TPR_0_1,
+                            what=f"upper end of the Clopper-Pearson 95% interval of MULI's out-of-fold TPR at FPR <= "
+                                 f"0.1% ({cfg.oof_folds}-fold cross-fitting over all {o['n_neg']} negatives: "
+                                 f"{o['fp']} false positive(s) allowed; bar: the paper's 46.13%)")
         claims.append(Claim.judged(
             "tpr_at_0.1pct_fpr", "TPR at FPR <= 0.1% (the paper's headline low-FPR number)",
             paper_value=PAPER_TPR_AT_0_1PCT,
-            measured={"tpr_at_fpr_0.1pct": round(r.get(k, float("nan")), 4),
-                      "tpr_at_fpr_1pct": round(r.get("tpr_at_fpr_1pct", float("nan")), 4),
-                      "tpr_at_fpr_10pct": round(r.get("tpr_at_fpr_10pct", float("nan")), 4), "n_test_negatives": n_neg},
-            rule=not_comparable("not comparable: other dataset and model; with fewer than 1,000 test negatives FPR "
-                                "0.1% is not resolvable (the value is the TPR at zero false positives)"),
-            source="[secondary]", evidence={"note": size}))
+            measured={"out_of_fold": ({kk: (round(v, 4) if isinstance(v, float) else v) for kk, v in o.items()}
+                                      if o else None),
+                      "out_of_fold_baselines": {b: round((oof or {}).get(b, {}).get("tpr", float("nan")), 4)
+                                                for b in baselines},
+                      **split_tprs},
+            rule=rule, source="[secondary]", evidence={"note": size}))
+        cross_rule_words = "optimal accuracy in % on cross_data after training on all of data"
+        if cross:
+            rc = cross[main]
+            claims.append(Claim.judged(
+                "cross_dataset_acc_opt", "Trained on one source and tested on another (the paper: ToxicChat -> OpenAI "
+                "Moderation), MULI's optimal accuracy", paper_value=PAPER_ACC_OPT,
+                measured={"acc_opt": round(100 * rc["acc_opt"], 2), "auprc": round(rc["auprc"], 4),
+                          "tpr_at_fpr_0.1pct": round(rc["tpr"], 4), "fp_at_0.1pct": rc["fp"],
+                          "by_detector_auprc": {kk: round(v["auprc"], 4) for kk, v in cross.items() if kk != "_data"},
+                          "cross_data": cross["_data"]},
+                rule=all_of(within(100 * rc["acc_opt"], PAPER_ACC_OPT, ACC_OPT_TOL, what=cross_rule_words),
+                            greater(100 * rc["acc_opt"], 100 * max(rc["n_neg"], rc["n_pos"]) / rc["n"],
+                                    what="it", than="the majority class's accuracy")),
+                source="[secondary]", evidence={"note": size}))
+        else:
+            claims.append(Claim.judged(
+                "cross_dataset_acc_opt", "Trained on one source and tested on another (the paper: ToxicChat -> OpenAI "
+                "Moderation), MULI's optimal accuracy", paper_value=PAPER_ACC_OPT, measured=None,
+                rule=not_comparable("not run: no second labelled source offline (ToxicChat is CC-BY-NC-4.0 and not "
+                                    "shipped, the paper's LMSYS-Chat-1M subset has no licence); --set cross_data=FILE "
+                                    "runs it"), source="[secondary]"))
         fracs = sorted(sweep, key=float)
         small = sweep[fracs[0]]
         others = [n for n in small if n not in ("n_train", "n_pos", main_sweep)]
@@ -323,9 +453,9 @@ class MULIStudy(Study):
             "small_training_sets", "MULI beats the baselines even with small training sets",
             paper_value="qualitative [secondary]",
             measured={f: {k2: (round(v, 4) if isinstance(v, float) else v) for k2, v in row.items()} for f, row in sweep.items()},
-            rule=is_true(main_sweep in small and all(small[main_sweep] > small[b] for b in others),
-                         f"at the smallest training fraction ({fracs[0]}: {small['n_train']} prompts) MULI's AUPRC is "
-                         "above every baseline's (point estimates)"),
+            rule=all_of(learned, is_true(main_sweep in small and all(small[main_sweep] > small[b] for b in others),
+                                         f"at the smallest training fraction ({fracs[0]}: {small['n_train']} prompts) "
+                                         "MULI's AUPRC is above every baseline's (point estimates)")),
             source="[secondary]", evidence={"note": size}))
         claims.append(Claim.judged(
             "tracks_base_model_safety", "Detector quality tracks the base model's safety (100% - HarmBench ASR)",

@@ -41,11 +41,16 @@ import numpy as np
 from lmlab.config import Config, ConfigError, LMConfig
 from lmlab.io import atomic_write_text
 from lmlab.rewardeval.data import BUNDLED_HH  # light: numpy and lmlab.config only
-from lmlab.studies.base import (Claim, Result, Study, at_least, ci_excludes, is_true, load_study_lm, not_comparable,
+from lmlab.studies.base import (Claim, Result, Study, all_of, at_least, is_true, load_study_lm, not_comparable,
                                 pyplot, save_figure)
 
 # Claim thresholds.
-MIN_OVEROPT_CELLS = 1  # bok_overoptimisation: (RM, domain) cells whose fall BoK(overopt_k) - BoK(K) has a CI above 0
+# bok_overoptimisation: (RM, domain) cells where the RM is correlated with correctness (pairwise accuracy's 95%
+# bootstrap CI above 0.5) and the per-prompt fall BoK(overopt_k) - BoK(K) is significantly above 0 (one-sided
+# Wilcoxon signed-rank test over prompts, Holm-corrected over every (RM, domain) cell tested, family-wise alpha)
+MIN_OVEROPT_CELLS = 1
+OVEROPT_ALPHA = 0.05
+MIN_PAIRWISE_CORRELATED = 0.5  # an RM is "correlated with correctness" in a cell when its pairwise CI is above this
 MIN_AGREE_RHO = 0.5  # correctness_metrics_agree: Spearman rho of pairwise accuracy vs best-of-K improvement
 MIN_AGREE_CELLS = 4  # ... over at least this many (RM, domain) cells
 PAPER_PEAK_PEARSON = "0.77-0.80"  # low_quantile_aggregation: peak Pearson with the downstream score
@@ -103,6 +108,28 @@ class RewardEvalConfig(Config):
                               "use 'bundled', '' or an existing file")
 
 
+def _wilcoxon_greater(d: np.ndarray) -> float:
+    """One-sided p-value that the per-prompt values ``d`` are centred above 0 (Wilcoxon signed-rank, SciPy; zero
+    differences dropped); 1.0 when every value is 0 or not finite."""
+    from scipy.stats import wilcoxon
+
+    d = np.asarray(d, float)
+    d = d[np.isfinite(d) & (d != 0)]
+    if len(d) == 0:
+        return 1.0
+    return float(wilcoxon(d, alternative="greater").pvalue)
+
+
+def _holm(p: dict[str, float]) -> dict[str, float]:
+    """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1)."""
+    order = sorted(p, key=lambda k: p[k])
+    out, running = {}, 0.0
+    for i, k in enumerate(order):
+        running = max(running, min(1.0, (len(order) - i) * p[k]))
+        out[k] = running
+    return out
+
+
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:80]
 
@@ -124,6 +151,14 @@ class RewardEvalStudy(Study):
         """2 problems per level (10 problems) x K=8 responses of up to 32 tokens, 20 HH pairs (prompts
         clipped to 400 characters), 3 reward signals (docs/studies/reward-eval.md has the measured time)."""
         return RewardEvalConfig(per_level=2, K=8, max_new_tokens=32, n_preference_pairs=20, max_prompt_chars=400)
+
+    tiny = ("per_level=1", "K=4", "max_new_tokens=4", "n_preference_pairs=4", "n_boot=50", "min_mixed_prompts=1",
+            "progress=false")
+
+    def control_config(self, cfg: RewardEvalConfig) -> RewardEvalConfig:
+        """The same correctness set and preference pairs scored by three null reward models (``random:0..2``),
+        which know nothing about the responses."""
+        return cfg.replace(rms=("random:0", "random:1", "random:2"))
 
     # -- pipeline --------------------------------------------------------------------------------------
     needs_lm = True
@@ -252,6 +287,7 @@ class RewardEvalStudy(Study):
                     f"fall_k{k0}_to_K": bootstrap_mean_ci(fall, **boot),
                 }
                 summ[f"fall_k{k0}_to_K"] = float(fall.mean())
+                summ[f"fall_k{k0}_to_K_p_one_sided"] = _wilcoxon_greater(fall)
                 row["rms"][spec] = summ
             out["groups"][g] = row
         domains = [g for g in groups if "/" not in g and g != "all"]
@@ -327,15 +363,39 @@ class RewardEvalStudy(Study):
                     continue
                 for spec, r in row["rms"].items():
                     lo, hi = r["ci"][f"fall_k{k0}_to_K"]
+                    pa_lo = r["ci"]["pairwise_accuracy"][0]
                     falls[f"{tag}:{g}:{spec}"] = {"fall": round(r[f"fall_k{k0}_to_K"], 4),
                                                   "ci95": [round(lo, 4), round(hi, 4)],
+                                                  "p_one_sided": r[f"fall_k{k0}_to_K_p_one_sided"],
+                                                  "pairwise_accuracy": round(r["pairwise_accuracy"], 4),
+                                                  "pairwise_accuracy_ci95_low": round(pa_lo, 4),
+                                                  "rm_correlated_with_correctness": bool(
+                                                      np.isfinite(pa_lo) and pa_lo > MIN_PAIRWISE_CORRELATED),
                                                   "n_mixed_prompts": row["prompts_with_mixed_labels"]}
                     if np.isfinite(r["pairwise_accuracy"]):
                         cells.append((spec, g, r["pairwise_accuracy"], r["improvement"]))
-        significant = {k: v for k, v in falls.items()
-                       if ci_excludes(v["ci95"], 0.0, side="above").ok and v["n_mixed_prompts"] >= cfg.min_mixed_prompts}
+        tested = {k: v for k, v in falls.items() if v["n_mixed_prompts"] >= cfg.min_mixed_prompts}
+        adjusted = _holm({k: v["p_one_sided"] for k, v in tested.items()})
+        for k, p_adj in adjusted.items():
+            falls[k]["p_holm"] = round(p_adj, 4)
+        significant = {k: falls[k] for k, p_adj in adjusted.items()
+                       if p_adj < OVEROPT_ALPHA and falls[k]["rm_correlated_with_correctness"]}
         no_bok = "not tested: no best-of-K data in this run"
-        if not falls:
+        # the smallest p-value a one-sided signed-rank test can give with n prompts is 2^-n: when no tested cell can
+        # reach alpha after Holm's factor, the test has no power at this size and the claim is not comparable
+        attainable = min((len(tested) * 0.5 ** v["n_mixed_prompts"] for v in tested.values()), default=1.0)
+        if falls and attainable >= OVEROPT_ALPHA:
+            claims.append(Claim.judged(
+                "bok_overoptimisation", "Some reward models over-optimise: their best-of-K accuracy falls as K grows "
+                "(the paper sees it on MBPP-Plus)", paper_value="qualitative: BoK falls with K for some RMs",
+                measured={"n_cells_tested": len(tested), "smallest_attainable_holm_p": round(attainable, 4),
+                          "largest_fall": max(falls.items(), key=lambda kv: kv[1]["fall"])},
+                rule=not_comparable(f"too few prompts: with {max((v['n_mixed_prompts'] for v in tested.values()), default=0)}"
+                                    f" mixed-label prompts per cell and {len(tested)} cells, even a fall on every prompt "
+                                    f"cannot reach family-wise alpha {OVEROPT_ALPHA:g} (Holm-corrected Wilcoxon); "
+                                    "run with more problems per level (the default config: 10)"),
+                source="[secondary]", evidence={"all_cells": falls}))
+        elif not falls:
             claims.append(Claim.judged("bok_overoptimisation", "Some reward models over-optimise: their best-of-K "
                                        "accuracy falls as K grows", paper_value="qualitative", measured=None,
                                        rule=not_comparable(no_bok), source="[secondary]"))
@@ -344,12 +404,16 @@ class RewardEvalStudy(Study):
                 "bok_overoptimisation", "Some reward models over-optimise: their best-of-K accuracy falls as K grows "
                 "(the paper sees it on MBPP-Plus)",
                 paper_value="qualitative: BoK falls with K for some RMs",
-                measured={"falls_with_ci_above_0": significant, "n_cells": len(falls),
+                measured={"significant_cells": significant, "n_cells": len(falls), "n_cells_tested": len(tested),
+                          "n_cells_rm_correlated": sum(v["rm_correlated_with_correctness"] for v in falls.values()),
                           "largest_fall": max(falls.items(), key=lambda kv: kv[1]["fall"])},
                 rule=at_least(len(significant), MIN_OVEROPT_CELLS,
                               what=f"(RM, domain) cells with >= {cfg.min_mixed_prompts} prompts that have both correct "
-                                   f"and incorrect responses whose mean per-prompt fall BoK({k0}) - BoK(K) has a 95% "
-                                   "bootstrap CI (over prompts) wholly above 0"),
+                                   "and incorrect responses, where the RM is correlated with correctness (pairwise "
+                                   f"accuracy's 95% bootstrap CI above {MIN_PAIRWISE_CORRELATED:g}) and the per-prompt "
+                                   f"fall BoK({k0}) - BoK(K) is above 0 by a one-sided Wilcoxon signed-rank test, "
+                                   f"Holm-corrected over the {len(tested)} cells tested (family-wise alpha "
+                                   f"{OVEROPT_ALPHA:g})"),
                 source="[secondary]", evidence={"all_cells": falls}))
         # (2) correctness metrics agree: pairwise accuracy tracks the best-of-K improvement
         agree_text = ("On verifiable-correctness sets, an RM's pairwise accuracy and its best-of-K improvement over "
@@ -370,7 +434,11 @@ class RewardEvalStudy(Study):
                 "correctness_metrics_agree", agree_text,
                 paper_value="correctness metrics correlate strongly with each other (qualitative)",
                 measured={"spearman_accuracy_vs_improvement": round(rho, 4), "n_cells": len(cells)},
-                rule=at_least(rho, MIN_AGREE_RHO, what="Spearman rho over the (RM, domain) cells"),
+                rule=all_of(at_least(rho, MIN_AGREE_RHO, what="Spearman rho over the (RM, domain) cells"),
+                            is_true(any(v["rm_correlated_with_correctness"] for v in falls.values()),
+                                    "at least one cell's RM is correlated with correctness (pairwise accuracy CI above "
+                                    f"{MIN_PAIRWISE_CORRELATED:g}): agreement among scorers that know nothing is not "
+                                    "evidence")),
                 source="[recollection]",
                 evidence={"cells": [{"rm": c[0], "domain": c[1], "pairwise_accuracy": round(c[2], 4),
                                      "improvement": round(c[3], 4)} for c in cells]}))

@@ -11,6 +11,8 @@ adapter scores through an :class:`lmlab.lm.LM` (the study loads one only then).
 ``judge-pairwise``  LLM-as-judge, pairwise: P(this response beats an anchor answer); ``compare``
 ``implicit``        DPO-style implicit reward, log pi(y|x) - log pi_ref(y|x) through ``lmlab.lm``
 ``hf:PATH``         a Hugging Face sequence-classification reward model (local directory)
+``random:SEED``     a reward that ignores the response's quality (hash of seed, prompt, response):
+                    the null reward model of the reward-eval study's control
 ==================  ==========================================================================
 """
 
@@ -29,6 +31,7 @@ REWARD_MODELS = Registry("reward model", {
     "judge-pairwise": "lmlab.rewardeval.models.pairwise_judge:PairwiseJudgeRM",
     "implicit": "lmlab.rewardeval.models.implicit:ImplicitRM",
     "hf": "lmlab.rewardeval.models.hf_classifier:HFClassifierRM",
+    "random": "lmlab.rewardeval.models.random_rm:RandomRM",
 })
 
 

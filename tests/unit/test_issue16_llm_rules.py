@@ -1,0 +1,51 @@
+"""Statistics behind the LLM studies' rewritten claims: Holm correction, one-sided Wilcoxon, TPR at low FPR with
+its exact interval, the null reward model and the random re-initialisation of an LM."""
+
+import numpy as np
+import pytest
+
+from lmlab.studies.reward_eval import _holm, _wilcoxon_greater
+
+
+def test_holm_adjusts_step_down_and_stays_monotone():
+    adj = _holm({"a": 0.01, "b": 0.04, "c": 0.03})
+    assert adj["a"] == pytest.approx(0.03) and adj["c"] == pytest.approx(0.06) and adj["b"] == pytest.approx(0.06)
+    assert _holm({}) == {}
+
+
+def test_wilcoxon_one_sided():
+    assert _wilcoxon_greater(np.zeros(10)) == 1.0
+    assert _wilcoxon_greater(np.r_[np.ones(12), np.zeros(5)]) < 0.01
+    assert _wilcoxon_greater(-np.ones(12)) > 0.9
+
+
+def test_low_fpr_counts_false_positives_and_gives_an_exact_interval():
+    from lmlab.studies.muli import low_fpr
+
+    rng = np.random.default_rng(0)
+    y = np.r_[np.ones(300), np.zeros(2000)].astype(int)
+    s = np.r_[rng.normal(2, 1, 300), rng.normal(0, 1, 2000)]
+    r = low_fpr(y, s, 0.001)
+    assert r["resolvable"] and r["fp"] <= 2 and r["n_neg"] == 2000
+    assert r["tp"] == round(r["tpr"] * 300) and r["tpr_ci95"][0] <= r["tpr"] <= r["tpr_ci95"][1]
+
+
+def test_random_reward_model_is_reproducible_and_ignores_quality():
+    from lmlab.rewardeval.models import build_rm
+
+    rm = build_rm("random:3")
+    a = rm.score_batch(["q", "q"], ["right", "wrong"])
+    assert np.array_equal(a, build_rm("random:3").score_batch(["q", "q"], ["right", "wrong"]))
+    assert not np.array_equal(a, build_rm("random:4").score_batch(["q", "q"], ["right", "wrong"]))
+    assert ((0 <= a) & (a < 1)).all()
+
+
+def test_randomize_weights_changes_the_model_and_its_fingerprint():
+    pytest.importorskip("transformers")
+    from lmlab.lm.control import randomize_weights
+    from lmlab.lm.testing import tiny_hf_lm
+
+    lm = tiny_hf_lm()
+    before, fp = lm.next_token_logits(["abc"]), lm.fingerprint
+    randomize_weights(lm, seed=1)
+    assert lm.fingerprint != fp and not np.allclose(before.numpy(), lm.next_token_logits(["abc"]).numpy())
