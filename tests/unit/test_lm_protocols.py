@@ -96,7 +96,8 @@ def test_caching_lm_answers_from_the_cache(lm, tmp_path):
 
 FORBIDDEN = [
     (r"decoder_layers\(", "decoder layers of an HF model"),
-    (r"\bo_proj\b", "an attention module's output projection"),
+    # (a module name as a quoted string, e.g. a LoRA target list for peft, is configuration, not a reach inside)
+    (r"(?<![\"'])\bo_proj\b(?![\"'])", "an attention module's output projection"),
     (r"_keeps_logits|\bpad_left\b|_forward_after_prefix|_prefill\b", "HFLM internals"),
     # (not ``cfg.lm.model``, the config key, nor the ``lm.model`` words of an error message)
     (r"(?<![\w.'\"`])lm\.model\b(?![\w'\"`=])", "the wrapped transformers model (use hf_model with needs=('trainable',))"),

@@ -13,7 +13,7 @@ RESPONSES = ["four.", "blue, i think."]
 
 
 def test_registry_and_specs():
-    assert set(REWARD_MODELS.names()) == {"length", "judge", "judge-pairwise", "implicit", "hf"}
+    assert set(REWARD_MODELS.names()) == {"length", "judge", "judge-pairwise", "implicit", "hf", "random"}
     assert not rm_class("length")[0].needs_lm and rm_class("judge")[0].needs_lm
     assert rm_class("implicit:unconditional") == (REWARD_MODELS.get("implicit"), "unconditional")
     rm = build_rm("judge-pairwise:No idea.", lm=DummyLM())

@@ -33,8 +33,8 @@ from typing import Any, Literal
 import numpy as np
 
 from lmlab.cache.embedders import CacheEmbedder
-from lmlab.cache.store import (DEFAULT_MAX_PROMPT_BYTES, NON_IDENTICAL_MAX, SCHEMA, CacheError, Hit, Namespace,
-                               NamespaceLike, _hash, _Index, _ns, _text)
+from lmlab.cache.store import (DEFAULT_MAX_PROMPT_BYTES, NON_IDENTICAL_MAX, SCHEMA, CacheError, Hit,
+                               NamespaceLike, _hash, _Index, _ns, _text, encode, import_rows)
 
 log = logging.getLogger(__name__)
 
@@ -416,25 +416,12 @@ class RedisSemanticCache:
                            "created": float(row[2]), "accessed": float(row[3])}
 
     def import_rows(self, rows: Iterable[dict[str, Any]]) -> int:
-        n = 0
-        for i, r in enumerate(rows):
-            try:
-                spec = r["spec"]
-                ns: NamespaceLike = Namespace(**spec) if set(spec) == {"model", "params", "system_prompt", "tenant"} \
-                    else spec.get("name", r["namespace"])
-                self.put(r["prompt"], r["response"], ns)
-            except (KeyError, TypeError) as e:
-                raise CacheError(f"import row {i}: missing or bad field {e}; rows come from `lmlab cache export`") from None
-            n += 1
-        return n
+        return import_rows(self, rows)
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         if self._embed_cache is not None and all(t in self._embed_cache for t in texts):
             return np.stack([self._embed_cache[t] for t in texts])
-        v = np.asarray(self.embedder.encode(texts), dtype=np.float32)
-        if v.shape != (len(texts), self.embedder.dim):
-            raise CacheError(f"embedder: returned shape {v.shape}, expected ({len(texts)}, {self.embedder.dim})")
-        return v
+        return encode(self.embedder, texts)
 
     def flush(self) -> None:
         """Write buffered access times (LRU order); the entries are already in Redis."""

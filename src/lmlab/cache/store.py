@@ -224,6 +224,29 @@ class _Index:
         return idx
 
 
+def import_rows(cache: Any, rows: Iterable[dict[str, Any]]) -> int:
+    """Put rows from ``lmlab cache export`` into ``cache`` (any store with ``put``); returns the count."""
+    n = 0
+    for i, r in enumerate(rows):
+        try:
+            spec = r["spec"]
+            ns: NamespaceLike = Namespace(**spec) if set(spec) == {"model", "params", "system_prompt", "tenant"} \
+                else spec.get("name", r["namespace"])
+            cache.put(r["prompt"], r["response"], ns)
+        except (KeyError, TypeError) as e:
+            raise CacheError(f"import row {i}: missing or bad field {e}; rows come from `lmlab cache export`") from None
+        n += 1
+    return n
+
+
+def encode(embedder: Any, texts: list[str]) -> np.ndarray:
+    """``embedder.encode(texts)`` as float32, its shape checked against the embedder's dimension."""
+    v = np.asarray(embedder.encode(texts), dtype=np.float32)
+    if v.shape != (len(texts), embedder.dim):
+        raise CacheError(f"embedder: returned shape {v.shape}, expected ({len(texts)}, {embedder.dim})")
+    return v
+
+
 class SemanticCache:
     """``get(prompt, namespace)`` / ``put(prompt, response, namespace)`` over a store directory.
 
@@ -652,23 +675,10 @@ class SemanticCache:
                    "created": created, "accessed": accessed}
 
     def import_rows(self, rows: Iterable[dict[str, Any]]) -> int:
-        n = 0
-        for i, r in enumerate(rows):
-            try:
-                spec = r["spec"]
-                ns: NamespaceLike = Namespace(**spec) if set(spec) == {"model", "params", "system_prompt", "tenant"} \
-                    else spec.get("name", r["namespace"])
-                self.put(r["prompt"], r["response"], ns)
-            except (KeyError, TypeError) as e:
-                raise CacheError(f"import row {i}: missing or bad field {e}; rows come from `lmlab cache export`") from None
-            n += 1
-        return n
+        return import_rows(self, rows)
 
     def _embed(self, texts: list[str]) -> np.ndarray:
-        v = np.asarray(self.embedder.encode(texts), dtype=np.float32)
-        if v.shape != (len(texts), self.embedder.dim):
-            raise CacheError(f"embedder: returned shape {v.shape}, expected ({len(texts)}, {self.embedder.dim})")
-        return v
+        return encode(self.embedder, texts)
 
     def flush(self) -> None:
         """Write dirty index files (atomically); SQLite is already durable."""

@@ -192,7 +192,9 @@ class LocalBackend(Backend):
         return out
 
     def encode(self, text: str) -> list[int]:
-        return list(self.lm.encode(text)) if hasattr(self.lm, "encode") else self.lm.tokenizer(text)["input_ids"]
+        from lmlab.lm.protocols import WeightsLM
+
+        return list(self.lm.encode(text)) if isinstance(self.lm, WeightsLM) else self.lm.tokenizer(text)["input_ids"]
 
     def prompt_text(self, req: GenRequest) -> str:
         if req.is_chat:
