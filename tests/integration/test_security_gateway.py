@@ -1,5 +1,5 @@
 """`lmlab redteam --target gateway`: `lmlab serve` subprocesses (echo backend) with defences on and off, attacked
-over HTTP with the openai client. Skipped where the gateway (lmlab.serve) is not installed."""
+over HTTP with the openai client."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import json
 
 import pytest
 
-pytest.importorskip("lmlab.serve", reason="the lmlab serve gateway is not part of this checkout")
 pytestmark = pytest.mark.slow
 
 
