@@ -6,7 +6,7 @@ import pytest
 from lmlab.config import ConfigError
 from lmlab.serve import GatewayConfig, hash_key
 from lmlab.serve.backends import CircuitBreaker, pieces
-from lmlab.serve.config import reference
+from lmlab.serve.config import ServerConfig, reference
 from lmlab.serve.guard import threshold_at_fpr
 
 TOML = """
@@ -96,16 +96,78 @@ def test_circuit_breaker_states():
     assert b.state == "closed" and b.failures == 0 and b.allow()
 
 
-def test_token_bucket(monkeypatch):
-    from lmlab.serve import app as appmod
+def test_token_bucket():
+    from lmlab.serve.ratelimit import LocalBuckets
 
     now = [100.0]
-    monkeypatch.setattr(appmod.time, "monotonic", lambda: now[0])
-    tb = appmod.TokenBucket(rate=2.0, burst=3)
-    assert [tb.take() for _ in range(3)] == [0.0, 0.0, 0.0]
-    assert tb.take() == pytest.approx(0.5)
+    tb = LocalBuckets(clock=lambda: now[0])
+    assert [tb.take("k", 2.0, 3) for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert tb.take("k", 2.0, 3) == pytest.approx(0.5)
+    assert tb.take("other", 2.0, 3) == 0.0  # one bucket per key
     now[0] += 0.5
-    assert tb.take() == 0.0
+    assert tb.take("k", 2.0, 3) == 0.0
+
+
+def test_sqlite_buckets_are_shared_by_handles(tmp_path):
+    from lmlab.serve.ratelimit import SQLiteBuckets
+
+    now = [1000.0]
+    a, b = (SQLiteBuckets(tmp_path / "rl.sqlite", clock=lambda: now[0]) for _ in range(2))
+    assert [h.take("k", 2.0, 3) for h in (a, b, a)] == [0.0, 0.0, 0.0]  # one bucket of 3, whichever handle takes
+    assert b.take("k", 2.0, 3) == pytest.approx(0.5)
+    assert a.take("k2", 2.0, 3) == 0.0
+    now[0] += 0.5
+    assert b.take("k", 2.0, 3) == 0.0 and a.take("k", 2.0, 3) > 0
+    now[0] -= 10  # a clock step back pauses refilling, it does not empty or fill the bucket
+    assert a.take("k", 2.0, 3) > 0
+    a.close(), b.close()
+
+
+def _take_many(path: str, n: int, q) -> None:
+    from lmlab.serve.ratelimit import SQLiteBuckets
+
+    h = SQLiteBuckets(path)
+    q.put(sum(h.take("k", 0.001, 10) == 0.0 for _ in range(n)))
+    h.close()
+
+
+def test_sqlite_buckets_hold_across_processes(tmp_path):
+    """Four processes take 25 tokens each from one bucket of 10 (refilling once in 1000 s): 10 in all."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=_take_many, args=(str(tmp_path / "rl.sqlite"), 25, q)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    got = [q.get(timeout=30) for _ in procs]
+    for p in procs:
+        p.join(timeout=30)
+    assert sum(got) == 10, got
+
+
+def test_redis_buckets_are_shared(tmp_path):
+    from redis_helper import redis_server
+
+    from lmlab.serve.ratelimit import RedisBuckets
+
+    with redis_server(tmp_path) as url:
+        a, b = RedisBuckets(url), RedisBuckets(url)
+        assert [h.take("k", 1.0, 3) for h in (a, b, a)] == [0.0, 0.0, 0.0]
+        assert 0 < b.take("k", 1.0, 3) <= 1.0
+        assert b.take("k2", 1.0, 3) == 0.0
+        a.close(), b.close()
+
+
+def test_open_buckets_follows_the_deployment(tmp_path):
+    from lmlab.serve.ratelimit import LocalBuckets, RedisBuckets, SQLiteBuckets, open_buckets
+
+    base = GatewayConfig(server=ServerConfig(state_dir=str(tmp_path)))
+    assert isinstance(open_buckets(base), LocalBuckets)
+    two = open_buckets(base.replace(server=base.server.replace(workers=2)))
+    assert isinstance(two, SQLiteBuckets) and two.path == tmp_path / "ratelimit.sqlite"
+    two.close()
+    assert isinstance(open_buckets(base.replace(cache=base.cache.replace(store="redis://127.0.0.1:1/0"))), RedisBuckets)
 
 
 def test_threshold_at_fpr():
