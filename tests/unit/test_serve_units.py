@@ -217,7 +217,8 @@ def test_default_guard_builds_calibrates_and_reloads(tmp_path, monkeypatch, one_
     assert meta["calib_fpr"] <= 0.1 and meta["n_calib"] == 15
     assert (tmp_path / "state" / "guard").exists()
     det2, meta2 = default_detector(cfg, lm, tmp_path / "state", max_prompts=50)
-    assert meta2 == meta and np.allclose(det2.score(["hello"]), det.score(["hello"]))
+    assert meta["source"] == "built" and meta2["source"] == "state_dir"  # loaded, not rebuilt
+    assert {**meta2, "source": ""} == {**meta, "source": ""} and np.allclose(det2.score(["hello"]), det.score(["hello"]))
     g = build_guard(GuardConfig(enabled=False), lm, tmp_path)
     assert g is None
 
@@ -322,3 +323,38 @@ def test_queue_on_token_hook_streams_the_same_tokens(one_thread):
         bad = q.submit("hello", max_new_tokens=3, on_token=lambda t: 1 / 0).result()  # a failing listener is dropped
     assert lm.tokenizer.decode(seen, skip_special_tokens=True) == text and len(seen) <= 6
     assert bad == text[: len(bad)]
+
+
+def test_packaged_guard_is_consistent():
+    """The calibrated default guard shipped as package data: small, loadable without a model, its file key is
+    what default_detector computes for its model and calibration, and its threshold, FPR and TPR follow from its
+    stored calibration scores on the bundled set's held-out split."""
+    import json
+
+    from lmlab.moderation.data import DEFAULT_SHA256, load_default, split_fingerprint, stratified_split
+    from lmlab.moderation.muli import MULIDetector
+    from lmlab.serve.config import GuardConfig
+    from lmlab.serve.guard import GUARD_VERSION, PACKAGED_GUARD_DIR, guard_key, read_detector_meta
+
+    files = sorted(PACKAGED_GUARD_DIR.glob("muli-*.npz"))
+    assert files, f"no packaged guard in {PACKAGED_GUARD_DIR}"
+    labels = load_default().labels
+    for f in files:
+        info = json.loads(f.with_suffix(".json").read_text())
+        assert f.stat().st_size < 2_000_000
+        meta = read_detector_meta(f)
+        det = MULIDetector.load(f)  # arrays and metadata only: no model needed
+        assert det.w.shape == det.idx.shape == det.mean.shape == det.std.shape and np.isfinite(det.w).all()
+        assert meta["model_fingerprint"] == info["model_fingerprint"] == info["lm_fingerprint"]
+        assert meta["template_key"] == info["template_key"] and info["version"] == GUARD_VERSION
+        cfg = GuardConfig(target_fpr=info["target_fpr"], calib_frac=info["calib_frac"], seed=info["seed"])
+        assert f.stem == f"muli-{guard_key(cfg, info['model_fingerprint'], info['template_key'])}" == f"muli-{info['key']}"
+        assert info["calibration_set"]["sha256"] == DEFAULT_SHA256
+        train, calib = stratified_split(labels, cfg.calib_frac, cfg.seed)
+        assert info["calibration_set"]["split_fingerprint"] == split_fingerprint(train, calib)
+        assert info["calib_labels"] == labels[calib].tolist() and info["n_train"] == len(train)
+        s, y = np.array(info["calib_scores"]), np.array(info["calib_labels"])
+        thr = threshold_at_fpr(s[y == 0], cfg.target_fpr)
+        assert thr == info["threshold"] == meta["threshold"]
+        assert np.mean(s[y == 0] >= thr) == info["calib_fpr"] <= cfg.target_fpr
+        assert np.mean(s[y == 1] >= thr) == info["calib_tpr"]

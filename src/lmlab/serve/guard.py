@@ -111,8 +111,8 @@ def build_guard(cfg: GuardConfig, lm: Any, state_dir: Path, detector: Any = None
                               "set guard.detector to a saved text detector (.npz, e.g. tfidf-lr) or guard.enabled = false")
         det, meta = default_detector(cfg, lm, state_dir)
         thr = cfg.threshold if cfg.threshold is not None else float(meta["threshold"])
-        return Guard(cfg, det, thr, {"detector": "muli (default)", **{k: meta[k] for k in ("target_fpr", "calib_fpr",
-                                                                                          "calib_tpr", "path")}})
+        return Guard(cfg, det, thr, {"detector": "muli (default)", **{k: meta.get(k) for k in (
+            "target_fpr", "calib_fpr", "calib_tpr", "path", "source")}})
     if ":" in spec and not Path(spec).exists():
         det = _import(spec)
         thr = cfg.threshold if cfg.threshold is not None else float(getattr(det, "threshold", 0.5))
@@ -225,7 +225,7 @@ def package_guard(cfg: GuardConfig, lm: Any, state_dir: Path, dest: Path = PACKA
             "calib_tpr": float(np.mean(s_cal[y_cal == 1] >= thr)),
             "n_train": int(len(train)), "n_calib": int(len(calib)),
             "n_calib_benign": int((y_cal == 0).sum()), "n_calib_toxic": int((y_cal == 1).sum()),
-            "model": str(lm.name), "model_fingerprint": saved["model_fingerprint"],
+            "model": str(lm.name), "model_fingerprint": saved["model_fingerprint"], "lm_fingerprint": lm.fingerprint,
             "template_key": saved["template_key"], "key": src.stem.removeprefix("muli-"),
             "calib_frac": cfg.calib_frac, "seed": cfg.seed, "version": GUARD_VERSION,
             "calibration_set": {"name": "lmlab.moderation.data.load_default (OpenAI moderation evaluation set, "
