@@ -380,7 +380,7 @@ class UpstreamBackend(Backend):
 
         import httpx
 
-        headers = [(b"content-type", b"application/json"), (b"accept", b"*/*")]
+        headers = [(b"content-type", b"application/json"), (b"accept", b"*/*"), (b"user-agent", b"lmlab-serve")]
         if self.cfg.api_key_env:
             key = os.environ.get(self.cfg.api_key_env)
             if key:
