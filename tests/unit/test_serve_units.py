@@ -358,3 +358,20 @@ def test_packaged_guard_is_consistent():
         assert thr == info["threshold"] == meta["threshold"]
         assert np.mean(s[y == 0] >= thr) == info["calib_fpr"] <= cfg.target_fpr
         assert np.mean(s[y == 1] >= thr) == info["calib_tpr"]
+
+
+def test_upstream_transport_honours_proxy_environment(monkeypatch):
+    """Upstream calls skip httpx's client, so the proxy variables it would read are read here."""
+    from lmlab.serve.netio import CoalescingBackend, env_proxy, upstream_transport
+
+    for v in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(v, raising=False)
+    import httpx
+
+    assert env_proxy("http://10.0.0.5:8000/v1/") is None
+    t = upstream_transport("http://10.0.0.5:8000/v1/", httpx.Limits())
+    assert isinstance(t._pool._network_backend, CoalescingBackend)  # one write per request
+    monkeypatch.setenv("https_proxy", "http://proxy.example:3128")
+    monkeypatch.setenv("no_proxy", "localhost,127.0.0.1")
+    assert env_proxy("https://api.example.com/v1/") == "http://proxy.example:3128"
+    assert env_proxy("http://api.example.com/v1/") is None and env_proxy("https://127.0.0.1:8080/v1/") is None
