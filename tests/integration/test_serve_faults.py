@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -50,9 +51,9 @@ level = "warning"
 """
 
 
-def write_config(tmp: Path, threshold: float = 0.99) -> Path:
+def write_config(tmp: Path, threshold: float = 0.99, extra: str = "") -> Path:
     p = tmp / "gateway.toml"
-    p.write_text(CONFIG.format(state=tmp / "state", threshold=threshold))
+    p.write_text(CONFIG.format(state=tmp / "state", threshold=threshold) + extra)
     return p
 
 
@@ -178,16 +179,35 @@ def worker_connections(server_pid: int, port: int, n_max: int = 40) -> dict[int,
     return workers
 
 
-def post(conn: http.client.HTTPConnection, text: str) -> tuple[str, str]:
-    conn.request("POST", "/v1/chat/completions", body=json.dumps(body(text)), headers={"content-type": "application/json"})
+def send(conn: http.client.HTTPConnection, text: str, key: str = "k-open") -> tuple[int, dict, Any]:
+    conn.request("POST", "/v1/chat/completions", body=json.dumps(body(text)),
+                 headers={"content-type": "application/json", "authorization": f"Bearer {key}"})
     r = conn.getresponse()
-    data = json.loads(r.read())
-    assert r.status == 200, data
+    return r.status, json.loads(r.read()), r
+
+
+def post(conn: http.client.HTTPConnection, text: str) -> tuple[str, str]:
+    status, data, r = send(conn, text)
+    assert status == 200, data
     return r.getheader("x-lmlab-cache"), data["choices"][0]["message"]["content"]
 
 
+KEYS = """
+[[auth.keys]]
+sha256 = "{open}"
+[[auth.keys]]
+sha256 = "{limited}"
+rps = 0.001
+burst = 3
+"""
+
+
 def test_two_workers_serve_each_others_writes(tmp_path):
-    cfg = write_config(tmp_path, threshold=0.8)
+    """...and share the rate limits: a key's bucket of 3 holds 3 requests in all, not 3 per worker."""
+    from lmlab.serve import hash_key
+
+    cfg = write_config(tmp_path, threshold=0.8,
+                       extra=KEYS.format(open=hash_key("k-open"), limited=hash_key("k-limited")))
     port = free_port()
     server = start_server(cfg, port, workers=2)
     try:
@@ -201,6 +221,8 @@ def test_two_workers_serve_each_others_writes(tmp_path):
             assert state == "stored"
             assert post(second, q) == ("hit", answer)  # exact path
             assert post(second, q.replace("?", ", exactly?")) == ("hit", answer)  # semantic path: index caught up
+        statuses = [send(c, f"limited {i}", "k-limited")[0] for i in range(3) for c in (a, b)]
+        assert sorted(statuses) == [200, 200, 200, 429, 429, 429], statuses
         for c in conns.values():
             c.close()
     finally:

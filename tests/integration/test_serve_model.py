@@ -26,3 +26,28 @@ def test_default_gateway_with_real_models(tmp_path, one_thread):
 
         v = np.array([d.embedding for d in e.data])
         assert v.shape == (3, 384) and v[0] @ v[1] > v[0] @ v[2]
+
+
+def test_packaged_guard_serves_the_default_model(tmp_path, one_thread):
+    """An empty state directory: the default guard comes from the package (no build), and it scores calibration
+    prompts as the stored calibration scores say."""
+    import json
+    from pathlib import Path
+
+    import numpy as np
+
+    from lmlab.lm import load_lm
+    from lmlab.moderation.data import load_default, stratified_split
+    from lmlab.serve.config import GuardConfig
+    from lmlab.serve.guard import default_detector
+
+    lm = load_lm("default", needs=("logits",))
+    det, meta = default_detector(GuardConfig(), lm, tmp_path)
+    assert meta["source"] == "package" and not (tmp_path / "guard").exists()
+    info = json.loads(Path(meta["path"]).with_suffix(".json").read_text())
+    data = load_default()
+    _, calib = stratified_split(data.labels, info["calib_frac"], info["seed"])
+    y = np.array(info["calib_labels"])
+    pick = [*np.flatnonzero(y == 1)[:3], *np.flatnonzero(y == 0)[:3]]
+    got = det.score([data.texts[calib[i]] for i in pick])
+    assert np.allclose(got, [info["calib_scores"][i] for i in pick], atol=1e-3), got

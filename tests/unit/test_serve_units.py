@@ -6,7 +6,7 @@ import pytest
 from lmlab.config import ConfigError
 from lmlab.serve import GatewayConfig, hash_key
 from lmlab.serve.backends import CircuitBreaker, pieces
-from lmlab.serve.config import reference
+from lmlab.serve.config import ServerConfig, reference
 from lmlab.serve.guard import threshold_at_fpr
 
 TOML = """
@@ -96,16 +96,78 @@ def test_circuit_breaker_states():
     assert b.state == "closed" and b.failures == 0 and b.allow()
 
 
-def test_token_bucket(monkeypatch):
-    from lmlab.serve import app as appmod
+def test_token_bucket():
+    from lmlab.serve.ratelimit import LocalBuckets
 
     now = [100.0]
-    monkeypatch.setattr(appmod.time, "monotonic", lambda: now[0])
-    tb = appmod.TokenBucket(rate=2.0, burst=3)
-    assert [tb.take() for _ in range(3)] == [0.0, 0.0, 0.0]
-    assert tb.take() == pytest.approx(0.5)
+    tb = LocalBuckets(clock=lambda: now[0])
+    assert [tb.take("k", 2.0, 3) for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert tb.take("k", 2.0, 3) == pytest.approx(0.5)
+    assert tb.take("other", 2.0, 3) == 0.0  # one bucket per key
     now[0] += 0.5
-    assert tb.take() == 0.0
+    assert tb.take("k", 2.0, 3) == 0.0
+
+
+def test_sqlite_buckets_are_shared_by_handles(tmp_path):
+    from lmlab.serve.ratelimit import SQLiteBuckets
+
+    now = [1000.0]
+    a, b = (SQLiteBuckets(tmp_path / "rl.sqlite", clock=lambda: now[0]) for _ in range(2))
+    assert [h.take("k", 2.0, 3) for h in (a, b, a)] == [0.0, 0.0, 0.0]  # one bucket of 3, whichever handle takes
+    assert b.take("k", 2.0, 3) == pytest.approx(0.5)
+    assert a.take("k2", 2.0, 3) == 0.0
+    now[0] += 0.5
+    assert b.take("k", 2.0, 3) == 0.0 and a.take("k", 2.0, 3) > 0
+    now[0] -= 10  # a clock step back pauses refilling, it does not empty or fill the bucket
+    assert a.take("k", 2.0, 3) > 0
+    a.close(), b.close()
+
+
+def _take_many(path: str, n: int, q) -> None:
+    from lmlab.serve.ratelimit import SQLiteBuckets
+
+    h = SQLiteBuckets(path)
+    q.put(sum(h.take("k", 0.001, 10) == 0.0 for _ in range(n)))
+    h.close()
+
+
+def test_sqlite_buckets_hold_across_processes(tmp_path):
+    """Four processes take 25 tokens each from one bucket of 10 (refilling once in 1000 s): 10 in all."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=_take_many, args=(str(tmp_path / "rl.sqlite"), 25, q)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    got = [q.get(timeout=30) for _ in procs]
+    for p in procs:
+        p.join(timeout=30)
+    assert sum(got) == 10, got
+
+
+def test_redis_buckets_are_shared(tmp_path):
+    from redis_helper import redis_server
+
+    from lmlab.serve.ratelimit import RedisBuckets
+
+    with redis_server(tmp_path) as url:
+        a, b = RedisBuckets(url), RedisBuckets(url)
+        assert [h.take("k", 1.0, 3) for h in (a, b, a)] == [0.0, 0.0, 0.0]
+        assert 0 < b.take("k", 1.0, 3) <= 1.0
+        assert b.take("k2", 1.0, 3) == 0.0
+        a.close(), b.close()
+
+
+def test_open_buckets_follows_the_deployment(tmp_path):
+    from lmlab.serve.ratelimit import LocalBuckets, RedisBuckets, SQLiteBuckets, open_buckets
+
+    base = GatewayConfig(server=ServerConfig(state_dir=str(tmp_path)))
+    assert isinstance(open_buckets(base), LocalBuckets)
+    two = open_buckets(base.replace(server=base.server.replace(workers=2)))
+    assert isinstance(two, SQLiteBuckets) and two.path == tmp_path / "ratelimit.sqlite"
+    two.close()
+    assert isinstance(open_buckets(base.replace(cache=base.cache.replace(store="redis://127.0.0.1:1/0"))), RedisBuckets)
 
 
 def test_threshold_at_fpr():
@@ -155,7 +217,8 @@ def test_default_guard_builds_calibrates_and_reloads(tmp_path, monkeypatch, one_
     assert meta["calib_fpr"] <= 0.1 and meta["n_calib"] == 15
     assert (tmp_path / "state" / "guard").exists()
     det2, meta2 = default_detector(cfg, lm, tmp_path / "state", max_prompts=50)
-    assert meta2 == meta and np.allclose(det2.score(["hello"]), det.score(["hello"]))
+    assert meta["source"] == "built" and meta2["source"] == "state_dir"  # loaded, not rebuilt
+    assert {**meta2, "source": ""} == {**meta, "source": ""} and np.allclose(det2.score(["hello"]), det.score(["hello"]))
     g = build_guard(GuardConfig(enabled=False), lm, tmp_path)
     assert g is None
 
@@ -260,3 +323,55 @@ def test_queue_on_token_hook_streams_the_same_tokens(one_thread):
         bad = q.submit("hello", max_new_tokens=3, on_token=lambda t: 1 / 0).result()  # a failing listener is dropped
     assert lm.tokenizer.decode(seen, skip_special_tokens=True) == text and len(seen) <= 6
     assert bad == text[: len(bad)]
+
+
+def test_packaged_guard_is_consistent():
+    """The calibrated default guard shipped as package data: small, loadable without a model, its file key is
+    what default_detector computes for its model and calibration, and its threshold, FPR and TPR follow from its
+    stored calibration scores on the bundled set's held-out split."""
+    import json
+
+    from lmlab.moderation.data import DEFAULT_SHA256, load_default, split_fingerprint, stratified_split
+    from lmlab.moderation.muli import MULIDetector
+    from lmlab.serve.config import GuardConfig
+    from lmlab.serve.guard import GUARD_VERSION, PACKAGED_GUARD_DIR, guard_key, read_detector_meta
+
+    files = sorted(PACKAGED_GUARD_DIR.glob("muli-*.npz"))
+    assert files, f"no packaged guard in {PACKAGED_GUARD_DIR}"
+    labels = load_default().labels
+    for f in files:
+        info = json.loads(f.with_suffix(".json").read_text())
+        assert f.stat().st_size < 2_000_000
+        meta = read_detector_meta(f)
+        det = MULIDetector.load(f)  # arrays and metadata only: no model needed
+        assert det.w.shape == det.idx.shape == det.mean.shape == det.std.shape and np.isfinite(det.w).all()
+        assert meta["model_fingerprint"] == info["model_fingerprint"] == info["lm_fingerprint"]
+        assert meta["template_key"] == info["template_key"] and info["version"] == GUARD_VERSION
+        cfg = GuardConfig(target_fpr=info["target_fpr"], calib_frac=info["calib_frac"], seed=info["seed"])
+        assert f.stem == f"muli-{guard_key(cfg, info['model_fingerprint'], info['template_key'])}" == f"muli-{info['key']}"
+        assert info["calibration_set"]["sha256"] == DEFAULT_SHA256
+        train, calib = stratified_split(labels, cfg.calib_frac, cfg.seed)
+        assert info["calibration_set"]["split_fingerprint"] == split_fingerprint(train, calib)
+        assert info["calib_labels"] == labels[calib].tolist() and info["n_train"] == len(train)
+        s, y = np.array(info["calib_scores"]), np.array(info["calib_labels"])
+        thr = threshold_at_fpr(s[y == 0], cfg.target_fpr)
+        assert thr == info["threshold"] == meta["threshold"]
+        assert np.mean(s[y == 0] >= thr) == info["calib_fpr"] <= cfg.target_fpr
+        assert np.mean(s[y == 1] >= thr) == info["calib_tpr"]
+
+
+def test_upstream_transport_honours_proxy_environment(monkeypatch):
+    """Upstream calls skip httpx's client, so the proxy variables it would read are read here."""
+    from lmlab.serve.netio import CoalescingBackend, env_proxy, upstream_transport
+
+    for v in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(v, raising=False)
+    import httpx
+
+    assert env_proxy("http://10.0.0.5:8000/v1/") is None
+    t = upstream_transport("http://10.0.0.5:8000/v1/", httpx.Limits())
+    assert isinstance(t._pool._network_backend, CoalescingBackend)  # one write per request
+    monkeypatch.setenv("https_proxy", "http://proxy.example:3128")
+    monkeypatch.setenv("no_proxy", "localhost,127.0.0.1")
+    assert env_proxy("https://api.example.com/v1/") == "http://proxy.example:3128"
+    assert env_proxy("http://api.example.com/v1/") is None and env_proxy("https://127.0.0.1:8080/v1/") is None

@@ -23,8 +23,8 @@ import secrets
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -47,25 +47,6 @@ MAX_EMBED_INPUTS = 2048
 
 
 # -- auth and rate limits ----------------------------------------------------------------------------------
-class TokenBucket:
-    """``rate`` tokens per second up to ``burst``; ``take()`` returns 0 when a token was taken, else the wait."""
-
-    def __init__(self, rate: float, burst: float):
-        self.rate, self.burst = rate, burst
-        self.tokens, self.t = burst, time.monotonic()
-
-    def take(self) -> float:
-        if self.rate <= 0:
-            return 0.0
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.t) * self.rate)
-        self.t = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return 0.0
-        return (1 - self.tokens) / self.rate
-
-
 class Slot:
     """One admitted request's place in ``Gateway.inflight``, released exactly once."""
 
@@ -108,7 +89,11 @@ class Gateway:
         self.cache: Any = None
         self.router: Any = None
         self.keys: dict[str, KeyConfig] = {k.digest: k for k in cfg.auth.keys}
-        self.buckets: dict[str, TokenBucket] = {}
+        from lmlab.serve.ratelimit import LocalBuckets, open_buckets
+
+        #: per-key token buckets: shared by the workers (SQLite) or the gateways on one Redis, else per process
+        self.buckets = open_buckets(cfg) if any(self._rate(k) > 0 for k in cfg.auth.keys) else LocalBuckets()
+        self._shared_buckets = not isinstance(self.buckets, LocalBuckets)
         self.inflight = 0
         self.hits: OrderedDict[str, tuple[str, int]] = OrderedDict()  # response id -> (tenant, cache entry) for reports
         self.ready = False
@@ -159,9 +144,13 @@ class Gateway:
                 log.warning("backend %s: close failed: %s", b.name, e)
         if self.cache is not None:
             await asyncio.to_thread(self.cache.close)
+        self.buckets.close()
 
     # -- per request -------------------------------------------------------------------------------------------
-    def authenticate(self, request: Any) -> Caller:
+    def _rate(self, k: KeyConfig) -> float:
+        return k.rps if k.rps is not None else self.cfg.limits.default_rps
+
+    async def authenticate(self, request: Any) -> Caller:
         if not self.keys:
             return Caller("default", "")
         auth = request.headers.get("authorization", "")
@@ -173,13 +162,13 @@ class Gateway:
         k = self.keys.get(digest) if scheme.lower() == "bearer" else None
         if k is None:
             raise GatewayError(401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key")
-        lim = self.cfg.limits
-        rate = k.rps if k.rps is not None else lim.default_rps
+        rate = self._rate(k)
         if rate > 0:
-            b = self.buckets.get(digest)
-            if b is None:
-                b = self.buckets[digest] = TokenBucket(rate, k.burst if k.burst is not None else lim.default_burst)
-            wait = b.take()
+            burst = k.burst if k.burst is not None else self.cfg.limits.default_burst
+            if self._shared_buckets:  # a SQLite transaction or a Redis round trip: off the event loop
+                wait = await asyncio.to_thread(self.buckets.take, digest, rate, burst)
+            else:
+                wait = self.buckets.take(digest, rate, burst)
             if wait > 0:
                 self.metrics.shed.labels("rate_limit").inc()
                 raise rate_limited(wait)
@@ -329,23 +318,49 @@ class Gateway:
         return self.router.plan(text)
 
     async def generate(self, plan: list[str], by: str, req: GenRequest, meta: dict[str, Any]) -> Generation:
+        """The whole answer from the first backend of ``plan`` that gives one (see :meth:`run_plan`)."""
+        attempts = self.run_plan(plan, by, req, meta, stream=False)
+        try:
+            gen = await anext(attempts)
+        finally:
+            await attempts.aclose()
+        assert isinstance(gen, Generation)
+        return gen
+
+    async def run_plan(self, plan: list[str], by: str, req: GenRequest, meta: dict[str, Any],
+                       stream: bool) -> AsyncIterator[Generation | str]:
+        """Try the backends of ``plan`` in order: a backend whose circuit is open is skipped (unless it is the
+        last); after a server error (5xx, before any text was sent) a routed request passes on to the next one. A
+        stream yields text pieces, otherwise one :class:`Generation`. The backend that answered is recorded in
+        ``meta["route"]`` and the metrics."""
         last: GatewayError | None = None
         for i, name in enumerate(plan):
             b = self.backends[name]
-            if not b.available() and i < len(plan) - 1:
+            final = i == len(plan) - 1
+            if not b.available() and not final:
                 continue
+            sent = False
+            gen: Generation | None = None
             try:
-                gen = await b.generate(req)
+                if stream:
+                    async with aclosing(b.stream(req)) as pieces_:
+                        async for piece in pieces_:
+                            sent = True
+                            yield piece
+                else:
+                    gen = await b.generate(req)
             except GatewayError as e:
-                if by != "direct" and e.status >= 500 and i < len(plan) - 1:
+                if not sent and by != "direct" and e.status >= 500 and not final:
                     last = e
                     continue
                 raise
             how = by if i == 0 else "fallback"
             meta["route"] = f"{how}:{name}"
             self.metrics.routes.labels(name, how).inc()
-            self.metrics.tokens.labels(name).inc(gen.completion_tokens)
-            return gen
+            if gen is not None:
+                self.metrics.tokens.labels(name).inc(gen.completion_tokens)
+                yield gen
+            return
         raise last or GatewayError(503, "no backend is available", "server_error", "no_backend")
 
 
@@ -496,14 +511,16 @@ def create_app(config: GatewayConfig | str | Path | None = None, *, detector: An
                                            "internal_error"))
 
     def finish(endpoint: str, caller: Caller | None, status: int, t0: float, meta: dict[str, Any],
-               extra: dict[str, Any] | None = None) -> None:
+               extra: dict[str, Any] | Callable[[], dict[str, Any]] | None = None) -> None:
+        """Count the request; write its access-log line (``extra``: fields, or a function that makes them, called
+        only when the access log is on)."""
         m.requests.labels(endpoint, str(status), caller.tenant if caller else "-").inc()
         m.latency.labels(endpoint).observe(time.perf_counter() - t0)
         if cfg.logging.access:
             line = {"endpoint": endpoint, "status": status, "ms": round(1000 * (time.perf_counter() - t0), 2),
                     "tenant": caller.tenant if caller else None, "key": caller.name if caller else None,
                     **{k: v for k, v in meta.items() if k in ("cache", "route", "guard", "injection", "model")},
-                    **(extra or {})}
+                    **((extra() if callable(extra) else extra) or {})}
             access_log.info(json.dumps(line, ensure_ascii=False))
 
     def headers_for(meta: dict[str, Any]) -> dict[str, str]:
@@ -524,7 +541,7 @@ def create_app(config: GatewayConfig | str | Path | None = None, *, detector: An
         caller: Caller | None = None
         admitted = False
         try:
-            caller = gw.authenticate(request)
+            caller = await gw.authenticate(request)
             body = await gw.read_json(request)
             chat = endpoint == "chat"
             req, stream, opts = (parse_chat if chat else parse_completion)(body, cfg.limits)
@@ -571,7 +588,8 @@ def create_app(config: GatewayConfig | str | Path | None = None, *, detector: An
                 if target is not None and gen.finish_reason != "content_filter":
                     await gw.cache_put(target, gen.text, meta)
             payload = response_body(rid, model, chat, gen, meta)
-            finish(endpoint, caller, 200, t0, meta, log_extra(req, gen.text))
+            text_out = gen.text
+            finish(endpoint, caller, 200, t0, meta, lambda: log_extra(req, text_out))
             return JSONResponse(payload, headers=headers_for(meta))
         except GatewayError as e:
             finish(endpoint, caller, e.status, t0, meta, {"error": e.code or e.type})
@@ -628,29 +646,12 @@ def create_app(config: GatewayConfig | str | Path | None = None, *, detector: An
                 finish_reason = gen.finish_reason
             else:
                 assert plan is not None and by is not None
-                done = False
-                last: GatewayError | None = None
-                for i, name in enumerate(plan):
-                    b = gw.backends[name]
-                    if not b.available() and i < len(plan) - 1:
-                        continue
-                    try:
-                        async for p in b.stream(req):
-                            parts.append(p)
-                            yield chunk(p, first=first)
-                            first = False
-                    except GatewayError as e:
-                        if not parts and by != "direct" and e.status >= 500 and i < len(plan) - 1:
-                            last = e
-                            continue
-                        raise
-                    how = by if i == 0 else "fallback"
-                    meta["route"] = f"{how}:{name}"
-                    m.routes.labels(name, how).inc()
-                    done = True
-                    break
-                if not done:
-                    raise last or GatewayError(503, "no backend is available", "server_error", "no_backend")
+                async with aclosing(gw.run_plan(plan, by, req, meta, stream=True)) as answer:
+                    async for p in answer:
+                        assert isinstance(p, str)
+                        parts.append(p)
+                        yield chunk(p, first=first)
+                        first = False
                 if target is not None:
                     await gw.cache_put(target, "".join(parts), meta)
             if first:
@@ -667,7 +668,7 @@ def create_app(config: GatewayConfig | str | Path | None = None, *, detector: An
         finally:
             slot.release()
             finish("chat" if chat else "completions", caller, status, t0, meta,
-                   {**log_extra(req, "".join(parts) if parts else (gen.text if gen else None)), "stream": True})
+                   lambda: {**log_extra(req, "".join(parts) if parts else (gen.text if gen else None)), "stream": True})
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Any:
@@ -683,7 +684,7 @@ def create_app(config: GatewayConfig | str | Path | None = None, *, detector: An
         caller: Caller | None = None
         meta: dict[str, Any] = {}
         try:
-            caller = gw.authenticate(request)
+            caller = await gw.authenticate(request)
             body = await gw.read_json(request)
             if gw.embedder is None:
                 gw.embedder = await asyncio.to_thread(load_cache_embedder, cfg.cache.embedder)
@@ -723,7 +724,7 @@ def create_app(config: GatewayConfig | str | Path | None = None, *, detector: An
         t0 = time.perf_counter()
         caller: Caller | None = None
         try:
-            caller = gw.authenticate(request)
+            caller = await gw.authenticate(request)
             body = await gw.read_json(request)
             if gw.guard is None:
                 raise GatewayError(404, "this gateway has no guard (guard.enabled = false)", "invalid_request_error",
@@ -748,7 +749,7 @@ def create_app(config: GatewayConfig | str | Path | None = None, *, detector: An
 
     @app.get("/v1/models")
     async def models(request: Request) -> Any:
-        gw.authenticate(request)
+        await gw.authenticate(request)
         ids = gw.model_names()
         if gw.embedder is not None:
             ids.append(gw.embedder.name)
@@ -757,7 +758,7 @@ def create_app(config: GatewayConfig | str | Path | None = None, *, detector: An
     @app.post("/v1/lmlab/cache/wrong-hit")
     async def wrong_hit(request: Request) -> Any:
         """A client reports that a cached answer (by the response id that carried ``x-lmlab-cache: hit``) was wrong."""
-        caller = gw.authenticate(request)
+        caller = await gw.authenticate(request)
         body = await gw.read_json(request)
         rec = gw.hits.get(str(body.get("id", "")))
         if rec is None or rec[0] != caller.tenant:

@@ -369,28 +369,46 @@ class UpstreamBackend(Backend):
     def __init__(self, cfg: BackendConfig, transport: Any = None):
         super().__init__(cfg)
         self.breaker = CircuitBreaker(cfg.breaker_failures, cfg.breaker_cooldown_s)
-        self.client: Any = None
+        self.transport: Any = None
         self._transport = transport
+        self._urls: dict[str, Any] = {}
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._ext: dict[str, Any] = {}
 
     async def start(self) -> None:
         import os
 
         import httpx
 
-        headers = {}
+        headers = [(b"content-type", b"application/json"), (b"accept", b"*/*"), (b"user-agent", b"lmlab-serve")]
         if self.cfg.api_key_env:
             key = os.environ.get(self.cfg.api_key_env)
             if key:
-                headers["Authorization"] = f"Bearer {key}"
+                headers.append((b"authorization", f"Bearer {key}".encode()))
+        self._headers = headers
         timeout = httpx.Timeout(connect=self.cfg.connect_timeout_s, read=self.cfg.read_timeout_s,
                                 write=self.cfg.read_timeout_s, pool=self.cfg.connect_timeout_s)
-        self.client = httpx.AsyncClient(base_url=self.cfg.url.rstrip("/") + "/", headers=headers, timeout=timeout,
-                                        transport=self._transport,
-                                        limits=httpx.Limits(max_connections=256, max_keepalive_connections=64))
+        self._ext = {"timeout": timeout.as_dict()}
+        base = self.cfg.url.rstrip("/") + "/"
+        self._urls = {r: httpx.URL(base + r) for r in ("chat/completions", "completions")}
+        if self._transport is not None:
+            self.transport = self._transport
+        else:
+            from lmlab.serve.netio import upstream_transport
+
+            self.transport = upstream_transport(base, httpx.Limits(max_connections=256, max_keepalive_connections=64))
 
     async def close(self) -> None:
-        if self.client is not None:
-            await self.client.aclose()
+        if self.transport is not None:
+            await self.transport.aclose()
+
+    async def _send(self, route: str, body: dict[str, Any]) -> Any:
+        """POST ``body`` as JSON through the transport; the response's body is not read yet (close it)."""
+        import httpx
+
+        content = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        req = httpx.Request("POST", self._urls[route], headers=self._headers, content=content, extensions=self._ext)
+        return await self.transport.handle_async_request(req)
 
     def available(self) -> bool:
         return self.breaker.state != "open" or self.breaker.clock() - self.breaker.opened_at >= self.breaker.cooldown_s
@@ -464,13 +482,14 @@ class UpstreamBackend(Backend):
             if left <= 0:
                 break
             try:
-                out = await asyncio.wait_for(fn(), timeout=left)
+                async with asyncio.timeout(left):  # no extra task per attempt, unlike asyncio.wait_for
+                    out = await fn()
                 self._note(True)
                 return out
             except _Retryable as e:
                 self._note(False, e.reason)
                 last = e.error
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self._note(False, "timeout")
                 last = upstream(f"upstream {self.name} did not answer within {self.cfg.timeout_s} s", 504, "timeout")
                 break
@@ -501,7 +520,11 @@ class UpstreamBackend(Backend):
 
         async def once() -> Generation:
             try:
-                r = await self.client.post(route, json=body)
+                r = await self._send(route, body)
+                try:
+                    await r.aread()
+                finally:
+                    await r.aclose()
             except httpx.HTTPError as e:
                 raise self._transport_error(e) from None
             if r.status_code >= 500 and not self._overloaded(r.status_code, r.text):
@@ -534,7 +557,8 @@ class UpstreamBackend(Backend):
             started = False
             try:
                 async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-                    async with self.client.stream("POST", route, json=body) as r:
+                    r = await self._send(route, body)
+                    try:
                         if r.status_code >= 400:
                             text = (await r.aread()).decode("utf-8", "replace")
                             if r.status_code < 500 or self._overloaded(r.status_code, text):
@@ -562,6 +586,8 @@ class UpstreamBackend(Backend):
                         # the body ended without [DONE]: the upstream dropped the stream
                         raise _Retryable("dropped", upstream(f"upstream {self.name} closed the stream before it "
                                                              "finished", 502, "upstream_stream_dropped"))
+                    finally:
+                        await r.aclose()
             except TimeoutError:
                 self._note(False, "timeout")
                 raise upstream(f"upstream {self.name} did not finish within {self.cfg.timeout_s} s", 504,

@@ -117,8 +117,9 @@ class BackendConfig(Config):
 @dataclass(frozen=True)
 class GuardConfig(Config):
     enabled: bool = True  # screen each request's last user message
-    #: "default": a MULI detector on the serving model's own first-token logits, built from the bundled
-    #: moderation set on first start and cached under state_dir; a path to a saved detector (.npz);
+    #: "default": a MULI detector on the serving model's own first-token logits, calibrated on the bundled
+    #: moderation set: shipped with lmlab for the default model, else built on first start and cached under
+    #: state_dir; a path to a saved detector (.npz);
     #: "module:attr" naming an object (or a zero-argument factory) with ``score(texts) -> P(toxic)``; or the
     #: URL of another lmlab gateway whose /v1/moderations is used (its threshold too)
     detector: str = "default"
@@ -178,7 +179,7 @@ class KeyConfig(Config):
     sha256: str = ""  # hex sha256 of the API key (`lmlab serve --hash-key KEY`)
     tenant: str = "default"  # cache namespace and metrics label
     name: str = ""  # a label for logs (never the key)
-    rps: float | None = None  # token-bucket refill per second (None = limits.default_rps)
+    rps: float | None = None  # token-bucket refill per second (None = limits.default_rps); shared by all workers
     burst: float | None = None  # bucket size (None = limits.default_burst)
 
     def validate(self) -> None:

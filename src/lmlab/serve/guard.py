@@ -26,6 +26,8 @@ from lmlab.serve.config import GuardConfig
 log = logging.getLogger("lmlab.serve")
 
 GUARD_VERSION = "serve-guard/1"
+#: calibrated default guards shipped with lmlab (``muli-<key>.npz`` + ``.json``; see :func:`package_guard`)
+PACKAGED_GUARD_DIR = Path(__file__).resolve().parent / "data" / "guard"
 
 
 def threshold_at_fpr(benign_scores: np.ndarray, target_fpr: float) -> float:
@@ -109,8 +111,8 @@ def build_guard(cfg: GuardConfig, lm: Any, state_dir: Path, detector: Any = None
                               "set guard.detector to a saved text detector (.npz, e.g. tfidf-lr) or guard.enabled = false")
         det, meta = default_detector(cfg, lm, state_dir)
         thr = cfg.threshold if cfg.threshold is not None else float(meta["threshold"])
-        return Guard(cfg, det, thr, {"detector": "muli (default)", **{k: meta[k] for k in ("target_fpr", "calib_fpr",
-                                                                                          "calib_tpr", "path")}})
+        return Guard(cfg, det, thr, {"detector": "muli (default)", **{k: meta.get(k) for k in (
+            "target_fpr", "calib_fpr", "calib_tpr", "path", "source")}})
     if ":" in spec and not Path(spec).exists():
         det = _import(spec)
         thr = cfg.threshold if cfg.threshold is not None else float(getattr(det, "threshold", 0.5))
@@ -125,25 +127,39 @@ def build_guard(cfg: GuardConfig, lm: Any, state_dir: Path, detector: Any = None
     return Guard(cfg, det, thr, {"detector": str(spec)})
 
 
+def guard_key(cfg: GuardConfig, model_fingerprint: str, template_key: str, max_prompts: int | None = None) -> str:
+    """The file key of a default guard: what it was built from (model weights, prompt template, calibration)."""
+    from lmlab.io import fingerprint
+
+    return fingerprint(GUARD_VERSION, model_fingerprint, template_key, cfg.target_fpr, cfg.calib_frac, cfg.seed,
+                       max_prompts)
+
+
 def default_detector(cfg: GuardConfig, lm: Any, state_dir: Path, max_prompts: int | None = None) -> tuple[Any, dict]:
     """MULI on ``lm``'s first-token logits, fitted on the bundled moderation set and calibrated to
-    ``cfg.target_fpr`` on its held-out part; loaded from ``state_dir/guard`` when built before."""
-    from lmlab.io import atomic_write_json, fingerprint
+    ``cfg.target_fpr`` on its held-out part; loaded from ``state_dir/guard`` when built before, else from the
+    package when one was shipped for this model and calibration (:data:`PACKAGED_GUARD_DIR`), else built."""
+    from lmlab.io import atomic_write_json
     from lmlab.moderation.data import load_default, stratified_split
     from lmlab.moderation.features import FirstTokenFeatures, PromptTemplate
     from lmlab.moderation.muli import MULIDetector
 
     template = PromptTemplate()
     feats = FirstTokenFeatures(lm, template, cache_dir=None)
-    key = fingerprint(GUARD_VERSION, lm.fingerprint, feats.template_key, cfg.target_fpr, cfg.calib_frac, cfg.seed,
-                      max_prompts)
+    key = guard_key(cfg, lm.fingerprint, feats.template_key, max_prompts)
     out = Path(state_dir) / "guard" / f"muli-{key}.npz"
     side = out.with_suffix(".json")
-    if out.exists() and side.exists():
-        meta = json.loads(side.read_text())
-        det = MULIDetector.load(out, feats)
-        det.threshold = float(meta["threshold"])
-        return det, meta
+    for path, source in ((out, "state_dir"), (PACKAGED_GUARD_DIR / out.name, "package")):
+        if path.exists() and path.with_suffix(".json").exists():
+            meta = {**json.loads(path.with_suffix(".json").read_text()), "path": str(path), "source": source}
+            det = MULIDetector.load(path, feats)
+            det.threshold = float(meta["threshold"])
+            return det, meta
+    if max_prompts is None:
+        log.warning("guard: no calibrated guard is packaged for model %s (fingerprint %s, target_fpr %g, calib_frac %g, "
+                    "seed %d); building it once from the bundled moderation set (10-30 min on one CPU core; saved "
+                    "to %s; skip with guard.enabled = false)", lm.name, lm.fingerprint, cfg.target_fpr,
+                    cfg.calib_frac, cfg.seed, out.parent)
     t0 = time.perf_counter()
     data = load_default()
     idx = np.arange(len(data))
@@ -169,8 +185,61 @@ def default_detector(cfg: GuardConfig, lm: Any, state_dir: Path, max_prompts: in
             "calib_fpr": float(np.mean(s_cal[y_cal == 0] >= thr)),
             "calib_tpr": float(np.mean(s_cal[y_cal == 1] >= thr)) if (y_cal == 1).any() else None,
             "n_train": int(len(train)), "n_calib": int(len(calib)), "seconds": round(time.perf_counter() - t0, 1),
-            "model": str(lm.name), "path": str(out), "version": GUARD_VERSION}
+            "model": str(lm.name), "path": str(out), "source": "built", "version": GUARD_VERSION}
     atomic_write_json(side, meta, indent=1)
     log.info("guard: built in %.0f s; threshold %.4f gives FPR %.3f / TPR %s on the calibration split",
              meta["seconds"], thr, meta["calib_fpr"], meta["calib_tpr"])
     return det, meta
+
+
+def package_guard(cfg: GuardConfig, lm: Any, state_dir: Path, dest: Path = PACKAGED_GUARD_DIR) -> Path:
+    """Ship the default guard built for ``lm`` (under ``state_dir``, built if missing) as package data: the
+    detector (same arrays, compressed) and a JSON with its provenance and the calibration split's scores, which
+    are recomputed here from the model's first-token logits and checked against the saved threshold and rates.
+    Returns the written ``.npz``."""
+    from lmlab.io import atomic_write_json
+    from lmlab.moderation.data import DEFAULT_SHA256, load_default, split_fingerprint, stratified_split
+    from lmlab.moderation.features import FirstTokenFeatures, PromptTemplate
+
+    det, meta = default_detector(cfg, lm, state_dir)
+    src = Path(meta["path"])
+    data = load_default()
+    train, calib = stratified_split(data.labels, cfg.calib_frac, cfg.seed)
+    X = FirstTokenFeatures(lm, PromptTemplate(), cache_dir="default", progress=True).logits(
+        [data.texts[i] for i in calib])
+    s_cal = det.score_logits(X)
+    y_cal = data.labels[calib]
+    thr = threshold_at_fpr(s_cal[y_cal == 0], cfg.target_fpr)
+    if thr != float(meta["threshold"]):
+        raise ValueError(f"{src}: the calibration scores give threshold {thr}, the saved guard says {meta['threshold']}")
+    saved = read_detector_meta(src)
+    out = Path(dest) / src.name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with np.load(src, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    tmp = out.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(out)
+    info = {"threshold": thr, "target_fpr": cfg.target_fpr,
+            "calib_fpr": float(np.mean(s_cal[y_cal == 0] >= thr)),
+            "calib_tpr": float(np.mean(s_cal[y_cal == 1] >= thr)),
+            "n_train": int(len(train)), "n_calib": int(len(calib)),
+            "n_calib_benign": int((y_cal == 0).sum()), "n_calib_toxic": int((y_cal == 1).sum()),
+            "model": str(lm.name), "model_fingerprint": saved["model_fingerprint"], "lm_fingerprint": lm.fingerprint,
+            "template_key": saved["template_key"], "key": src.stem.removeprefix("muli-"),
+            "calib_frac": cfg.calib_frac, "seed": cfg.seed, "version": GUARD_VERSION,
+            "calibration_set": {"name": "lmlab.moderation.data.load_default (OpenAI moderation evaluation set, "
+                                        "1,680 prompts, bundled)", "sha256": DEFAULT_SHA256,
+                                "split": f"stratified_split(labels, test_frac={cfg.calib_frac}, seed={cfg.seed}): "
+                                         "fit on the first part, threshold from the held-out part",
+                                "split_fingerprint": split_fingerprint(train, calib)},
+            "build_seconds": meta.get("seconds"),
+            "calib_scores": [float(x) for x in s_cal], "calib_labels": [int(y) for y in y_cal]}
+    atomic_write_json(out.with_suffix(".json"), info, indent=1)
+    return out
+
+
+def read_detector_meta(path: Path) -> dict[str, Any]:
+    """The JSON metadata stored inside a saved detector ``.npz`` (no arrays loaded)."""
+    with np.load(path, allow_pickle=False) as z:
+        return json.loads(str(z["meta"]))

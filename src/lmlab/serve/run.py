@@ -128,8 +128,10 @@ def run_server(cfg: GatewayConfig, **uvicorn_kwargs: Any) -> None:
 
     s = cfg.server
     level = cfg.logging.level.lower()
+    from lmlab.serve.netio import CoalescingHttpProtocol
+
     kw: dict[str, Any] = {"host": s.host, "port": s.port, "log_level": level, "access_log": False,
-                          "timeout_graceful_shutdown": 10, **uvicorn_kwargs}
+                          "timeout_graceful_shutdown": 10, "http": CoalescingHttpProtocol, **uvicorn_kwargs}
     if s.workers > 1:
         worker_cfg, host = start_model_host(cfg)
         try:

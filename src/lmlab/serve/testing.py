@@ -40,8 +40,10 @@ def serve_in_thread(app: Any, port: int | None = None, startup_timeout_s: float 
     import uvicorn
 
     port = port or free_port()
+    from lmlab.serve.netio import CoalescingHttpProtocol
+
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level=log_level, access_log=False,
-                                           lifespan="on", timeout_graceful_shutdown=2))
+                                           lifespan="on", timeout_graceful_shutdown=2, http=CoalescingHttpProtocol))
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()
     t0 = time.monotonic()
