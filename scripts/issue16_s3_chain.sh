@@ -14,9 +14,9 @@ step() {  # step NAME TIMEOUT CMD...
   heavy timeout "$to" "$@" > "logs/$name.log" 2>&1
   echo "$(date -u +%T) DONE $name rc=$? $(( $(date +%s) - t0 ))s (incl. wait)"
 }
-sweep() { local s=$1; shift; step "sweep-$s" 2400 $LMLAB sweep "$s" --seeds 0-2 --quick --cpus-per-trial 1 --num-cpus 1 --no-progress --out "runs/repro/$s" "$@"; }
+sweep() { local s=$1; shift; [ $# -eq 0 ] && set -- --seeds 0-2; step "sweep-$s" 2400 $LMLAB sweep "$s" --quick --cpus-per-trial 1 --num-cpus 1 --no-progress --out "runs/repro/$s" "$@"; }
 ctl() { local s=$1; step "control-$s" 1500 $LMLAB run "$s" --quick --control --threads 1 --out "runs/control/$s"; }
-sweep reversal-curse
+sweep reversal-curse --seeds 0,3,6  # the study repeats its main variant over seed, seed+1, seed+2: 0,3,6 keeps the seeds disjoint
 sweep llm-two-hop
 step et-1l-seeds 900 $PY scripts/extreme_tokens_seeds.py --seeds 0 1 2 --out runs/et-seeds
 sweep tokenization
