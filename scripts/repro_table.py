@@ -37,7 +37,9 @@ def rows(sweep_dir: Path) -> list[str]:
             finite = [v for v in nums if v is not None]
             rng = f"{_f(min(finite))} - {_f(max(finite))}" if finite else "-"
             n = a["n_runs"] + a.get("n_errors", 0)
-            if a["pass_rate"] is None:
+            if s.get("n_pending"):
+                verdict = f"incomplete: {s.get('n_done', 0)} of {s.get('n_trials', 0)} trials done"
+            elif a["pass_rate"] is None:
                 verdict = "not comparable"
             else:
                 verdict = "holds" if a["holds"] else ("not established" if a["n_pass"] else "fails")
