@@ -39,3 +39,29 @@ def test_held_claims_apart_and_control_beside_the_real_run(tmp_path):
     row = next(r for r in overview.split("<tr>") if "learns" in r and "real" in r)
     assert row.index(">pass<") < row.index(">fail<")  # the control's status sits beside the real one
     assert "control run of <a href='#real'>real</a>" in page
+
+
+def test_counts_per_run_and_stages(tmp_path):
+    runs = tmp_path / "runs"
+    _summary(runs / "real", "two-hop", [_claim("a", "pass"), _claim("b", "fail"), _claim("c", "not_comparable"),
+                                        _claim("d", "pass", holds_without_training=True, holds_reason="r")])
+    _summary(runs / "ctrl", "two-hop", [_claim("a", "fail"), _claim("b", "fail"), _claim("c", "not_comparable"),
+                                        _claim("d", "pass")], control=True)
+    s = json.loads((runs / "real" / "summary.json").read_text())
+    s["stages"] = {"transformer": {"computed": False, "fingerprint": "abcdef0123456789ffff",
+                                   "reason": "reused: a finished run with the same fingerprint"},
+                   "probe": {"computed": True, "fingerprint": "0011", "reason": "recomputed because lmlab.nn changed"},
+                   "odd": EVIL}
+    (runs / "real" / "summary.json").write_text(json.dumps(s))
+    page = build_report(runs, tmp_path / "r.html")[0].read_text()
+    per_run = page.split("<h2>Per run</h2>")[1].split("</table>")[0]
+    row = next(r for r in per_run.split("<tr>") if "#real" in r)
+    assert "2 pass · 1 fail · 1 not comparable · 1 hold without training" in row
+    assert "1 pass · 2 fail · 1 not comparable · 0 hold without training" in row  # the control's counts beside
+    assert "1 computed now, 1 reused" in row and "#ctrl'>ctrl</a>: " in row
+    assert not any("#ctrl'>ctrl</a></td><td>two-hop" in r for r in per_run.split("<tr>"))  # paired control not repeated
+    section = page.split("<h2 id='real'>")[1].split("<h2 id=")[0]
+    assert "<td>transformer</td><td>reused</td><td><code>abcdef0123456789</code></td>" in section
+    assert "<td>odd</td><td>unknown</td>" in section and "recomputed because lmlab.nn changed" in section and "<script>" not in page  # a bad record is escaped
+    ctrl = page.split("<h2 id='ctrl'>")[1].split("<h2 id=")[0]
+    assert "stages: not recorded" in ctrl

@@ -12,7 +12,12 @@ its trials' run directories are summarised there, not listed one by one.
 
 Claims marked ``holds_without_training`` (they pass with learning switched off: a property of the data or
 the metric) are listed apart, with their reason. A ``--control`` run is shown beside the real run of the same
-study, seed and size: each claim's status under the control sits next to the real one.
+study, seed and size: each claim's status under the control sits next to the real one, and the per-run table
+gives each run's pass / fail / not comparable / holds-without-training counts beside its control's.
+
+Each run's ``stages`` (from ``summary.json``: per stage, computed now or reused from disk, the fingerprint of the
+code, config and data that made it, and why) are listed in its section, so a result reused from an earlier run
+is visible as such.
 """
 
 from __future__ import annotations
@@ -71,6 +76,15 @@ study's code; <em>not_comparable</em> means our configuration differs from the o
 <em>control</em> is the status of the same claim in the <code>--control</code> run (learning switched off), where
 there is one: a claim that passes there too is not evidence of learning.</p>
 {% macro status(s) %}{% if s %}<span class='status' style='background:{{ colors.get(s, "#6e7781") }}'>{{ s }}</span>{% endif %}{% endmacro %}
+{% macro counts(n) %}{{ n.pass }} pass · {{ n.fail }} fail · {{ n.not_comparable }} not comparable · {{ n.held }} hold without training{% endmacro %}
+<h2>Per run</h2><p>Claim counts of each run; <em>hold without training</em> counts the claims marked so (also counted in
+their status). <em>stages</em>: the parts of the run (a trained model, a cache) computed now or reused from disk.</p>
+<table><tr><th>run</th><th>study</th><th>seed</th><th>size</th><th>claims</th><th>control run</th><th>stages</th></tr>
+{% for r in runs if not r.error and not r.control_of %}<tr><td><a href='#{{ r.anchor }}'>{{ r.name }}</a></td><td>{{ r.study }}</td>
+<td>{{ r.seed }}</td><td>{{ "quick" if r.quick else "full" }}{% if r.control %}, control{% endif %}</td><td>{{ counts(r.counts) }}</td>
+<td>{% if r.control_run %}<a href='#{{ r.control_run.anchor }}'>{{ r.control_run.name }}</a>: {{ counts(r.control_run.counts) }}{% else %}none{% endif %}</td>
+<td>{% if r.stages %}{{ r.stages|selectattr("state", "eq", "computed now")|list|length }} computed now, {{ r.stages|selectattr("state", "eq", "reused")|list|length }} reused{% else %}not recorded{% endif %}</td></tr>
+{% endfor %}</table>
 <table><tr><th>run</th><th>study</th><th>claim id</th><th>claim</th><th>paper</th><th>ours</th><th>tolerance</th>
 <th>status</th><th>control</th><th>seed</th></tr>
 {% for r in runs %}{% if r.error %}<tr><td>{{ r.name }}</td><td colspan=9>unreadable: {{ r.error }}</td></tr>
@@ -91,12 +105,31 @@ data or the metric), so they are not evidence that the model learned anything.</
 {% if r.control_of %}<p>control run of <a href='#{{ r.control_of.anchor }}'>{{ r.control_of.name }}</a></p>{% endif %}
 {% if r.control_run %}<p>its control run: <a href='#{{ r.control_run.anchor }}'>{{ r.control_run.name }}</a></p>{% endif %}
 <p>task {{ r.task_version }} · lmlab {{ r.prov.lmlab }} · commit {{ (r.prov.git_commit|string)[:10] }} · torch {{ r.prov.torch }}</p>
+<p>claims: {{ counts(r.counts) }}</p>
+{% if r.stages %}<table><tr><th>stage</th><th>this run</th><th>fingerprint</th><th>why</th></tr>
+{% for st in r.stages %}<tr><td>{{ st.name }}</td><td>{{ st.state }}</td><td><code>{{ st.fingerprint }}</code></td><td>{{ st.reason }}</td></tr>{% endfor %}</table>
+{% else %}<p>stages: not recorded (this study or an older run does not write them)</p>{% endif %}
 {% for f in r.figures %}{% if f.b64 %}<figure><img src='data:image/png;base64,{{ f.b64 }}' alt='{{ f.name }}'>
 <figcaption>{{ f.name }}</figcaption></figure>{% else %}<p>missing figure: {{ f.name }}</p>{% endif %}{% endfor %}
 <details><summary>metrics</summary><pre>{{ r.metrics }}</pre></details>
 <details><summary>config</summary><pre>{{ r.config }}</pre></details>
 {% endfor %}</body></html>
 """
+
+
+def _stages(stages: Any) -> list[dict[str, Any]]:
+    """summary.json's ``stages`` ({name: {computed, fingerprint, reason}}) as rows; a malformed entry is shown
+    as such rather than breaking the page."""
+    if not isinstance(stages, dict):
+        return []
+    rows = []
+    for name, st in stages.items():
+        st = st if isinstance(st, dict) else {"reason": f"unreadable stage record: {st!r}"}
+        computed = st.get("computed")
+        state = "computed now" if computed is True else "reused" if computed is False else "unknown"
+        rows.append({"name": str(name), "state": state,
+                     "fingerprint": str(st.get("fingerprint") or "-")[:16], "reason": str(st.get("reason") or "")})
+    return rows
 
 
 def _run(runs_dir: Path, p: Path) -> dict[str, Any]:
@@ -111,7 +144,11 @@ def _run(runs_dir: Path, p: Path) -> dict[str, Any]:
         fp = run / str(fig)
         ok = fp.is_file() and fp.resolve().is_relative_to(run.resolve())  # a figure is a file of this run
         figs.append({"name": str(fig), "b64": base64.b64encode(fp.read_bytes()).decode() if ok else ""})
-    return {"name": name, "anchor": name, "error": "", "study": str(s["study"]), "claims": s["claims"],
+    claims = s["claims"]
+    counts = {k: sum(c.get("status") == k for c in claims) for k in ("pass", "fail", "not_comparable")}
+    counts["held"] = sum(bool(c.get("holds_without_training")) for c in claims)
+    return {"name": name, "anchor": name, "error": "", "study": str(s["study"]), "claims": claims,
+            "counts": counts, "stages": _stages(s.get("stages")),
             "seed": s.get("seed"), "quick": bool(s.get("quick")), "control": bool(s.get("control")),
             "seconds": float(s.get("seconds") or 0), "task_version": s.get("task_version"),
             "prov": s.get("provenance", {}) or {}, "figures": figs, "control_status": {},
