@@ -72,6 +72,9 @@ def test_micro_run_writes_summary_figures_and_resumes(tmp_path, one_thread):
     assert 0 <= vq["token_acc"] <= 1 and 1 <= vq["used"] <= 16 and 0 <= vq["shuffled_chunk_exact"] <= 1
     for fig in summary.figures:
         assert (tmp_path / fig).stat().st_size > 1000
+    for arm in ("answer", "trace", "mixed"):  # each arm's metrics are on disk as soon as it is evaluated
+        assert json.loads((tmp_path / arm / "eval.json").read_text())["feasible"] == models[arm]["feasible"]
+    assert json.loads((tmp_path / "vqvae" / "eval.json").read_text())["eval"]["used"] == vq["used"]
     again = TokenAssortedStudy().run(micro_config(), tmp_path, quick=True, resume=True)
     assert [c.measured for c in again.claims] == [c.measured for c in summary.claims]
 

@@ -340,6 +340,7 @@ class TokenAssortedStudy(Study):
         vq_metrics: dict[str, Any] = {}
         if "mixed" in cfg.arms:
             vq, vq_metrics = self._train_vqvae(cfg, task, train_data, eval_data, out / "vqvae", resume)
+            atomic_write_text(out / "vqvae" / "eval.json", json.dumps(vq_metrics) + "\n")
             for data in (train_data, eval_data):
                 chunks, owner, _ = chunk_table(data, L)
                 codes = _encode_all(vq, chunks)
@@ -380,6 +381,9 @@ class TokenAssortedStudy(Study):
                                         seed=cfg.seed, progress=not bar)
             atomic_write_text(out / arm / "generations.json",
                               json.dumps([{k: v for k, v in r.items()} for r in results[arm]["rows"][:50]]) + "\n")
+            # each arm's metrics as soon as it is evaluated (a run stopped later keeps them; summary.json has them all)
+            atomic_write_text(out / arm / "eval.json", json.dumps(
+                {"train_seconds": seconds[arm], **{k: v for k, v in results[arm].items() if k != "rows"}}) + "\n")
 
         solver_trace = np.array([1 + len(t) for t in eval_data.traces], dtype=float)
         metrics = {
