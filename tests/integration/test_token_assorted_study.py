@@ -8,8 +8,8 @@ import torch
 
 from lmlab.studies import STUDIES
 from lmlab.studies.token_assorted import (LENGTH_RATIO_MAX, MIN_COMMON, MIN_TRACE_SOLVE, SE_MULT, MazeData,
-                                          TokenAssortedStudy, build_data, chunk_table, draw_m, evaluate_arm, pad_batch,
-                                          sequence)
+                                          TokenAssortedStudy, build_data, chunk_table, draw_m, evaluate_arm, iid_rows,
+                                          model_batch, pad_batch, sequence)
 from lmlab.tasks.maze import BOL, EOL, EOS, PAD, PLAN, TRACE, MazeTask, MazeTaskConfig
 
 
@@ -72,6 +72,9 @@ def test_micro_run_writes_summary_figures_and_resumes(tmp_path, one_thread):
     assert 0 <= vq["token_acc"] <= 1 and 1 <= vq["used"] <= 16 and 0 <= vq["shuffled_chunk_exact"] <= 1
     for fig in summary.figures:
         assert (tmp_path / fig).stat().st_size > 1000
+    for arm in ("answer", "trace", "mixed"):  # each arm's metrics are on disk as soon as it is evaluated
+        assert json.loads((tmp_path / arm / "eval.json").read_text())["feasible"] == models[arm]["feasible"]
+    assert json.loads((tmp_path / "vqvae" / "eval.json").read_text())["eval"]["used"] == vq["used"]
     again = TokenAssortedStudy().run(micro_config(), tmp_path, quick=True, resume=True)
     assert [c.measured for c in again.claims] == [c.measured for c in summary.claims]
 
@@ -167,3 +170,30 @@ def test_one_feasible_10_on_a_hand_made_case():
     # the greedy trace against the solver's (maze 1 got maze 0's trace: not exact, and its implied plan is invalid)
     assert [row["greedy_trace_exact"] for row in r["rows"]] == [False, False, True]
     assert [row["greedy_trace_implies_valid_plan"] for row in r["rows"]] == [False, False, True]
+
+
+def test_training_batches_are_iid_and_resumable():
+    """Every batch is an independent uniform sample of the training mazes (no length-sorted windows): the maze counts
+    are uniform, a batch's lengths spread as much as the whole set's, and batch ``step`` is the same on a resume."""
+    from scipy.stats import chisquare
+
+    task = MazeTask(MazeTaskConfig(size=5, n_keys=1), seed=0)
+    data = build_data(task, task.mazes(0, 200))
+    L, V, P = 8, len(task.vocab), task.prompt_len
+    chunks, owner, _ = chunk_table(data, L)
+    data.codes = [np.zeros(((owner == i).sum(), 2), dtype=np.int64) for i in range(200)]
+    counts = np.bincount(np.concatenate([iid_rows(0, 1, step, 200, 32)[1] for step in range(300)]), minlength=200)
+    assert chisquare(counts).pvalue > 1e-3
+    assert (iid_rows(0, 1, 7, 200, 32)[1] == iid_rows(0, 1, 7, 200, 32)[1]).all()  # a pure function of the step
+    assert not (iid_rows(0, 1, 7, 200, 32)[1] == iid_rows(0, 1, 8, 200, 32)[1]).all()
+    lengths = np.array([1 + len(t) + len(q) for t, q in zip(data.traces, data.plans)])
+    within = []
+    for step in range(40):
+        b = model_batch(data, "trace", 0, 2, step, 32, (0,), L, V, P)
+        n = (torch.cat([b.tokens[:, :1], b.targets], 1) != PAD).sum(1).numpy() - P  # each row's trace and plan
+        assert not (np.all(np.diff(n) >= 0) or np.all(np.diff(n) <= 0))  # not sorted by length
+        within.append(n.var())
+    assert np.mean(within) > 0.7 * lengths.var()  # length-sorted windows would have almost no spread within a batch
+    again = model_batch(data, "mixed", 0, 3, 5, 32, (0, 16, 32), L, V, P)
+    assert torch.equal(again.tokens, model_batch(data, "mixed", 0, 3, 5, 32, (0, 16, 32), L, V, P).tokens)
+    assert (again.tokens == BOL).any(1).float().mean() > 0.3  # m drawn per row: some rows start with latents

@@ -170,6 +170,24 @@ def draw_m(rng: np.random.Generator, n_full: int, mix_tokens: tuple[int, ...], L
     return min(int(mix_tokens[int(rng.integers(len(mix_tokens)))]) // L, n_full)
 
 
+def iid_rows(seed: int, stream: int, step: int, n: int, size: int) -> tuple[np.random.Generator, np.ndarray]:
+    """Training batch ``step`` of ``stream``: ``size`` independent uniform draws (with replacement) of ``n`` rows, and
+    the generator that drew them (for any further per-row draws). A pure function of (seed, stream, step), so a
+    resumed run sees the same batches; no sorting or windows, so every batch is an i.i.d. sample."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, stream, step]))
+    return rng, rng.integers(0, n, size=size)
+
+
+def model_batch(data: MazeData, arm: str, seed: int, stream: int, step: int, batch_size: int,
+                mix_tokens: tuple[int, ...], L: int, latent0: int, prompt_len: int) -> Batch:
+    """One i.i.d. training batch of ``arm``: every row an independent uniform draw of a maze (and, for ``mixed``, of
+    its m by :func:`draw_m`)."""
+    rng, idx = iid_rows(seed, stream, step, len(data.mazes), batch_size)
+    seqs = [sequence(data, int(i), arm, draw_m(rng, len(data.codes[i]), mix_tokens, L) if arm == "mixed" else 0,
+                     L, latent0) for i in idx]
+    return pad_batch(seqs, prompt_len)
+
+
 def teacher_forced_metrics(model: TinyTransformer, b: Batch) -> dict[str, float]:
     """Loss per token after the prompt, and on the plan alone (path and EOS) given the true trace before it;
     ``val_plan_exact``: share of rows whose whole plan is the argmax at every position (teacher forced)."""
@@ -322,6 +340,7 @@ class TokenAssortedStudy(Study):
         vq_metrics: dict[str, Any] = {}
         if "mixed" in cfg.arms:
             vq, vq_metrics = self._train_vqvae(cfg, task, train_data, eval_data, out / "vqvae", resume)
+            atomic_write_text(out / "vqvae" / "eval.json", json.dumps(vq_metrics) + "\n")
             for data in (train_data, eval_data):
                 chunks, owner, _ = chunk_table(data, L)
                 codes = _encode_all(vq, chunks)
@@ -342,11 +361,8 @@ class TokenAssortedStudy(Study):
                 return draw_m(rng, len(data.codes[i]), cfg.mix_tokens, L) if arm == "mixed" else 0
 
             def batch_fn(step: int, arm: str = arm, arm_id: int = arm_id) -> Batch:
-                # i.i.d.: every row an independent uniform draw of a training maze (and of m)
-                rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 1 + arm_id, step]))
-                idx = rng.integers(0, cfg.n_train, size=cfg.batch_size)
-                seqs = [sequence(train_data, int(i), arm, m_for(rng, train_data, int(i), arm), L, latent0) for i in idx]
-                return pad_batch(seqs, task.prompt_len)
+                return model_batch(train_data, arm, cfg.seed, 1 + arm_id, step, cfg.batch_size, cfg.mix_tokens, L,
+                                   latent0, task.prompt_len)
 
             def val_loss(m: TinyTransformer, step: int, arm: str = arm) -> dict[str, Any]:
                 rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 99]))
@@ -365,6 +381,9 @@ class TokenAssortedStudy(Study):
                                         seed=cfg.seed, progress=not bar)
             atomic_write_text(out / arm / "generations.json",
                               json.dumps([{k: v for k, v in r.items()} for r in results[arm]["rows"][:50]]) + "\n")
+            # each arm's metrics as soon as it is evaluated (a run stopped later keeps them; summary.json has them all)
+            atomic_write_text(out / arm / "eval.json", json.dumps(
+                {"train_seconds": seconds[arm], **{k: v for k, v in results[arm].items() if k != "rows"}}) + "\n")
 
         solver_trace = np.array([1 + len(t) for t in eval_data.traces], dtype=float)
         metrics = {
@@ -402,8 +421,7 @@ class TokenAssortedStudy(Study):
         e_seqs = torch.from_numpy(np.concatenate([eval_data.prompts[e_owner], e_chunks], axis=1))
 
         def batch_fn(step: int) -> Batch:  # i.i.d. chunks
-            rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 0, step]))
-            x = seqs[torch.from_numpy(rng.integers(0, len(seqs), size=cfg.vq_batch_size))]
+            x = seqs[torch.from_numpy(iid_rows(cfg.seed, 0, step, len(seqs), cfg.vq_batch_size)[1])]
             return Batch(x, x[:, P:])
 
         def recon(m: VQVAE, x: torch.Tensor, idx: np.ndarray | None = None) -> dict[str, Any]:
