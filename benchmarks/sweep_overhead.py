@@ -1,18 +1,23 @@
 """What `lmlab sweep` costs on top of the runs it schedules, side by side in one script; prints JSON.
 
-Three ways to run the same two seeds of one short config (default: two-hop --quick cut to ~30 s):
+Three ways to run the same two seeds of one short config (default: two-hop --quick cut to ~30 s on
+one thread: 200 steps, 256 evaluation examples, a 1,000-step three-parameter model):
 
 * serial: `lmlab run` twice, one after the other, each with 2 threads (the machine's 2 cores);
 * single: one `lmlab run` on 1 thread, alone: what each sweep trial would take without overhead;
 * sweep: `lmlab sweep --seeds 0-1 --cpus-per-trial 1` on a fresh local Ray instance: two concurrent
   single-thread trials.
 
-And Ray's own startup: `import ray` and starting a local instance, in a fresh process.
+And Ray's own startup: `import ray` and starting a local instance, in a fresh process. The sweep's
+own breakdown (``sweep-timings.json``: config checks, Ray start in the background, Tune, when each
+trial's worker started and reached the study, table and figures) is copied into the JSON.
+``--baseline-src DIR`` also runs the same sweep with another checkout's ``src`` (e.g. the code before
+a change; ``git archive``), side by side in the same run.
 expected_speedup = serial / single (two single-thread runs side by side on 2 cores);
 speedup = serial / sweep; overhead = sweep / single - 1 (with and without Ray's startup).
 Each run is a fresh process, so every path pays Python's and torch's imports alike.
 
-    heavy --exclusive .venv/bin/python benchmarks/sweep_overhead.py --out bench-sweep.json
+    heavy --exclusive .venv/bin/python benchmarks/sweep_overhead.py --out benchmarks/results/sweep_overhead.json
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+DEFAULT_SETS = ["train.steps=200", "train.eval_every=50", "train.checkpoint_every=100", "eval_size=256",
+                "three_param_steps=1000"]
 
 RAY_START = """
 import json, time
@@ -44,9 +52,8 @@ print(json.dumps({"import_s": t1 - t0, "start_s": t2 - t1, "shutdown_s": t3 - t2
 
 
 def lmlab(*args: str, env: dict | None = None) -> float:
-    exe = Path(sys.executable).with_name("lmlab")
     t = time.perf_counter()
-    subprocess.run([str(exe), *args], check=True, stdout=subprocess.DEVNULL, env=env)
+    subprocess.run([sys.executable, "-m", "lmlab", *args], check=True, stdout=subprocess.DEVNULL, env=env)
     return time.perf_counter() - t
 
 
@@ -58,10 +65,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--study", default="two-hop")
     ap.add_argument("--set", dest="sets", action="append", default=None,
-                    help="overrides of the ~30 s config (default: train.steps=200)")
+                    help="overrides of the ~30 s config (default: see DEFAULT_SETS)")
     ap.add_argument("--out", type=Path, default=None, help="also write the JSON here")
+    ap.add_argument("--baseline-src", type=Path, default=None,
+                    help="also run the sweep with this src directory first on PYTHONPATH (the code before a change)")
     args = ap.parse_args()
-    sets = args.sets or ["train.steps=200", "train.eval_every=50", "train.checkpoint_every=100"]
+    sets = args.sets or DEFAULT_SETS
     common = ["--quick", *sum((["--set", s] for s in sets), [])]
     tmp = Path(tempfile.mkdtemp(prefix="lmlab-bench-sweep-"))
     env = {**os.environ, "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2"}
@@ -73,10 +82,17 @@ def main() -> None:
                        "--out", str(tmp / "single"))
         out = subprocess.run([sys.executable, "-c", RAY_START], check=True, capture_output=True, text=True).stdout
         ray_cost = json.loads(out.strip().splitlines()[-1])
-        sweep = lmlab("sweep", args.study, *common, "--seeds", "0-1", "--cpus-per-trial", "1", "--num-cpus", "2",
-                      "--no-progress", "--out", str(tmp / "sweep"))
+        sweep_args = [args.study, *common, "--seeds", "0-1", "--cpus-per-trial", "1", "--num-cpus", "2", "--no-progress"]
+        baseline = None
+        if args.baseline_src:
+            benv = {**os.environ, "PYTHONPATH": os.pathsep.join([str(args.baseline_src.resolve()),
+                                                                 os.environ.get("PYTHONPATH", "")])}
+            baseline = lmlab("sweep", *sweep_args, "--out", str(tmp / "sweep-baseline"), env=benv)
+        sweep = lmlab("sweep", *sweep_args, "--out", str(tmp / "sweep"))
         trials = sorted((tmp / "sweep" / "runs").iterdir())
         trial_study = [study_seconds(d) for d in trials]
+        timings_path = tmp / "sweep" / "sweep-timings.json"
+        breakdown = json.loads(timings_path.read_text()) if timings_path.exists() else None
         ray_startup = ray_cost["import_s"] + ray_cost["start_s"]
         load = os.getloadavg()[0]
         result = {
@@ -90,9 +106,14 @@ def main() -> None:
             "overhead": round(sweep / single - 1, 3),
             "overhead_without_ray_startup": round((sweep - ray_startup) / single - 1, 3),
             "sweep_minus_single_s": round(sweep - single, 2),  # fixed per sweep, not per trial
+            "sweep_breakdown": breakdown,
             "load_average_1min_at_end": round(load, 2),
             "goal": "speedup >= expected_speedup - 10% (overhead < 0.10)",
         }
+        if baseline is not None:
+            result.update({"baseline_src": str(args.baseline_src), "baseline_sweep_2_trials_1_cpu_s": round(baseline, 2),
+                           "baseline_overhead": round(baseline / single - 1, 3),
+                           "baseline_sweep_minus_single_s": round(baseline - single, 2)})
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     text = json.dumps(result, indent=2)

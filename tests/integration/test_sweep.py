@@ -47,10 +47,11 @@ def test_parse_seeds_and_grid():
     assert len(SweepSpec("x", [0, 1, 2], {"a": ["1", "2"], "b": ["x", "y"]}).trials()) == 12
 
 
-def test_bad_override_fails_before_ray_starts(tmp_path):
+def test_bad_override_fails_before_any_trial_runs(tmp_path, ray_address):
+    # (Ray starts in the background while configs are checked; here it is the module's instance)
     with pytest.raises(ConfigError, match="train.lrr"):
         run_sweep(SweepSpec(TOY, [0], {"train.lrr": ["1"]}), tmp_path, progress=False)
-    assert not (tmp_path / "tune").exists()
+    assert not (tmp_path / "tune").exists() and not (tmp_path / "runs").exists()
 
 
 @pytest.mark.slow
