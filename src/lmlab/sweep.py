@@ -374,9 +374,10 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus:
 
 
 def _system_config() -> dict[str, Any]:
-    # Ray starts one idle worker per CPU with the raylet; Tune's trial actors do not run on them (they
-    # get workers of their own), so on a small machine they only take CPU from the driver and the trials.
-    return {"enable_worker_prestart": False} if os.environ.get("LMLAB_SWEEP_PRESTART", "0") == "0" else {}
+    # Ray starts one idle worker per CPU when the driver connects; Tune's trial actors do not run on them
+    # (they get workers of their own, started when Tune places them), so on a small machine those idle
+    # workers only take CPU from the driver and the trials. LMLAB_SWEEP_PRESTART=1 keeps Ray's default.
+    return {"enable_worker_prestart": False, "prestart_worker_first_driver": False} if os.environ.get("LMLAB_SWEEP_PRESTART", "0") == "0" else {}
 
 
 class _RayOwner:
