@@ -31,7 +31,7 @@ def executions(run_dir: Path) -> list[dict]:
 def ray_address():
     import ray
 
-    started = start_ray(num_cpus=2)
+    started = start_ray(num_cpus=2, preload=["lmlab.studies.toy"])
     yield ray.get_runtime_context().gcs_address
     if started:
         ray.shutdown()
