@@ -377,7 +377,9 @@ def _system_config() -> dict[str, Any]:
     # Ray starts one idle worker per CPU when the driver connects; Tune's trial actors do not run on them
     # (they get workers of their own, started when Tune places them), so on a small machine those idle
     # workers only take CPU from the driver and the trials. LMLAB_SWEEP_PRESTART=1 keeps Ray's default.
-    return {"enable_worker_prestart": False, "prestart_worker_first_driver": False} if os.environ.get("LMLAB_SWEEP_PRESTART", "0") == "0" else {}
+    if os.environ.get("LMLAB_SWEEP_PRESTART", "0") != "0":
+        return {}
+    return {"enable_worker_prestart": False, "prestart_worker_first_driver": False}
 
 
 class _RayOwner:
@@ -408,7 +410,7 @@ class _RayOwner:
     def _run(self, address: str | None, num_cpus: int | None, preload: list[str] | None) -> None:
         try:
             self.started = start_ray(address, num_cpus=num_cpus, preload=preload)
-            from ray import tune  # noqa: F401  (the driver needs it next; import it here, in the background)
+            import ray.tune  # noqa: F401  (the driver needs it next; import it here, in the background)
         except BaseException as e:  # re-raised in the caller's thread by wait()
             self._error = e
         self.started_at = time.time()
