@@ -383,7 +383,7 @@ def _system_config() -> dict[str, Any]:
 
 
 class _RayOwner:
-    """Starts Ray (and imports Tune) in a background thread that lives until :meth:`stop`, and stops Ray
+    """Starts Ray in a background thread that lives until :meth:`stop`, and stops Ray
     from that same thread. A local instance's servers are started with Linux's parent-death signal,
     which fires when the *thread* that started them ends, so the thread must outlive the sweep (and
     when the process exits first, the kernel stops them)."""
@@ -410,7 +410,6 @@ class _RayOwner:
     def _run(self, address: str | None, num_cpus: int | None, preload: list[str] | None) -> None:
         try:
             self.started = start_ray(address, num_cpus=num_cpus, preload=preload)
-            import ray.tune  # noqa: F401  (the driver needs it next; import it here, in the background)
         except BaseException as e:  # re-raised in the caller's thread by wait()
             self._error = e
         self.started_at = time.time()
@@ -545,6 +544,10 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, address: str | None = None, h
     state = SweepState(spec, out, holds_share)
     state.write()
     clock["table_written"] = time.time()
+    from ray import tune  # while Ray's servers start (Ray was imported by the background thread first)
+    from tqdm.auto import tqdm
+
+    clock["tune_imported"] = time.time()
     try:
         ray_owner.wait()
     except BaseException:
@@ -552,9 +555,6 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, address: str | None = None, h
         raise
     clock["ray_started"] = ray_owner.started_at or time.time()
     clock["ray_waited"] = time.time()
-    from ray import tune
-    from tqdm.auto import tqdm
-
     logging.getLogger("ray.tune").setLevel(logging.CRITICAL)  # failures are reported once, by the callback
     trials = state.trials
     param_space = {"job": tune.grid_search([
@@ -621,7 +621,8 @@ def breakdown(clock: dict[str, float], done: list[dict[str, Any] | None]) -> dic
         "driver": {"check_configs_s": span("start", "configs_checked"),
                    "write_spec_and_table_s": span("configs_checked", "table_written"),
                    "ray_start_background_s": span("start", "ray_started"),
-                   "wait_for_ray_s": span("table_written", "ray_waited"),
+                   "import_tune_s": span("table_written", "tune_imported"),
+                   "wait_for_ray_s": span("tune_imported", "ray_waited"),
                    "tune_setup_s": span("ray_waited", "fit_start"), "fit_s": span("fit_start", "fit_end"),
                    "table_summary_figures_s": span("fit_end", "written"),
                    "ray_stop_background_s": span("fit_end", "ray_stopped"),
