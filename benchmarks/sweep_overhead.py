@@ -1,18 +1,27 @@
 """What `lmlab sweep` costs on top of the runs it schedules, side by side in one script; prints JSON.
 
-Three ways to run the same two seeds of one short config (default: two-hop --quick cut to ~30 s):
+Three ways to run the same two seeds of one short config (default: two-hop --quick cut to ~30 s on
+one thread: 100 steps, 256 evaluation examples, a 1,000-step three-parameter model):
 
 * serial: `lmlab run` twice, one after the other, each with 2 threads (the machine's 2 cores);
 * single: one `lmlab run` on 1 thread, alone: what each sweep trial would take without overhead;
 * sweep: `lmlab sweep --seeds 0-1 --cpus-per-trial 1` on a fresh local Ray instance: two concurrent
-  single-thread trials.
+  single-thread trials;
+* parallel (the peer without Ray): two `lmlab run --threads 1` processes started together, which
+  shows how much two concurrent single-thread runs slow each other down on this machine.
 
-And Ray's own startup: `import ray` and starting a local instance, in a fresh process.
+And Ray's own startup: `import ray` and starting a local instance, in a fresh process. The sweep's
+own breakdown (``sweep-timings.json``: config checks, Ray start in the background, Tune, when each
+trial's worker started and reached the study, table and figures) is copied into the JSON.
+``--baseline-src DIR`` also runs the same sweep with another checkout's ``src`` (e.g. the code before
+a change; ``git archive``), side by side in the same run.
 expected_speedup = serial / single (two single-thread runs side by side on 2 cores);
-speedup = serial / sweep; overhead = sweep / single - 1 (with and without Ray's startup).
+speedup = serial / sweep; overhead = sweep / single - 1 (with and without Ray's startup);
+overhead_vs_parallel = sweep / parallel - 1 (what the sweep adds to the same two concurrent runs);
+sweep_fixed_s = sweep - the slower trial's study time (everything but the study itself).
 Each run is a fresh process, so every path pays Python's and torch's imports alike.
 
-    heavy --exclusive .venv/bin/python benchmarks/sweep_overhead.py --out bench-sweep.json
+    heavy --exclusive .venv/bin/python benchmarks/sweep_overhead.py --out benchmarks/results/sweep_overhead.json
 """
 
 from __future__ import annotations
@@ -26,6 +35,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+DEFAULT_SETS = ["train.steps=100", "train.eval_every=50", "train.checkpoint_every=50", "eval_size=256",
+                "three_param_steps=1000"]
 
 RAY_START = """
 import json, time
@@ -44,9 +56,18 @@ print(json.dumps({"import_s": t1 - t0, "start_s": t2 - t1, "shutdown_s": t3 - t2
 
 
 def lmlab(*args: str, env: dict | None = None) -> float:
-    exe = Path(sys.executable).with_name("lmlab")
     t = time.perf_counter()
-    subprocess.run([str(exe), *args], check=True, stdout=subprocess.DEVNULL, env=env)
+    subprocess.run([sys.executable, "-m", "lmlab", *args], check=True, stdout=subprocess.DEVNULL, env=env)
+    return time.perf_counter() - t
+
+
+def parallel(*argv: list[str]) -> float:
+    """Start the commands together and wait for all: seconds until the last one ends."""
+    t = time.perf_counter()
+    procs = [subprocess.Popen([sys.executable, "-m", "lmlab", *a], stdout=subprocess.DEVNULL) for a in argv]
+    for p in procs:
+        if p.wait() != 0:
+            raise subprocess.CalledProcessError(p.returncode, p.args)
     return time.perf_counter() - t
 
 
@@ -58,10 +79,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--study", default="two-hop")
     ap.add_argument("--set", dest="sets", action="append", default=None,
-                    help="overrides of the ~30 s config (default: train.steps=200)")
+                    help="overrides of the ~30 s config (default: see DEFAULT_SETS)")
     ap.add_argument("--out", type=Path, default=None, help="also write the JSON here")
+    ap.add_argument("--baseline-src", type=Path, default=None,
+                    help="also run the sweep with this src directory first on PYTHONPATH (the code before a change)")
     args = ap.parse_args()
-    sets = args.sets or ["train.steps=200", "train.eval_every=50", "train.checkpoint_every=100"]
+    sets = args.sets or DEFAULT_SETS
     common = ["--quick", *sum((["--set", s] for s in sets), [])]
     tmp = Path(tempfile.mkdtemp(prefix="lmlab-bench-sweep-"))
     env = {**os.environ, "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2"}
@@ -71,28 +94,50 @@ def main() -> None:
         serial_study = [study_seconds(tmp / f"serial{s}") for s in (0, 1)]
         single = lmlab("run", args.study, *common, "--seed", "0", "--threads", "1", "--no-progress",
                        "--out", str(tmp / "single"))
+        par = parallel(*(["run", args.study, *common, "--seed", str(s), "--threads", "1", "--no-progress",
+                          "--out", str(tmp / f"parallel{s}")] for s in (0, 1)))
+        par_study = [study_seconds(tmp / f"parallel{s}") for s in (0, 1)]
         out = subprocess.run([sys.executable, "-c", RAY_START], check=True, capture_output=True, text=True).stdout
         ray_cost = json.loads(out.strip().splitlines()[-1])
-        sweep = lmlab("sweep", args.study, *common, "--seeds", "0-1", "--cpus-per-trial", "1", "--num-cpus", "2",
-                      "--no-progress", "--out", str(tmp / "sweep"))
+        sweep_args = [args.study, *common, "--seeds", "0-1", "--cpus-per-trial", "1", "--num-cpus", "2", "--no-progress"]
+        baseline = None
+        if args.baseline_src:
+            benv = {**os.environ, "PYTHONPATH": os.pathsep.join([str(args.baseline_src.resolve()),
+                                                                 os.environ.get("PYTHONPATH", "")])}
+            baseline = lmlab("sweep", *sweep_args, "--out", str(tmp / "sweep-baseline"), env=benv)
+            baseline_study = [study_seconds(d) for d in sorted((tmp / "sweep-baseline" / "runs").iterdir())]
+        sweep = lmlab("sweep", *sweep_args, "--out", str(tmp / "sweep"))
         trials = sorted((tmp / "sweep" / "runs").iterdir())
         trial_study = [study_seconds(d) for d in trials]
+        timings_path = tmp / "sweep" / "sweep-timings.json"
+        breakdown = json.loads(timings_path.read_text()) if timings_path.exists() else None
         ray_startup = ray_cost["import_s"] + ray_cost["start_s"]
         load = os.getloadavg()[0]
         result = {
             "benchmark": "sweep_overhead", "study": args.study, "overrides": sets, "cores": os.cpu_count(),
             "serial_2_runs_2_threads_s": round(serial, 2), "serial_study_s": serial_study,
             "single_run_1_thread_s": round(single, 2), "single_study_s": study_seconds(tmp / "single"),
+            "parallel_2_runs_1_thread_s": round(par, 2), "parallel_study_s": par_study,
             "sweep_2_trials_1_cpu_s": round(sweep, 2), "sweep_trial_study_s": trial_study,
+            "sweep_fixed_s": round(sweep - max(trial_study), 2),
             "ray_import_s": round(ray_cost["import_s"], 2), "ray_local_start_s": round(ray_cost["start_s"], 2),
             "ray_shutdown_s": round(ray_cost["shutdown_s"], 2),
             "expected_speedup": round(serial / single, 3), "speedup": round(serial / sweep, 3),
             "overhead": round(sweep / single - 1, 3),
             "overhead_without_ray_startup": round((sweep - ray_startup) / single - 1, 3),
+            "overhead_vs_parallel": round(sweep / par - 1, 3),
             "sweep_minus_single_s": round(sweep - single, 2),  # fixed per sweep, not per trial
+            "sweep_breakdown": breakdown,
             "load_average_1min_at_end": round(load, 2),
             "goal": "speedup >= expected_speedup - 10% (overhead < 0.10)",
         }
+        if baseline is not None:
+            result.update({"baseline_src": str(args.baseline_src), "baseline_sweep_2_trials_1_cpu_s": round(baseline, 2),
+                           "baseline_trial_study_s": baseline_study,
+                           "baseline_sweep_fixed_s": round(baseline - max(baseline_study), 2),
+                           "baseline_overhead_vs_parallel": round(baseline / par - 1, 3),
+                           "baseline_overhead": round(baseline / single - 1, 3),
+                           "baseline_sweep_minus_single_s": round(baseline - single, 2)})
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     text = json.dumps(result, indent=2)

@@ -226,8 +226,9 @@ def sweep(
     """Run a study over seeds (and a grid of overrides) as Ray Tune trials; judge each claim across seeds."""
     from lmlab.config import ConfigError
     from lmlab.sweep import SweepSpec, parse_grid, parse_seeds, run_sweep
-    from lmlab.train import CheckpointError
 
+    # (lmlab.train, for CheckpointError, imports torch: only when an error needs it, so that the sweep
+    # checks configs while Ray starts in the background instead of after torch's import)
     try:
         spec = SweepSpec(study=study, seeds=parse_seeds(seeds), grid=parse_grid(grid), quick=quick,
                          overrides=list(set_ or []), control=control, device=device,
@@ -237,7 +238,11 @@ def sweep(
         out = out or Path("runs") / f"sweep-{name}{'-quick' if quick else ''}{'-control' if control else ''}"
         res = run_sweep(spec, out, address=address, holds_share=holds_share, max_failures=max_failures,
                         progress=progress, num_cpus=num_cpus)
-    except (ConfigError, CheckpointError, ValueError) as e:
+    except Exception as e:
+        from lmlab.train import CheckpointError
+
+        if not isinstance(e, (ConfigError, CheckpointError, ValueError)):
+            raise
         _fail(str(e).strip("'\""))
         return
     c = res.counts

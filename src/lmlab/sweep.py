@@ -32,6 +32,7 @@ import logging
 import os
 import re
 import shutil
+import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -45,6 +46,8 @@ from lmlab.io import atomic_path, atomic_write_text
 OBJECT_STORE_BYTES = 100 * 2**20
 #: file in a trial's run directory that marks it finished (what the sweep reads back)
 DONE_FILE = "sweep-trial.json"
+#: where a sweep's wall time went (written by every call; see :func:`breakdown`)
+TIMINGS_FILE = "sweep-timings.json"
 TABLE_COLUMNS = ["study", "trial", "seed", "claim_id", "status", "measured", "measured_json", "paper_value",
                  "tolerance", "error", "seconds", "run_dir"]
 
@@ -149,6 +152,7 @@ def trial_config(spec: SweepSpec, trial: Trial, progress: bool = False) -> Any:
 def run_trial(config: dict[str, Any]) -> dict[str, Any]:
     """Ray Tune function trainable: one (seed, grid point) of the study, into its own run directory.
     ``config["job"]`` holds the sweep's spec, the trial and its run directory."""
+    entered = time.time()
     job = config["job"]
     spec, trial, run_dir = SweepSpec(**job["spec"]), Trial(**job["trial"]), Path(job["run_dir"])
     threads = spec.threads()
@@ -160,9 +164,13 @@ def run_trial(config: dict[str, Any]) -> dict[str, Any]:
     done = _read_done(run_dir)
     if done is None:
         study, cfg = trial_config(spec, trial)
+        study_start = time.time()
         summary = study.run(cfg, run_dir, quick=spec.quick, resume=True, control=spec.control)
         done = {"trial": trial.name, "seed": trial.seed, "point": trial.point, "seconds": summary.seconds,
-                "n_pass": summary.counts()["n_pass"], "n_claims": len(summary.claims)}
+                "n_pass": summary.counts()["n_pass"], "n_claims": len(summary.claims),
+                # wall-clock times (seconds since the epoch) for the sweep's overhead breakdown
+                "timing": {"process_start": _process_start(), "entered": entered, "study_start": study_start,
+                           "study_end": time.time()}}
         atomic_write_text(run_dir / DONE_FILE, json.dumps(done) + "\n")
     result = {"n_pass": done["n_pass"], "n_claims": done["n_claims"], "study_seconds": done["seconds"]}
     try:
@@ -172,6 +180,15 @@ def run_trial(config: dict[str, Any]) -> dict[str, Any]:
     except Exception:  # called outside Tune (tests, a debugger): the return value is the result
         pass
     return result
+
+
+def _process_start() -> float | None:
+    try:
+        import psutil
+
+        return psutil.Process().create_time()
+    except Exception:  # psutil comes with Ray; without it the breakdown leaves this out
+        return None
 
 
 def _read_done(run_dir: Path) -> dict[str, Any] | None:
@@ -300,9 +317,38 @@ def ray_env(address: str | None = None) -> None:
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
-def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None) -> bool:
+#: environment variable naming the modules a local instance's workers import as they start
+PRELOAD_ENV = "LMLAB_SWEEP_PRELOAD"
+
+
+def study_module(study: str) -> str | None:
+    """The module that holds a study (registry name or ``module:Class``), found without importing it."""
+    from lmlab.studies import STUDIES
+
+    target = STUDIES.entries.get(study) or (study if ":" in study else None)
+    return target.partition(":")[0] if target else None
+
+
+def warm_worker() -> None:
+    """Ray's ``worker_process_setup_hook`` for a local instance: each worker imports what every trial
+    needs (Tune's function trainable, torch, the study) as soon as Ray starts it, while the driver is
+    still checking configs and setting up Tune, instead of after the trial has been placed on it."""
+    import importlib
+
+    for name in ["ray.tune.trainable.function_trainable", "torch", "lmlab.studies.runner",
+                 *os.environ.get(PRELOAD_ENV, "").split(",")]:
+        if name:
+            try:
+                importlib.import_module(name)
+            except Exception:  # the trial imports it again and reports the real error
+                pass
+
+
+def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None,
+              preload: list[str] | None = None) -> bool:
     """Connect to Ray; with no address, start a local instance: usage stats off, no dashboard, every
-    server bound to 127.0.0.1, a small object store. Returns True when this call started Ray."""
+    server bound to 127.0.0.1, a small object store. ``preload``: modules the local instance's workers
+    import as they start (:func:`warm_worker`). Returns True when this call started Ray."""
     ray_env(address)
     import ray
 
@@ -311,8 +357,13 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus:
     kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
                                   configure_logging=True)
     if address is None:
+        runtime_env = None
+        if preload is not None:
+            # the local raylet and its workers inherit this process's environment
+            os.environ[PRELOAD_ENV] = ",".join(preload)
+            runtime_env = {"worker_process_setup_hook": "lmlab.sweep.warm_worker"}
         ray.init(num_cpus=num_cpus, num_gpus=num_gpus, object_store_memory=OBJECT_STORE_BYTES,
-                 _node_ip_address="127.0.0.1", **kwargs)
+                 _node_ip_address="127.0.0.1", runtime_env=runtime_env, _system_config=_system_config(), **kwargs)
         ip = ray.util.get_node_ip_address()
         if not ip.startswith("127."):
             warnings.warn(f"the local Ray instance listens on {ip}, not 127.0.0.1: Ray was imported before "
@@ -320,6 +371,70 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus:
     else:
         ray.init(address=address, **kwargs)
     return True
+
+
+def _system_config() -> dict[str, Any]:
+    # Ray starts one idle worker per CPU when the driver connects; Tune's trial actors do not run on them
+    # (they get workers of their own, started when Tune places them), so on a small machine those idle
+    # workers only take CPU from the driver and the trials. LMLAB_SWEEP_PRESTART=1 keeps Ray's default.
+    if os.environ.get("LMLAB_SWEEP_PRESTART", "0") != "0":
+        return {}
+    return {"enable_worker_prestart": False, "prestart_worker_first_driver": False}
+
+
+class _RayOwner:
+    """Starts Ray in a background thread that lives until :meth:`stop`, and stops Ray
+    from that same thread. A local instance's servers are started with Linux's parent-death signal,
+    which fires when the *thread* that started them ends, so the thread must outlive the sweep (and
+    when the process exits first, the kernel stops them)."""
+
+    _stopping: list[_RayOwner] = []  # owners told to stop without waiting; the next sweep waits for them
+
+    @classmethod
+    def join_stopping(cls) -> None:
+        while cls._stopping:
+            cls._stopping.pop()._thread.join()
+
+    def __init__(self, address: str | None, num_cpus: int | None, preload: list[str] | None):
+        import threading
+
+        self.started = False
+        self.started_at: float | None = None
+        self.stopped_at: float | None = None
+        self._error: BaseException | None = None
+        self._ready, self._stop = threading.Event(), threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(address, num_cpus, preload), name="lmlab-ray",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self, address: str | None, num_cpus: int | None, preload: list[str] | None) -> None:
+        try:
+            self.started = start_ray(address, num_cpus=num_cpus, preload=preload)
+        except BaseException as e:  # re-raised in the caller's thread by wait()
+            self._error = e
+        self.started_at = time.time()
+        self._ready.set()
+        if self._error is None:
+            self._stop.wait()
+            if self.started:
+                import ray
+
+                ray.shutdown()
+        self.stopped_at = time.time()
+
+    def wait(self) -> bool:
+        """Wait for Ray; True when this owner started a local instance (and will stop it)."""
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+        return self.started
+
+    def stop(self, wait: bool = True) -> None:
+        self._stop.set()
+        if wait:
+            self._thread.join()
+        else:
+            self._stopping.append(self)
 
 
 _LIVE: dict[str, Any] = {}  # sweep dir -> (state, bar): the callback looks them up (Tune pickles callbacks)
@@ -386,12 +501,14 @@ class SweepOutcome:
     summary: dict[str, Any]
     resumed: bool
     before: dict[str, int]  # the counts when this call started
+    timings: dict[str, Any] = field(default_factory=dict)  # where the wall time went (see breakdown)
 
 
 def run_sweep(spec: SweepSpec, out: str | Path, *, address: str | None = None, holds_share: float = HOLDS_SHARE,
               max_failures: int = 0, progress: bool = True, num_cpus: int | None = None,
               max_concurrent: int | None = None) -> SweepOutcome:
-    """Run (or resume) the sweep; see the module docstring. Configs are checked before Ray starts."""
+    """Run (or resume) the sweep; see the module docstring. Configs are checked before any trial starts."""
+    clock = {"start": time.time()}
     out = Path(out).resolve()
     if not spec.seeds:
         raise ConfigError("--seeds: no seeds given; write e.g. --seeds 0-4")
@@ -399,24 +516,45 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, address: str | None = None, h
         raise ConfigError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
     if not 0 < holds_share <= 1:
         raise ConfigError(f"--holds-share must be in (0, 1], got {holds_share}")
-    for t in spec.trials():  # one bad override fails here, in one line, not in every trial
-        trial_config(spec, t)
+    # Ray starts in the background while this thread checks every trial's config (which imports the
+    # study and torch) and writes the spec and table; a bad config still fails here, in one line, before
+    # any trial runs (and the instance just started is stopped).
+    ray_env(address)
+    preload = [m for m in [study_module(spec.study)] if m]
+    _RayOwner.join_stopping()
+    ray_owner = _RayOwner(address, num_cpus, preload)
+    try:
+        for t in spec.trials():
+            trial_config(spec, t)
+    except BaseException:
+        ray_owner.stop(wait=False)  # the error is reported now; Ray stops once it is up
+        raise
+    clock["configs_checked"] = time.time()
     out.mkdir(parents=True, exist_ok=True)
     spec_path = out / "sweep.json"
     if spec_path.exists():
         old = SweepSpec(**json.loads(spec_path.read_text()))
         if old.essentials() != spec.essentials():
             diff = sorted(k for k, v in spec.essentials().items() if old.essentials().get(k) != v)
+            ray_owner.stop(wait=False)
             raise ConfigError(f"--out {out} holds a sweep with different {', '.join(diff)}; rerun with the same "
                               "options to resume it, or give a new --out")
     atomic_write_text(spec_path, json.dumps(asdict(spec), indent=2) + "\n")
 
     state = SweepState(spec, out, holds_share)
     state.write()
-    started = start_ray(address, num_cpus=num_cpus)
-    from ray import tune
+    clock["table_written"] = time.time()
+    from ray import tune  # while Ray's servers start (Ray was imported by the background thread first)
     from tqdm.auto import tqdm
 
+    clock["tune_imported"] = time.time()
+    try:
+        ray_owner.wait()
+    except BaseException:
+        ray_owner.stop()
+        raise
+    clock["ray_started"] = ray_owner.started_at or time.time()
+    clock["ray_waited"] = time.time()
     logging.getLogger("ray.tune").setLevel(logging.CRITICAL)  # failures are reported once, by the callback
     trials = state.trials
     param_space = {"job": tune.grid_search([
@@ -445,18 +583,61 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, address: str | None = None, h
                     failure_config=tune.FailureConfig(max_failures=max_failures, fail_fast=False),
                     callbacks=[_callback_class()(str(out))]))
             resumed = False
+        clock["fit_start"] = time.time()
         tuner.fit()
-    finally:
+        clock["fit_end"] = time.time()
+    except BaseException:
         bar.close()
         _LIVE.pop(str(out), None)
-        if started:
-            import ray
-
-            ray.shutdown()
+        ray_owner.stop()
+        raise
+    bar.close()
+    _LIVE.pop(str(out), None)
+    ray_owner.stop(wait=False)  # a local instance stops in the background while the table and figures are written
     state = SweepState(spec, out, holds_share)
     state.write()
     summary = state.sweep_summary()
     from lmlab.report import sweep_figures
 
     sweep_figures(summary, out)
-    return SweepOutcome(out, state.counts(), summary, resumed, before)
+    clock["written"] = time.time()
+    ray_owner.stop()
+    if ray_owner.started:
+        clock["ray_stopped"] = ray_owner.stopped_at or time.time()
+    clock["end"] = time.time()
+    timings = breakdown(clock, [_read_done(state.run_dir(t)) for t in state.trials])
+    atomic_write_text(out / TIMINGS_FILE, json.dumps(timings, indent=2) + "\n")
+    return SweepOutcome(out, state.counts(), summary, resumed, before, timings)
+
+
+def breakdown(clock: dict[str, float], done: list[dict[str, Any] | None]) -> dict[str, Any]:
+    """Where a sweep's wall time went, in seconds: the driver's phases and, from the trials that ran in
+    this call, when their worker processes started, imported and ran the study (``sweep-timings.json``)."""
+    def span(a: str, b: str) -> float | None:
+        return round(clock[b] - clock[a], 3) if a in clock and b in clock else None
+
+    out: dict[str, Any] = {
+        "total_s": span("start", "end"),
+        "driver": {"check_configs_s": span("start", "configs_checked"),
+                   "write_spec_and_table_s": span("configs_checked", "table_written"),
+                   "ray_start_background_s": span("start", "ray_started"),
+                   "import_tune_s": span("table_written", "tune_imported"),
+                   "wait_for_ray_s": span("tune_imported", "ray_waited"),
+                   "tune_setup_s": span("ray_waited", "fit_start"), "fit_s": span("fit_start", "fit_end"),
+                   "table_summary_figures_s": span("fit_end", "written"),
+                   "ray_stop_background_s": span("fit_end", "ray_stopped"),
+                   "wait_for_ray_stop_s": span("written", "end")},
+    }
+    ran = [d["timing"] for d in done if d and "timing" in d and d["timing"]["entered"] >= clock["start"]]
+    if ran and "fit_start" in clock:
+        f0, f1 = clock["fit_start"], clock["fit_end"]
+        ps = [t["process_start"] for t in ran if t.get("process_start")]
+        out["trials"] = {
+            "n": len(ran),
+            "worker_process_start_after_fit_s": [round(p - f0, 3) for p in ps],
+            "trial_entered_after_fit_s": [round(t["entered"] - f0, 3) for t in ran],
+            "imports_and_config_s": [round(t["study_start"] - t["entered"], 3) for t in ran],
+            "study_s": [round(t["study_end"] - t["study_start"], 3) for t in ran],
+            "fit_end_after_last_study_s": round(f1 - max(t["study_end"] for t in ran), 3),
+        }
+    return out
