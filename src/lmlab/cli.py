@@ -258,7 +258,7 @@ def sweep(
                        f"{a['n_runs'] + a['n_errors']} ({rate}), mean {a['measured_mean']}, paper {json.dumps(a['paper_value'])}")
     if c["n_errors"] or c["n_pending"]:
         typer.echo("rerun the same command to resume: finished trials are kept, the rest run again")
-    if c["n_errors"]:
+    if c["n_errors"] or c["n_pending"]:  # an interrupted sweep is not a finished one: scripts must see it
         raise typer.Exit(1)
 # -- lmlab cache ---------------------------------------------------------------------------------------------
 cache_app = typer.Typer(no_args_is_help=True, help="A semantic prompt cache on disk: stats, get, put, export, "
