@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("trl")
 
 from lmlab.lm import LMError, load_lm  # noqa: E402
-from lmlab.selfimprove.dpo import DPOSettings, run_dpo  # noqa: E402
+from lmlab.selfimprove.dpo import DPOSettings, fit_counts, run_dpo  # noqa: E402
 from lmlab.selfimprove.judges import build_judge  # noqa: E402
 from lmlab.selfimprove.loop import Item, IterationConfig, SelfImproveError, run_iteration  # noqa: E402
 from lmlab.train.loop import TrainConfig  # noqa: E402
@@ -94,8 +94,13 @@ def test_meta_rewarding_actor_and_judge_pairs_in_one_batch(tiny_dir, tmp_path):
     assert pairs[0]["chosen"] == "good. Score: 5" and pairs[0]["rejected"] == "bad. Score: 1"
     actor = [{"prompt": "user: 1+2\nassistant:", "chosen": "3", "rejected": "4", "kind": "actor"}]
     lm = _lm(tiny_dir)
-    res = run_dpo(lm, actor + pairs, DPOSettings(batch_size=2), TrainConfig(lr=1e-3, steps=1), tmp_path / "dpo")
+    # the judge pair's prompt is the rubric prompt (~2,000 characters, one token each here): at the default
+    # max_length TRL would drop it, so the batch would hold the actor pair only
+    assert fit_counts(lm.hf_tokenizer, pairs, 512)["pairs_dropped_by_max_length"] == 1
+    res = run_dpo(lm, actor + pairs, DPOSettings(batch_size=2, max_length=4096), TrainConfig(lr=1e-3, steps=1),
+                  tmp_path / "dpo")
     assert res["steps"] == 1 and res["n_pairs"] == 2 and len(res["log"]) == 1  # one batch holding both kinds
+    assert res["pairs_dropped_by_max_length"] == 0 and res["pairs_truncated"] == 0
 
 
 def test_lora_dpo_merges_back(tiny_dir, tmp_path):

@@ -127,6 +127,7 @@ def run_dpo(lm: Any, pairs: Sequence[dict[str, str]], dpo: DPOSettings, train: A
         ref = copy.deepcopy(model).eval()
         for p in ref.parameters():
             p.requires_grad_(False)
+    fit = fit_counts(tok, pairs, dpo.max_length)
     started = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
@@ -149,8 +150,20 @@ def run_dpo(lm: Any, pairs: Sequence[dict[str, str]], dpo: DPOSettings, train: A
         p.requires_grad_(False)
     snapshots.append((steps, _state_dict(model) if len(at) > 1 else None))  # None: the model as it is now
     del trainer, ref
-    return {"steps": steps, "seconds": round(seconds, 2), "n_pairs": len(pairs),
+    return {"steps": steps, "seconds": round(seconds, 2), "n_pairs": len(pairs), "max_length": dpo.max_length, **fit,
             "snapshot_steps": [s for s, _ in snapshots], "log": _log_rows(history), "snapshots": snapshots}
+
+
+def fit_counts(tok: Any, pairs: Sequence[dict[str, str]], max_length: int) -> dict[str, int]:
+    """How many pairs TRL will cut (prompt + a completion longer than ``max_length`` tokens) or drop (the prompt
+    alone reaches ``max_length``: TRL's keep_start truncation would leave no completion token)."""
+    cut = dropped = 0
+    for p in pairs:
+        n = len(tok(p["prompt"], add_special_tokens=False)["input_ids"])
+        m = max(len(tok(p[k], add_special_tokens=False)["input_ids"]) for k in ("chosen", "rejected"))
+        dropped += n >= max_length
+        cut += n < max_length < n + m + 1
+    return {"pairs_truncated": cut, "pairs_dropped_by_max_length": dropped}
 
 
 def _log_rows(rows: list[dict[str, Any]]) -> list[dict[str, float]]:
