@@ -121,7 +121,8 @@ def test_bad_input_one_line_errors(tiny_dir, tmp_path):
     with pytest.raises(SelfImproveError, match="no 'trainable' capability"):
         run_iteration(dummy, ITEMS, CFG, DPOSettings(), TrainConfig(lr=1e-3), tmp_path / "d", build_judge("verifiable"))
     lm = _lm(tiny_dir)
-    lm.generate = lambda prompts, **kw: [""] * len(prompts)  # a model that answers nothing
+    lm.generate_with = "hf"  # through lm.generate, which answers nothing:
+    lm.generate = lambda prompts, **kw: [""] * len(prompts)
     with pytest.raises(SelfImproveError, match="empty or malformed") as e:
         run_iteration(lm, ITEMS, CFG, DPOSettings(), TrainConfig(lr=1e-3), tmp_path / "e", build_judge("verifiable"))
     assert "\n" not in str(e.value)
@@ -145,3 +146,16 @@ def test_safety_tune_on_hh_pairs_writes_a_model(tiny_dir, tmp_path):
     s = safety_tune(cfg, tmp_path)
     assert (tmp_path / "model" / "config.json").exists() and s["n_heldout"] == 4
     assert 0 <= s["heldout_reward_accuracy"] <= 1 and "muli" in s["next"]
+
+
+def test_generate_rows_do_not_depend_on_their_batch(tiny_dir):
+    from lmlab.selfimprove.generation import engine_of, generate_rows
+
+    lm = _lm(tiny_dir)
+    assert engine_of(lm) is not None
+    prompts = [f"user: {i}+{i}\nassistant:" for i in range(6)]
+    seeds = [11, 12, 13, 14, 15, 16]
+    whole = generate_rows(lm, prompts, 8, temperature=0.8, top_p=0.95, seeds=seeds)
+    alone = [generate_rows(lm, [p], 8, temperature=0.8, top_p=0.95, seeds=[s])[0] for p, s in zip(prompts, seeds)]
+    assert whole == alone and len(set(whole)) > 1  # a row's sample depends on its seed only
+    assert generate_rows(lm, prompts, 8) == lm.generate(prompts, max_new_tokens=8)  # greedy: as lm.generate

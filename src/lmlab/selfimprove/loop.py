@@ -23,6 +23,7 @@ import numpy as np
 from lmlab.config import Config, ConfigError
 from lmlab.io import atomic_write_json, atomic_write_text
 from lmlab.selfimprove.dpo import DPOSettings, run_dpo
+from lmlab.selfimprove.generation import generate_rows
 from lmlab.selfimprove.judges import Group, Judge
 from lmlab.selfimprove.prompts import THOUGHT_KINDS, parse_thought, thought_prompt
 from lmlab.selfimprove.sampling import _read_rows, sample_k
@@ -187,15 +188,14 @@ def evaluate(lm: Any, items: Sequence[Item], thought: str, max_new_tokens: int =
         if [r["id"] for r in rows] == [it.id for it in items]:
             return rows
     prompts = [model_input(lm, it.instruction, thought) for it in items]
-    texts: list[str] = []
-    step = 32
-    rng: Any = range(0, len(prompts), step)
+    bar: Any = None
     if progress:
         from tqdm import tqdm
 
-        rng = tqdm(rng, desc="held-out eval", unit="batch", leave=False)
-    for i in rng:
-        texts += lm.generate(prompts[i:i + step], max_new_tokens=max_new_tokens, temperature=0.0)
+        bar = tqdm(total=len(prompts), desc="held-out eval", unit="problem", leave=False)
+    texts = generate_rows(lm, prompts, max_new_tokens, 0.0, on_done=lambda i, t: bar.update() if bar else None)
+    if bar is not None:
+        bar.close()
     rows = []
     for it, t in zip(items, texts):
         p = parse_thought(t.strip(), thought)
