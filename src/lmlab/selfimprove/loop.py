@@ -13,6 +13,7 @@ generated problems with exact answers, scored on the parsed response only (a mal
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -254,20 +255,31 @@ def run_iteration(lm: Any, items: Sequence[Item], cfg: IterationConfig, dpo: DPO
         return json.loads((run / "done.json").read_text())
     ids = [it.id for it in items]
     inputs = [model_input(lm, it.instruction, cfg.thought) for it in items]
+    clock = [time.perf_counter()]
+    seconds: dict[str, float] = {}
+
+    def lap(name: str) -> None:  # wall seconds of each stage in this process (a resumed stage counts its rest)
+        now = time.perf_counter()
+        seconds[name] = round(now - clock[0], 1)
+        clock[0] = now
+
     samples = sample_k(lm, ids, inputs, cfg.K, run / "samples.jsonl", cfg.temperature, cfg.top_p, cfg.max_new_tokens,
                        seed=seed, chunk=cfg.chunk, resume=resume, progress=progress, stop_after=stop_after_chunks)
     if stop_after_chunks is not None and len(samples) < len(items):
         return {"interrupted": True, "sampled": len(samples)}
+    lap("sampling")
     parsed, counts = parse_samples(samples, cfg.thought)
     if counts["samples"] and counts["malformed"] == counts["samples"] and all_malformed == "raise":
         raise SelfImproveError(f"all {counts['samples']} samples are empty or malformed for thought prompt "
                                f"'{cfg.thought}'; raise iteration.max_new_tokens or use iteration.thought=none")
     scored = score_prompts(judge, items, parsed, run / "scores.jsonl", resume=resume, chunk=cfg.chunk, progress=progress)
+    lap("judging")
     pairs, pstats = select_pairs(lm, items, samples, scored, parsed, cfg)
     extra_stats: dict[str, Any] = {}
     if extra_pairs is not None:
         more, extra_stats = extra_pairs(lm, items, samples, scored, parsed, run)
         pairs = pairs + more
+        lap("extra_pairs")
     atomic_write_text(run / "pairs.jsonl", "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs))
     record: dict[str, Any] = {"counts": counts, "malformed_rate": counts["malformed"] / max(1, counts["samples"]),
                               "pairs": pstats, "extra": extra_stats, "judge": judge.name,
@@ -300,5 +312,7 @@ def run_iteration(lm: Any, items: Sequence[Item], cfg: IterationConfig, dpo: DPO
         atomic_write_json(run / "dpo.json", res)
         lm.hf_model.save_pretrained(run / "model")
         lm.hf_tokenizer.save_pretrained(run / "model")
+        lap("dpo")
+    record["seconds"] = seconds
     atomic_write_json(run / "done.json", record)
     return record
