@@ -159,3 +159,17 @@ def test_generate_rows_do_not_depend_on_their_batch(tiny_dir):
     alone = [generate_rows(lm, [p], 8, temperature=0.8, top_p=0.95, seeds=[s])[0] for p, s in zip(prompts, seeds)]
     assert whole == alone and len(set(whole)) > 1  # a row's sample depends on its seed only
     assert generate_rows(lm, prompts, 8) == lm.generate(prompts, max_new_tokens=8)  # greedy: as lm.generate
+
+
+def test_rubric_judgments_resume_to_the_same_text(tiny_dir, tmp_path):
+    from lmlab.selfimprove.judges import GenConfig, RubricJudge
+    from lmlab.selfimprove.loop import score_prompts
+
+    lm = _lm(tiny_dir)
+    gen = GenConfig(n=2, temperature=0.8, top_p=0.95, max_new_tokens=6, seed=5)
+    items = ITEMS[:4]
+    parsed = {it.id: [(0, "", f"{it.answer}"), (1, "", "no")] for it in items}
+    whole = score_prompts(RubricJudge(lm, gen), items, parsed, tmp_path / "a.jsonl", chunk=4)
+    score_prompts(RubricJudge(lm, gen), items[:1], parsed, tmp_path / "b.jsonl", chunk=4)  # stopped after one prompt
+    resumed = score_prompts(RubricJudge(lm, gen), items, parsed, tmp_path / "b.jsonl", chunk=4)  # 3 in one batch
+    assert [whole[it.id]["judgments"] for it in items] == [resumed[it.id]["judgments"] for it in items]
