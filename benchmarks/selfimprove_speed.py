@@ -2,7 +2,8 @@
 (K outputs per prompt at temperature 0.8 / top-p 0.95) three ways on the same prompts -- the loop's own path
 (``lmlab.selfimprove.generation``: the engine's continuous batching, one seed per row), the engine's static
 batches (``lm.generate``, what the loop used before), and transformers' ``generate`` (the peer, on the first
-``--peer-prompts`` prompts) -- then DPO steps through TRL's ``DPOTrainer`` (full fine-tuning, float32), and peak
+``--peer-prompts`` prompts) -- then DPO steps through TRL's ``DPOTrainer`` (full fine-tuning, float32; random batches as the quick configs use,
+and batches grouped by length), and peak
 resident memory. Prints JSON (and writes --out) with a projection of one ``--quick`` TPO iteration: 48 prompts x
 K=4 sampled, DPO on up to 48 pairs (6 steps of 8), the validation decode of 2 DPO snapshots on 32 problems; and,
 separately, the two held-out evaluations of 100 problems.
@@ -29,7 +30,7 @@ def main() -> None:
     ap.add_argument("--slots", type=int, default=32, help="lm.batch_size: static batch / continuous-batching slots")
     ap.add_argument("--K", type=int, default=4)
     ap.add_argument("--new-tokens", type=int, default=128)
-    ap.add_argument("--dpo-steps", type=int, default=3)
+    ap.add_argument("--dpo-steps", type=int, default=2)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--no-peer", action="store_true", help="skip transformers' generate (the peer)")
     ap.add_argument("--model", default="default")
@@ -39,6 +40,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(a.threads)
+    from lmlab.io import atomic_write_text
     from lmlab.lm import load_lm
     from lmlab.selfimprove.dpo import DPOSettings, run_dpo
     from lmlab.selfimprove.generation import generate_rows
@@ -64,31 +66,44 @@ def main() -> None:
         return {"rows": len(rows), "seconds": round(dt, 2), "samples_per_s": round(len(rows) / dt, 3),
                 "tokens_per_s": round(n_tok / dt, 1), "new_tokens": n_tok, "texts": texts}
 
+    def save(res: dict) -> None:  # after each stage, so a run cut short still leaves its numbers
+        if a.out:
+            Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(a.out, json.dumps(res, indent=2))
+
     res: dict = {"model": a.model, "threads": a.threads, "slots": a.slots, "max_new_tokens": a.new_tokens,
                  "K": a.K, "load_before": os.getloadavg()}
     cont = sample("continuous", rows)
     texts = cont.pop("texts")
     res["sampling_continuous"] = cont
+    save(res)
     static = sample("static", rows)
     static.pop("texts")
     res["sampling_static"] = static
+    save(res)
     res["ratio_continuous_over_static_samples_per_s"] = round(cont["samples_per_s"] / static["samples_per_s"], 2)
     if not a.no_peer:
         peer = sample("hf", rows[:a.peer_prompts * a.K])
         peer.pop("texts")
         res["sampling_hf_generate"] = peer
+        save(res)
         res["ratio_continuous_over_hf_samples_per_s"] = round(cont["samples_per_s"] / peer["samples_per_s"], 2)
     eng = cont
     lm.generate_with = "engine"
     pairs = [{"prompt": prompts[i // a.K], "chosen": texts[i] or "x", "rejected": texts[i + 1] or "y"}
              for i in range(0, len(texts) - 1, 2)]
     pairs = (pairs * (a.dpo_steps * a.batch // max(1, len(pairs)) + 1))[:a.dpo_steps * a.batch]
-    with tempfile.TemporaryDirectory() as tmp:
-        d = run_dpo(lm, pairs, DPOSettings(batch_size=a.batch), TrainConfig(lr=1e-6, steps=a.dpo_steps, seed=0), tmp)
-    res["dpo"] = {"steps": d["steps"], "seconds": d["seconds"], "steps_per_s": round(d["steps"] / d["seconds"], 4),
-                  "batch": a.batch, "pairs_per_s": round(d["steps"] * a.batch / d["seconds"], 3)}
+    for key, grouped in (("dpo", False), ("dpo_grouped_by_length", True)):
+        with tempfile.TemporaryDirectory() as tmp:
+            d = run_dpo(lm, pairs, DPOSettings(batch_size=a.batch, group_by_length=grouped),
+                        TrainConfig(lr=1e-6, steps=a.dpo_steps, seed=0), tmp)
+        res[key] = {"steps": d["steps"], "seconds": d["seconds"], "steps_per_s": round(d["steps"] / d["seconds"], 4),
+                    "batch": a.batch, "pairs_per_s": round(d["steps"] * a.batch / d["seconds"], 3)}
+        save(res)
+    res["ratio_grouped_over_random_dpo_steps_per_s"] = round(res["dpo_grouped_by_length"]["steps_per_s"]
+                                                             / res["dpo"]["steps_per_s"], 2)
     res["peak_rss_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
-    sps, steps_per_s = eng["samples_per_s"], res["dpo"]["steps_per_s"]
+    sps, steps_per_s = eng["samples_per_s"], res["dpo"]["steps_per_s"]  # the quick configs' DPO (random batches)
     parts = {"sampling_192_rows": 48 * 4 / sps, "dpo_6_steps": 6 / steps_per_s, "validation_2x32_greedy": 2 * 32 / sps}
     res["projected_quick_iteration_s"] = {k: round(v, 1) for k, v in parts.items()}
     res["projected_quick_iteration_minutes"] = round(sum(parts.values()) / 60, 1)
@@ -97,11 +112,8 @@ def main() -> None:
     res["note"] = ("projection: sampled-row rate of the loop's path (also used for greedy rows, which end sooner), "
                    "DPO rate at batch 8 on pairs of these samples; the verifiable judge costs nothing")
     res["load_after"] = os.getloadavg()
-    s = json.dumps(res, indent=2)
-    print(s)
-    if a.out:
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(s)
+    print(json.dumps(res, indent=2))
+    save(res)
 
 
 if __name__ == "__main__":

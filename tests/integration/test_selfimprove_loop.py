@@ -173,3 +173,10 @@ def test_rubric_judgments_resume_to_the_same_text(tiny_dir, tmp_path):
     score_prompts(RubricJudge(lm, gen), items[:1], parsed, tmp_path / "b.jsonl", chunk=4)  # stopped after one prompt
     resumed = score_prompts(RubricJudge(lm, gen), items, parsed, tmp_path / "b.jsonl", chunk=4)  # 3 in one batch
     assert [whole[it.id]["judgments"] for it in items] == [resumed[it.id]["judgments"] for it in items]
+
+
+def test_dpo_batches_grouped_by_length(tiny_dir, tmp_path):
+    lm = _lm(tiny_dir)
+    pairs = [{"prompt": "user: 1+2\nassistant:", "chosen": "3" * n, "rejected": "9" * n} for n in (1, 30, 2, 31)]
+    res = run_dpo(lm, pairs, DPOSettings(batch_size=2, group_by_length=True), TrainConfig(lr=1e-3, steps=2), tmp_path)
+    assert res["steps"] == 2 and len(res["log"]) == 2
