@@ -32,7 +32,9 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--dpo-steps", type=int, default=2)
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--no-peer", action="store_true", help="skip transformers' generate (the peer)")
+    ap.add_argument("--stages", default="static,hf,dpo,dpo_grouped_by_length",
+                    help="what to time besides the loop's own sampling (always run: it makes the DPO pairs)")
+    ap.add_argument("--merge", action="store_true", help="add to the results already in --out")
     ap.add_argument("--model", default="default")
     ap.add_argument("--out", default="benchmarks/results/selfimprove_speed.json")
     a = ap.parse_args()
@@ -71,50 +73,62 @@ def main() -> None:
             Path(a.out).parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(a.out, json.dumps(res, indent=2))
 
-    res: dict = {"model": a.model, "threads": a.threads, "slots": a.slots, "max_new_tokens": a.new_tokens,
-                 "K": a.K, "load_before": os.getloadavg()}
-    cont = sample("continuous", rows)
+    stages = set(a.stages.split(","))
+    res: dict = json.loads(Path(a.out).read_text()) if a.merge and Path(a.out).exists() else {}
+    run = {"model": a.model, "threads": a.threads, "slots": a.slots, "max_new_tokens": a.new_tokens, "K": a.K,
+           "stages": sorted(stages), "load_before": os.getloadavg()}
+    res.setdefault("runs", []).append(run)
+
+    def put(key: str, value: dict) -> None:  # a stage measured again in a merged run keeps both
+        res[key if key not in res else f"{key}_run{len(res['runs'])}"] = value
+        save(res)
+
+    cont = sample("continuous", rows)  # always: its samples make the DPO pairs
     texts = cont.pop("texts")
-    res["sampling_continuous"] = cont
-    save(res)
-    static = sample("static", rows)
-    static.pop("texts")
-    res["sampling_static"] = static
-    save(res)
-    res["ratio_continuous_over_static_samples_per_s"] = round(cont["samples_per_s"] / static["samples_per_s"], 2)
-    if not a.no_peer:
+    put("sampling_continuous", cont)
+    if "static" in stages:
+        static = sample("static", rows)
+        static.pop("texts")
+        put("sampling_static", static)
+        res["ratio_continuous_over_static_samples_per_s"] = round(cont["samples_per_s"] / static["samples_per_s"], 2)
+    if "hf" in stages:
         peer = sample("hf", rows[:a.peer_prompts * a.K])
         peer.pop("texts")
-        res["sampling_hf_generate"] = peer
-        save(res)
+        put("sampling_hf_generate", peer)
         res["ratio_continuous_over_hf_samples_per_s"] = round(cont["samples_per_s"] / peer["samples_per_s"], 2)
-    eng = cont
-    lm.generate_with = "engine"
     pairs = [{"prompt": prompts[i // a.K], "chosen": texts[i] or "x", "rejected": texts[i + 1] or "y"}
              for i in range(0, len(texts) - 1, 2)]
     pairs = (pairs * (a.dpo_steps * a.batch // max(1, len(pairs)) + 1))[:a.dpo_steps * a.batch]
+    dpo_keys = {}
     for key, grouped in (("dpo", False), ("dpo_grouped_by_length", True)):
+        if key not in stages:
+            continue
         with tempfile.TemporaryDirectory() as tmp:
             d = run_dpo(lm, pairs, DPOSettings(batch_size=a.batch, group_by_length=grouped),
                         TrainConfig(lr=1e-6, steps=a.dpo_steps, seed=0), tmp)
-        res[key] = {"steps": d["steps"], "seconds": d["seconds"], "steps_per_s": round(d["steps"] / d["seconds"], 4),
-                    "batch": a.batch, "pairs_per_s": round(d["steps"] * a.batch / d["seconds"], 3)}
-        save(res)
-    res["ratio_grouped_over_random_dpo_steps_per_s"] = round(res["dpo_grouped_by_length"]["steps_per_s"]
-                                                             / res["dpo"]["steps_per_s"], 2)
-    res["peak_rss_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
-    sps, steps_per_s = eng["samples_per_s"], res["dpo"]["steps_per_s"]  # the quick configs' DPO (random batches)
-    parts = {"sampling_192_rows": 48 * 4 / sps, "dpo_6_steps": 6 / steps_per_s, "validation_2x32_greedy": 2 * 32 / sps}
-    res["projected_quick_iteration_s"] = {k: round(v, 1) for k, v in parts.items()}
-    res["projected_quick_iteration_minutes"] = round(sum(parts.values()) / 60, 1)
-    res["projected_heldout_evals_2x100_minutes"] = round(2 * 100 / sps / 60, 1)
-    res["goal_quick_iteration_under_10_min"] = sum(parts.values()) < 600
-    res["note"] = ("projection: sampled-row rate of the loop's path (also used for greedy rows, which end sooner), "
-                   "DPO rate at batch 8 on pairs of these samples; the verifiable judge costs nothing")
-    res["load_after"] = os.getloadavg()
+        put(key, {"steps": d["steps"], "seconds": d["seconds"], "steps_per_s": round(d["steps"] / d["seconds"], 4),
+                  "batch": a.batch, "pairs_per_s": round(d["steps"] * a.batch / d["seconds"], 3)})
+        dpo_keys[key] = d["steps"] / d["seconds"]
+    if len(dpo_keys) == 2:  # both in this run, on the same pairs
+        res["ratio_grouped_over_random_dpo_steps_per_s"] = round(dpo_keys["dpo_grouped_by_length"] / dpo_keys["dpo"], 2)
+    run["peak_rss_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
+    run["load_after"] = os.getloadavg()
+    if "dpo" in res and "sampling_continuous" in res:
+        sps, steps_per_s = res["sampling_continuous"]["samples_per_s"], res["dpo"]["steps_per_s"]
+        parts = {"sampling_192_rows": 48 * 4 / sps, "dpo_6_steps": 6 / steps_per_s,
+                 "validation_2x32_greedy": 2 * 32 / sps}
+        res["projected_quick_iteration_s"] = {k: round(v, 1) for k, v in parts.items()}
+        res["projected_quick_iteration_minutes"] = round(sum(parts.values()) / 60, 1)
+        res["projected_heldout_evals_2x100_minutes"] = round(2 * 100 / sps / 60, 1)
+        res["goal_quick_iteration_under_10_min"] = sum(parts.values()) < 600
+        if "ratio_grouped_over_random_dpo_steps_per_s" in res:
+            g = dict(parts, dpo_6_steps=parts["dpo_6_steps"] / res["ratio_grouped_over_random_dpo_steps_per_s"])
+            res["projected_quick_iteration_minutes_dpo_grouped_by_length"] = round(sum(g.values()) / 60, 1)
+        res["note"] = ("projection: the first run's sampled-row rate of the loop's path (also used for greedy rows, "
+                       "which end sooner) and DPO rate at batch 8 (random batches, as the quick configs use); the "
+                       "verifiable judge costs nothing")
     print(json.dumps(res, indent=2))
     save(res)
-
 
 if __name__ == "__main__":
     main()
