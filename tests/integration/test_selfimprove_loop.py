@@ -3,7 +3,6 @@ pair selection, DPO through TRL, resume, Meta-Rewarding's mixed actor + judge ba
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
