@@ -3,15 +3,13 @@ pair selection, DPO through TRL, resume, Meta-Rewarding's mixed actor + judge ba
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
 pytest.importorskip("trl")
 
 from lmlab.lm import LMError, load_lm  # noqa: E402
-from lmlab.selfimprove.dpo import DPOSettings, run_dpo  # noqa: E402
+from lmlab.selfimprove.dpo import DPOSettings, fit_counts, run_dpo  # noqa: E402
 from lmlab.selfimprove.judges import build_judge  # noqa: E402
 from lmlab.selfimprove.loop import Item, IterationConfig, SelfImproveError, run_iteration  # noqa: E402
 from lmlab.train.loop import TrainConfig  # noqa: E402
@@ -94,8 +92,13 @@ def test_meta_rewarding_actor_and_judge_pairs_in_one_batch(tiny_dir, tmp_path):
     assert pairs[0]["chosen"] == "good. Score: 5" and pairs[0]["rejected"] == "bad. Score: 1"
     actor = [{"prompt": "user: 1+2\nassistant:", "chosen": "3", "rejected": "4", "kind": "actor"}]
     lm = _lm(tiny_dir)
-    res = run_dpo(lm, actor + pairs, DPOSettings(batch_size=2), TrainConfig(lr=1e-3, steps=1), tmp_path / "dpo")
+    # the judge pair's prompt is the rubric prompt (~2,000 characters, one token each here): at the default
+    # max_length TRL would drop it, so the batch would hold the actor pair only
+    assert fit_counts(lm.hf_tokenizer, pairs, 512)["pairs_dropped_by_max_length"] == 1
+    res = run_dpo(lm, actor + pairs, DPOSettings(batch_size=2, max_length=4096), TrainConfig(lr=1e-3, steps=1),
+                  tmp_path / "dpo")
     assert res["steps"] == 1 and res["n_pairs"] == 2 and len(res["log"]) == 1  # one batch holding both kinds
+    assert res["pairs_dropped_by_max_length"] == 0 and res["pairs_truncated"] == 0
 
 
 def test_lora_dpo_merges_back(tiny_dir, tmp_path):
@@ -116,7 +119,8 @@ def test_bad_input_one_line_errors(tiny_dir, tmp_path):
     with pytest.raises(SelfImproveError, match="no 'trainable' capability"):
         run_iteration(dummy, ITEMS, CFG, DPOSettings(), TrainConfig(lr=1e-3), tmp_path / "d", build_judge("verifiable"))
     lm = _lm(tiny_dir)
-    lm.generate = lambda prompts, **kw: [""] * len(prompts)  # a model that answers nothing
+    lm.generate_with = "hf"  # through lm.generate, which answers nothing:
+    lm.generate = lambda prompts, **kw: [""] * len(prompts)
     with pytest.raises(SelfImproveError, match="empty or malformed") as e:
         run_iteration(lm, ITEMS, CFG, DPOSettings(), TrainConfig(lr=1e-3), tmp_path / "e", build_judge("verifiable"))
     assert "\n" not in str(e.value)
@@ -140,3 +144,37 @@ def test_safety_tune_on_hh_pairs_writes_a_model(tiny_dir, tmp_path):
     s = safety_tune(cfg, tmp_path)
     assert (tmp_path / "model" / "config.json").exists() and s["n_heldout"] == 4
     assert 0 <= s["heldout_reward_accuracy"] <= 1 and "muli" in s["next"]
+
+
+def test_generate_rows_do_not_depend_on_their_batch(tiny_dir):
+    from lmlab.selfimprove.generation import engine_of, generate_rows
+
+    lm = _lm(tiny_dir)
+    assert engine_of(lm) is not None
+    prompts = [f"user: {i}+{i}\nassistant:" for i in range(6)]
+    seeds = [11, 12, 13, 14, 15, 16]
+    whole = generate_rows(lm, prompts, 8, temperature=0.8, top_p=0.95, seeds=seeds)
+    alone = [generate_rows(lm, [p], 8, temperature=0.8, top_p=0.95, seeds=[s])[0] for p, s in zip(prompts, seeds)]
+    assert whole == alone and len(set(whole)) > 1  # a row's sample depends on its seed only
+    assert generate_rows(lm, prompts, 8) == lm.generate(prompts, max_new_tokens=8)  # greedy: as lm.generate
+
+
+def test_rubric_judgments_resume_to_the_same_text(tiny_dir, tmp_path):
+    from lmlab.selfimprove.judges import GenConfig, RubricJudge
+    from lmlab.selfimprove.loop import score_prompts
+
+    lm = _lm(tiny_dir)
+    gen = GenConfig(n=2, temperature=0.8, top_p=0.95, max_new_tokens=6, seed=5)
+    items = ITEMS[:4]
+    parsed = {it.id: [(0, "", f"{it.answer}"), (1, "", "no")] for it in items}
+    whole = score_prompts(RubricJudge(lm, gen), items, parsed, tmp_path / "a.jsonl", chunk=4)
+    score_prompts(RubricJudge(lm, gen), items[:1], parsed, tmp_path / "b.jsonl", chunk=4)  # stopped after one prompt
+    resumed = score_prompts(RubricJudge(lm, gen), items, parsed, tmp_path / "b.jsonl", chunk=4)  # 3 in one batch
+    assert [whole[it.id]["judgments"] for it in items] == [resumed[it.id]["judgments"] for it in items]
+
+
+def test_dpo_batches_grouped_by_length(tiny_dir, tmp_path):
+    lm = _lm(tiny_dir)
+    pairs = [{"prompt": "user: 1+2\nassistant:", "chosen": "3" * n, "rejected": "9" * n} for n in (1, 30, 2, 31)]
+    res = run_dpo(lm, pairs, DPOSettings(batch_size=2, group_by_length=True), TrainConfig(lr=1e-3, steps=2), tmp_path)
+    assert res["steps"] == 2 and len(res["log"]) == 2

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import json
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,12 +61,15 @@ def run_arm(spec: ArmSpec, lm_cfg: LMConfig, dpo: DPOSettings, train: Any, test:
     arm.mkdir(parents=True, exist_ok=True)
     lm = load_trainable(lm_cfg)
     cfg = spec.iteration
+    t0 = time.perf_counter()
     seed_rows = evaluate(lm, test, cfg.thought, eval_max_new_tokens, arm / "eval-iter0.json", progress)
+    t1 = time.perf_counter()
     records = [{"iteration": 0, **eval_summary(seed_rows, seed_rows, seed=seed),
                 **(spec.probe(lm, 0, arm) if spec.probe else {})}]
+    records[0]["seconds"] = {"eval": round(t1 - t0, 1), "probe": round(time.perf_counter() - t1, 1)}
     prev_rows = seed_rows
     for t in range(1, spec.iterations + 1):
-        run = arm / f"iter{t}"
+        run, t0 = arm / f"iter{t}", time.perf_counter()
         cfg_t = cfg.replace(**spec.schedule[t - 1]) if len(spec.schedule) >= t else cfg
         if resume and (run / "done.json").exists():
             rec = json.loads((run / "done.json").read_text())
@@ -80,6 +84,7 @@ def run_arm(spec: ArmSpec, lm_cfg: LMConfig, dpo: DPOSettings, train: Any, test:
             rec = run_iteration(lm, train_items(spec.n_train, seed, t), cfg_t, dpo, train.seeded(seed + t), run, judge,
                                 valid=valid, seed=seed * 1000 + t, learn=learn, extra_pairs=extra, resume=resume, all_malformed="skip",
                                 progress=progress)
+        te = time.perf_counter()
         if "dpo" not in rec and prev_rows is not None:  # no DPO step: the model is M_{t-1}, its greedy outputs too
             from lmlab.io import atomic_write_json
 
@@ -88,8 +93,12 @@ def run_arm(spec: ArmSpec, lm_cfg: LMConfig, dpo: DPOSettings, train: Any, test:
         else:
             rows = evaluate(lm, test, cfg.thought, eval_max_new_tokens, arm / f"eval-iter{t}.json", progress)
         prev_rows = rows
+        t1 = time.perf_counter()
         records.append({"iteration": t, **eval_summary(rows, seed_rows, seed=seed), "train": _brief(rec),
                         **(spec.probe(lm, t, arm) if spec.probe else {})})
+        t2 = time.perf_counter()
+        records[-1]["seconds"] = {**rec.get("seconds", {}), "iteration_total": round(te - t0, 1),
+                                 "eval": round(t1 - te, 1), "probe": round(t2 - t1, 1)}
     del lm
     gc.collect()
     return records
@@ -102,6 +111,8 @@ def _brief(rec: dict[str, Any]) -> dict[str, Any]:
     if d:
         log = d.get("log", [])
         out["dpo"] = {"steps": d.get("steps"), "seconds": d.get("seconds"), "n_pairs": d.get("n_pairs"),
+                      "pairs_truncated": d.get("pairs_truncated"),
+                      "pairs_dropped_by_max_length": d.get("pairs_dropped_by_max_length"),
                       "selected_step": d.get("selected_step"), "valid_accuracy": d.get("valid_accuracy"),
                       "loss_first": log[0]["loss"] if log else None, "loss_last": log[-1]["loss"] if log else None,
                       "margin_first": log[0].get("rewards/margins") if log else None,

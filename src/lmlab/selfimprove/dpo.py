@@ -41,6 +41,9 @@ class DPOSettings(Config):
     lora_alpha: int = 32
     #: weight snapshots taken at evenly spaced steps (the last at the end); the loop picks one on held-out prompts
     candidates: int = 1
+    #: batches of pairs of similar token length (transformers' LengthGroupedSampler) instead of random batches:
+    #: less padding, so fewer FLOPs per epoch; the same pairs, epochs and optimizer
+    group_by_length: bool = False
 
     def validate(self) -> None:
         if self.beta <= 0:
@@ -106,10 +109,18 @@ def run_dpo(lm: Any, pairs: Sequence[dict[str, str]], dpo: DPOSettings, train: A
             warmup_steps=train.warmup_steps, weight_decay=train.weight_decay,
             max_grad_norm=train.grad_clip if train.grad_clip is not None else 1e9, logging_steps=1, save_strategy="no",
             seed=int(train.seed or 0), data_seed=int(train.seed or 0), max_length=dpo.max_length,
-            disable_tqdm=not progress, dataloader_num_workers=0, remove_unused_columns=False)
+            disable_tqdm=not progress, dataloader_num_workers=0, remove_unused_columns=False,
+            train_sampling_strategy="group_by_length" if dpo.group_by_length else "random")
     if not progress:
         datasets.disable_progress_bars()
-    ds = Dataset.from_list([{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]} for p in pairs])
+    rows = [{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]} for p in pairs]
+    if dpo.group_by_length:  # the sampler's key: prompt + the longer completion, in tokens
+        def n(text: str) -> int:
+            return len(tok(text, add_special_tokens=False)["input_ids"])
+
+        for r in rows:
+            r["length"] = n(r["prompt"]) + max(n(r["chosen"]), n(r["rejected"]))
+    ds = Dataset.from_list(rows)
     peft_config, ref = None, None
     if dpo.lora:
         try:
@@ -127,6 +138,7 @@ def run_dpo(lm: Any, pairs: Sequence[dict[str, str]], dpo: DPOSettings, train: A
         ref = copy.deepcopy(model).eval()
         for p in ref.parameters():
             p.requires_grad_(False)
+    fit = fit_counts(tok, pairs, dpo.max_length)
     started = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
@@ -149,8 +161,20 @@ def run_dpo(lm: Any, pairs: Sequence[dict[str, str]], dpo: DPOSettings, train: A
         p.requires_grad_(False)
     snapshots.append((steps, _state_dict(model) if len(at) > 1 else None))  # None: the model as it is now
     del trainer, ref
-    return {"steps": steps, "seconds": round(seconds, 2), "n_pairs": len(pairs),
+    return {"steps": steps, "seconds": round(seconds, 2), "n_pairs": len(pairs), "max_length": dpo.max_length, **fit,
             "snapshot_steps": [s for s, _ in snapshots], "log": _log_rows(history), "snapshots": snapshots}
+
+
+def fit_counts(tok: Any, pairs: Sequence[dict[str, str]], max_length: int) -> dict[str, int]:
+    """How many pairs TRL will cut (prompt + a completion longer than ``max_length`` tokens) or drop (the prompt
+    alone reaches ``max_length``: TRL's keep_start truncation would leave no completion token)."""
+    cut = dropped = 0
+    for p in pairs:
+        n = len(tok(p["prompt"], add_special_tokens=False)["input_ids"])
+        m = max(len(tok(p[k], add_special_tokens=False)["input_ids"]) for k in ("chosen", "rejected"))
+        dropped += n >= max_length
+        cut += n < max_length < n + m + 1
+    return {"pairs_truncated": cut, "pairs_dropped_by_max_length": dropped}
 
 
 def _log_rows(rows: list[dict[str, Any]]) -> list[dict[str, float]]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -173,12 +173,33 @@ class RubricJudge(Judge):
             raise JudgeError(f"judge '{self.name}': the LM returned {len(texts)} judgments for {len(prompts) * self.gen.n}")
         return [texts[i * self.gen.n:(i + 1) * self.gen.n] for i in range(len(prompts))]
 
+    def _all_texts(self, groups: Sequence[Group]) -> list[list[list[str]]]:
+        """Per group, per response, ``gen.n`` judgments. With the engine, all groups' rows are decoded together,
+        row j of a group seeded from (its group seed, j); otherwise one ``lm.generate`` call per group."""
+        from lmlab.selfimprove.generation import engine_of, generate_rows, row_seeds
+
+        if engine_of(self.lm) is None:
+            return [self.judge_texts([g.instruction] * len(g.responses), g.responses,
+                                     seed=group_seed(self.gen.seed, g, gi)) if g.responses else []
+                    for gi, g in enumerate(groups)]
+        n = self.gen.n
+        prompts, seeds = [], []
+        for gi, g in enumerate(groups):
+            prompts += [self.lm.chat_prompt(self.template.format(instruction=g.instruction, response=r))
+                        for r in g.responses for _ in range(n)]
+            seeds += row_seeds(group_seed(self.gen.seed, g, gi), len(g.responses) * n)
+        texts = generate_rows(self.lm, prompts, self.gen.max_new_tokens, self.gen.temperature, self.gen.top_p,
+                              seeds=seeds)
+        out, i = [], 0
+        for g in groups:
+            out.append([texts[i + k * n:i + (k + 1) * n] for k in range(len(g.responses))])
+            i += len(g.responses) * n
+        return out
+
     def _score(self, groups: Sequence[Group]) -> list[Any]:
         out: list[Any] = []
         self.last_judgments = []
-        for gi, g in enumerate(groups):
-            texts = self.judge_texts([g.instruction] * len(g.responses), g.responses,
-                                     seed=group_seed(self.gen.seed, g, gi)) if g.responses else []
+        for texts in self._all_texts(groups):
             per_resp, scores = [], []
             for ts in texts:
                 parsed = [(t, parse_score(t)) for t in ts]

@@ -13,6 +13,7 @@ generated problems with exact answers, scored on the parsed response only (a mal
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ import numpy as np
 from lmlab.config import Config, ConfigError
 from lmlab.io import atomic_write_json, atomic_write_text
 from lmlab.selfimprove.dpo import DPOSettings, run_dpo
+from lmlab.selfimprove.generation import generate_rows
 from lmlab.selfimprove.judges import Group, Judge
 from lmlab.selfimprove.prompts import THOUGHT_KINDS, parse_thought, thought_prompt
 from lmlab.selfimprove.sampling import _read_rows, sample_k
@@ -187,15 +189,14 @@ def evaluate(lm: Any, items: Sequence[Item], thought: str, max_new_tokens: int =
         if [r["id"] for r in rows] == [it.id for it in items]:
             return rows
     prompts = [model_input(lm, it.instruction, thought) for it in items]
-    texts: list[str] = []
-    step = 32
-    rng: Any = range(0, len(prompts), step)
+    bar: Any = None
     if progress:
         from tqdm import tqdm
 
-        rng = tqdm(rng, desc="held-out eval", unit="batch", leave=False)
-    for i in rng:
-        texts += lm.generate(prompts[i:i + step], max_new_tokens=max_new_tokens, temperature=0.0)
+        bar = tqdm(total=len(prompts), desc="held-out eval", unit="problem", leave=False)
+    texts = generate_rows(lm, prompts, max_new_tokens, 0.0, on_done=lambda i, t: bar.update() if bar else None)
+    if bar is not None:
+        bar.close()
     rows = []
     for it, t in zip(items, texts):
         p = parse_thought(t.strip(), thought)
@@ -254,20 +255,31 @@ def run_iteration(lm: Any, items: Sequence[Item], cfg: IterationConfig, dpo: DPO
         return json.loads((run / "done.json").read_text())
     ids = [it.id for it in items]
     inputs = [model_input(lm, it.instruction, cfg.thought) for it in items]
+    clock = [time.perf_counter()]
+    seconds: dict[str, float] = {}
+
+    def lap(name: str) -> None:  # wall seconds of each stage in this process (a resumed stage counts its rest)
+        now = time.perf_counter()
+        seconds[name] = round(now - clock[0], 1)
+        clock[0] = now
+
     samples = sample_k(lm, ids, inputs, cfg.K, run / "samples.jsonl", cfg.temperature, cfg.top_p, cfg.max_new_tokens,
                        seed=seed, chunk=cfg.chunk, resume=resume, progress=progress, stop_after=stop_after_chunks)
     if stop_after_chunks is not None and len(samples) < len(items):
         return {"interrupted": True, "sampled": len(samples)}
+    lap("sampling")
     parsed, counts = parse_samples(samples, cfg.thought)
     if counts["samples"] and counts["malformed"] == counts["samples"] and all_malformed == "raise":
         raise SelfImproveError(f"all {counts['samples']} samples are empty or malformed for thought prompt "
                                f"'{cfg.thought}'; raise iteration.max_new_tokens or use iteration.thought=none")
     scored = score_prompts(judge, items, parsed, run / "scores.jsonl", resume=resume, chunk=cfg.chunk, progress=progress)
+    lap("judging")
     pairs, pstats = select_pairs(lm, items, samples, scored, parsed, cfg)
     extra_stats: dict[str, Any] = {}
     if extra_pairs is not None:
         more, extra_stats = extra_pairs(lm, items, samples, scored, parsed, run)
         pairs = pairs + more
+        lap("extra_pairs")
     atomic_write_text(run / "pairs.jsonl", "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs))
     record: dict[str, Any] = {"counts": counts, "malformed_rate": counts["malformed"] / max(1, counts["samples"]),
                               "pairs": pstats, "extra": extra_stats, "judge": judge.name,
@@ -300,5 +312,7 @@ def run_iteration(lm: Any, items: Sequence[Item], cfg: IterationConfig, dpo: DPO
         atomic_write_json(run / "dpo.json", res)
         lm.hf_model.save_pretrained(run / "model")
         lm.hf_tokenizer.save_pretrained(run / "model")
+        lap("dpo")
+    record["seconds"] = seconds
     atomic_write_json(run / "done.json", record)
     return record

@@ -1,10 +1,12 @@
 """Sample K outputs per prompt, batched, resumable per prompt.
 
-Prompts are cut into fixed chunks of ``chunk`` prompts (by position in the full list); a chunk's K * chunk rows
-are generated in one call of ``lm.generate`` (the batched engine of :mod:`lmlab.lm.engine` for Llama-family HF
-models) with a seed that depends only on ``(seed, chunk index)``. Each finished prompt is appended to a JSONL
-file at once; a resumed run keeps the finished prompts and regenerates any chunk that is incomplete with the
-same seed, so an interrupted run ends with exactly the rows of an uninterrupted one.
+Prompts are cut into fixed chunks of ``chunk`` prompts (by position in the full list), each with a seed that
+depends only on ``(seed, chunk index)``. With the engine (:mod:`lmlab.lm.engine`, Llama-family HF models) every
+row goes through continuous batching at once (:mod:`lmlab.selfimprove.generation`), row j of chunk c sampled with
+its own seed from ``(chunk seed, j)``; otherwise a chunk's K * chunk rows are one ``lm.generate`` call with the
+chunk's seed. Each finished prompt is appended to a JSONL file at once; a resumed run keeps the finished prompts
+and samples the others with the same seeds, so an interrupted run ends with exactly the rows of an uninterrupted
+one.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from lmlab.io import atomic_write_text
+from lmlab.selfimprove.generation import engine_of, generate_rows, row_seeds
 
 
 def chunk_seed(seed: int, chunk: int) -> int:
@@ -54,26 +57,52 @@ def sample_k(lm: Any, ids: Sequence[str], prompts: Sequence[str], K: int, path: 
         path.unlink()
     chunks = [list(range(i, min(i + chunk, len(ids)))) for i in range(0, len(ids), chunk)]
     todo = [(c, idx) for c, idx in enumerate(chunks) if any(ids[i] not in done for i in idx)]
-    it: Any = todo
+    if stop_after is not None:
+        todo = todo[:stop_after]
+
+    def record(i: int, samples: list[str]) -> None:
+        done[ids[i]] = samples
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a", encoding="utf-8") as f:
+                f.write(json.dumps({"id": ids[i], "prompt": prompts[i], "samples": samples}, ensure_ascii=False) + "\n")
+
+    bar: Any = None
     if progress:
         from tqdm import tqdm
 
-        it = tqdm(todo, desc=f"sampling K={K}", unit="chunk", leave=False)
-    new = 0
-    for c, idx in it:
-        if stop_after is not None and new >= stop_after:
-            break
-        rows = [prompts[i] for i in idx for _ in range(K)]
-        texts = lm.generate(rows, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                            seed=chunk_seed(seed, c))
-        for j, i in enumerate(idx):
-            if ids[i] in done:
-                continue
-            samples = [t.strip() for t in texts[j * K:(j + 1) * K]]
-            done[ids[i]] = samples
-            if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                with path.open("a", encoding="utf-8") as f:
-                    f.write(json.dumps({"id": ids[i], "prompt": prompts[i], "samples": samples}, ensure_ascii=False) + "\n")
-        new += 1
+        bar = tqdm(total=sum(len(idx) for _, idx in todo), desc=f"sampling K={K}", unit="prompt", leave=False)
+    if engine_of(lm) is None:  # one lm.generate call per chunk, seeded per chunk
+        for c, idx in todo:
+            rows = [prompts[i] for i in idx for _ in range(K)]
+            texts = lm.generate(rows, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                                seed=chunk_seed(seed, c))
+            for j, i in enumerate(idx):
+                if ids[i] not in done:
+                    record(i, [t.strip() for t in texts[j * K:(j + 1) * K]])
+                    if bar is not None:
+                        bar.update()
+    else:  # every row at once through continuous batching, row j of chunk c seeded by (chunk_seed(seed, c), j)
+        owner, rows, seeds = [], [], []
+        for c, idx in todo:
+            cs = row_seeds(chunk_seed(seed, c), len(idx) * K)
+            for j, i in enumerate(idx):
+                if ids[i] in done:
+                    continue
+                owner += [i] * K
+                rows += [prompts[i]] * K
+                seeds += cs[j * K:(j + 1) * K]
+        got: dict[int, dict[int, str]] = {}
+
+        def finished(r: int, text: str) -> None:
+            i = owner[r]
+            got.setdefault(i, {})[r] = text.strip()
+            if len(got[i]) == K:
+                record(i, [got[i][k] for k in sorted(got[i])])
+                if bar is not None:
+                    bar.update()
+
+        generate_rows(lm, rows, max_new_tokens, temperature, top_p, seeds=seeds, on_done=finished)
+    if bar is not None:
+        bar.close()
     return {i: done[i] for i in ids if i in done}

@@ -45,7 +45,9 @@ class MetaRewardingConfig(Config):
     lm: LMConfig = field(default_factory=lambda: LMConfig(batch_size=32))
     train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=100_000, lr=5e-6, schedule="cosine",
                                                                    weight_decay=0.0, progress=False))
-    dpo: DPOSettings = field(default_factory=lambda: DPOSettings(beta=0.1, epochs=10, batch_size=32))
+    # max_length covers a judge pair: the rubric prompt with a response (up to ~950 tokens here) plus a judgment;
+    # TRL drops a pair whose prompt alone reaches max_length and cuts longer completions
+    dpo: DPOSettings = field(default_factory=lambda: DPOSettings(beta=0.1, epochs=10, batch_size=32, max_length=1536))
     iteration: IterationConfig = field(default_factory=lambda: IterationConfig(
         K=7, temperature=0.8, top_p=0.95, max_new_tokens=512, judge="rubric", judge_n=11, judge_temperature=0.8,
         judge_max_new_tokens=256, selection="tier", rho=0.0, max_chosen_chars=2500))
@@ -88,7 +90,7 @@ class MetaRewardingStudy(Study):
         epoch, 100 test problems, 32 HH pairs; the SFT/EFT stage skipped."""
         return MetaRewardingConfig(
             train=TrainConfig(steps=100_000, lr=1e-5, weight_decay=0.0, progress=False),
-            dpo=DPOSettings(beta=0.1, epochs=1, batch_size=8),
+            dpo=DPOSettings(beta=0.1, epochs=1, batch_size=8, max_length=1024),
             iteration=IterationConfig(K=4, max_new_tokens=128, judge="rubric", judge_n=3, judge_temperature=0.8,
                                       judge_max_new_tokens=96, selection="tier", rho=0.0, max_chosen_chars=2500, chunk=8),
             iterations=1, meta_max_new_tokens=96, n_train=48, n_test=100, n_hh=32, eval_max_new_tokens=128)
