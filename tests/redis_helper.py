@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -26,6 +27,8 @@ def redis_server(tmp: Path, appendfsync: str = "always"):
     """Yields a redis:// URL; the server persists with AOF (fsync per write) in ``tmp`` and is stopped after."""
     exe = shutil.which("redis-server")
     if exe is None:
+        if os.environ.get("CI"):  # .ci/run installs it: missing there is a broken setup, not a reason to skip
+            pytest.fail(SKIP_REASON)
         pytest.skip(SKIP_REASON)
     port = free_port()
     p = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp), "--save", "",

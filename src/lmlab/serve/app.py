@@ -448,6 +448,17 @@ def load_cache_embedder(spec: str) -> Any:
 
 
 # -- the app -----------------------------------------------------------------------------------------------
+def input_texts(body: dict) -> list[str]:
+    """The ``input`` field of an embeddings or moderations request as a list of strings (checked)."""
+    inp = body.get("input")
+    texts = [inp] if isinstance(inp, str) else inp
+    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+        raise bad_request("'input' must be a string or a non-empty list of strings", "input")
+    if len(texts) > MAX_EMBED_INPUTS:
+        raise bad_request(f"at most {MAX_EMBED_INPUTS} inputs per request", "input")
+    return texts
+
+
 def create_app(config: GatewayConfig | str | Path | None = None, *, detector: Any = None, embedder: Any = None,
                lms: dict[str, Any] | None = None, transports: dict[str, Any] | None = None) -> Any:
     """The gateway as a FastAPI app. ``config``: a :class:`GatewayConfig`, a TOML/JSON path, or None (the file
@@ -692,12 +703,7 @@ def create_app(config: GatewayConfig | str | Path | None = None, *, detector: An
             model = body.get("model")
             if model not in (name, cfg.router.alias):
                 raise unknown_model(str(model), [name])
-            inp = body.get("input")
-            texts = [inp] if isinstance(inp, str) else inp
-            if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
-                raise bad_request("'input' must be a string or a non-empty list of strings", "input")
-            if len(texts) > MAX_EMBED_INPUTS:
-                raise bad_request(f"at most {MAX_EMBED_INPUTS} inputs per request", "input")
+            texts = input_texts(body)
             fmt = body.get("encoding_format") or "float"
             if fmt not in ("float", "base64"):
                 raise bad_request("'encoding_format' must be 'float' or 'base64'", "encoding_format")
@@ -729,12 +735,7 @@ def create_app(config: GatewayConfig | str | Path | None = None, *, detector: An
             if gw.guard is None:
                 raise GatewayError(404, "this gateway has no guard (guard.enabled = false)", "invalid_request_error",
                                    "no_guard")
-            inp = body.get("input")
-            texts = [inp] if isinstance(inp, str) else inp
-            if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
-                raise bad_request("'input' must be a string or a non-empty list of strings", "input")
-            if len(texts) > MAX_EMBED_INPUTS:
-                raise bad_request(f"at most {MAX_EMBED_INPUTS} inputs per request", "input")
+            texts = input_texts(body)
             p = await asyncio.to_thread(gw.guard.scores, texts)
             thr = gw.guard.threshold
             results = [{"flagged": bool(x >= thr), "categories": {"toxic": bool(x >= thr)},
