@@ -40,7 +40,9 @@ from typing import Any
 
 from lmlab.claims import HOLDS_SHARE, Summary, aggregate, finite
 from lmlab.config import ConfigError
-from lmlab.io import atomic_path, atomic_write_text
+from lmlab.io import atomic_path, atomic_write_text, fingerprint
+
+log = logging.getLogger("lmlab.sweep")
 
 #: the object store of a local Ray instance: trials pass only small dicts through it
 OBJECT_STORE_BYTES = 100 * 2**20
@@ -161,13 +163,20 @@ def run_trial(config: dict[str, Any]) -> dict[str, Any]:
     from lmlab.studies.runner import set_threads
 
     set_threads(threads)  # torch and BLAS: this trial's CPU share, not the whole machine
+    code = package_code()
     done = _read_done(run_dir)
+    if done is not None and done.get("code") != code:
+        # a finished trial is kept only while the package's code is the one that produced it; otherwise the
+        # study runs again and its stages reuse what their own fingerprints still allow
+        log.warning("%s: re-running: %s", trial.name, "the code changed since it finished" if done.get("code")
+                    else "it finished without a code fingerprint")
+        done = None
     if done is None:
         study, cfg = trial_config(spec, trial)
         study_start = time.time()
         summary = study.run(cfg, run_dir, quick=spec.quick, resume=True, control=spec.control)
         done = {"trial": trial.name, "seed": trial.seed, "point": trial.point, "seconds": summary.seconds,
-                "n_pass": summary.counts()["n_pass"], "n_claims": len(summary.claims),
+                "n_pass": summary.counts()["n_pass"], "n_claims": len(summary.claims), "code": code,
                 # wall-clock times (seconds since the epoch) for the sweep's overhead breakdown
                 "timing": {"process_start": _process_start(), "entered": entered, "study_start": study_start,
                            "study_end": time.time()}}
@@ -180,6 +189,14 @@ def run_trial(config: dict[str, Any]) -> dict[str, Any]:
     except Exception:  # called outside Tune (tests, a debugger): the return value is the result
         pass
     return result
+
+
+def package_code() -> str:
+    """One hash of every lmlab source file: what a finished trial was run with. The bytes, not the syntax trees
+    (parsing the whole package takes seconds per trial), so a comment edit re-runs finished trials too; their
+    stages then reuse whatever their own code fingerprints still allow."""
+    root = Path(__file__).resolve().parent
+    return fingerprint({str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.py"))})
 
 
 def _process_start() -> float | None:
@@ -534,11 +551,20 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, address: str | None = None, h
     spec_path = out / "sweep.json"
     if spec_path.exists():
         old = SweepSpec(**json.loads(spec_path.read_text()))
-        if old.essentials() != spec.essentials():
-            diff = sorted(k for k, v in spec.essentials().items() if old.essentials().get(k) != v)
+        old_e, new_e = old.essentials(), spec.essentials()
+        extends = set(old.seeds) < set(spec.seeds) and {**old_e, "seeds": None} == {**new_e, "seeds": None}
+        if old_e != new_e and not extends:
+            diff = sorted(k for k, v in new_e.items() if old_e.get(k) != v)
             ray_owner.stop(wait=False)
-            raise ConfigError(f"--out {out} holds a sweep with different {', '.join(diff)}; rerun with the same "
+            hint = (" (seeds may only be added: give every seed already in the sweep)" if diff == ["seeds"] else "")
+            raise ConfigError(f"--out {out} holds a sweep with different {', '.join(diff)}{hint}; rerun with the same "
                               "options to resume it, or give a new --out")
+        if extends:
+            # Tune's saved experiment knows only the old trials; a fresh one covers them all, and the finished
+            # trials are skipped by their run directories (interrupted ones resume from their checkpoints).
+            added = sorted(set(spec.seeds) - set(old.seeds))
+            log.warning("extending the sweep in %s with seeds %s", out, ",".join(map(str, added)))
+            shutil.rmtree(out / "tune", ignore_errors=True)
     atomic_write_text(spec_path, json.dumps(asdict(spec), indent=2) + "\n")
 
     state = SweepState(spec, out, holds_share)

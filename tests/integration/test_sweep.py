@@ -82,6 +82,12 @@ def test_sweep_of_three_seeds_by_two_configs_completes_and_reports_a_failing_tri
     with pytest.raises(ConfigError, match="different seeds"):
         run_sweep(SweepSpec(TOY, [0, 1], {"train.lr": ["0.0003", "0.03"]}, overrides=FAST + ["fail_seeds=[1]"]),
                   tmp_path, progress=False)
+    # seeds may be added to a sweep: only the new seed's trials run, the finished ones are kept
+    res = run_sweep(SweepSpec(TOY, [0, 1, 2, 3], {"train.lr": ["0.0003", "0.03"]}, overrides=FAST + ["fail_seeds=[1]"]),
+                    tmp_path, progress=False)
+    assert res.counts["n_trials"] == 8 and res.counts["n_done"] == 6
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir() if (p / "sweep-trial.json").exists()) == sorted(
+        f"seed{s}-train.lr={lr}" for s in (0, 2, 3) for lr in ("0.0003", "0.03"))
 
 
 @pytest.mark.slow
@@ -188,3 +194,21 @@ def test_docstring_examples(name):
 
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_finished_trial_is_rerun_when_the_code_changed(tmp_path, caplog):
+    # outside Tune: run_trial is a plain function; a finished trial is skipped only while the code matches
+    from lmlab.sweep import DONE_FILE, Trial, package_code, run_trial
+
+    spec = SweepSpec(TOY, [0], overrides=FAST)
+    run_dir = tmp_path / "seed0"
+    job = {"job": {"spec": asdict(spec), "trial": asdict(Trial("seed0", 0, {})), "run_dir": str(run_dir)}}
+    run_trial(job)
+    done = json.loads((run_dir / DONE_FILE).read_text())
+    assert done["code"] == package_code() and len(executions(run_dir)) == 1
+    run_trial(job)
+    assert len(executions(run_dir)) == 1  # same code: kept
+    (run_dir / DONE_FILE).write_text(json.dumps({**done, "code": "older"}))
+    run_trial(job)
+    assert len(executions(run_dir)) == 2 and "the code changed" in caplog.text
+    assert json.loads((run_dir / DONE_FILE).read_text())["code"] == package_code()
