@@ -196,6 +196,7 @@ def test_docstring_examples(name):
     assert result.attempted > 0 and result.failed == 0
 
 
+@pytest.mark.filterwarnings("ignore:`report` is meant")
 def test_finished_trial_is_rerun_when_the_code_changed(tmp_path, caplog):
     # outside Tune: run_trial is a plain function; a finished trial is skipped only while the code matches
     from lmlab.sweep import DONE_FILE, Trial, package_code, run_trial
