@@ -115,7 +115,7 @@ class MetaRewardingStudy(Study):
             if resume and p.exists():
                 return dict(read_json(p))  # type: ignore[arg-type]
             res = judge_agreement(lm, hh, GenConfig(n=1, temperature=0.0, max_new_tokens=cfg.iteration.judge_max_new_tokens,
-                                                    seed=cfg.seed), seed=cfg.seed)
+                                                    seed=cfg.seed, parser=cfg.iteration.judge_parser), seed=cfg.seed)
             atomic_write_json(p, res)
             return res
 
