@@ -13,6 +13,12 @@ study judges), and ``--hh`` greedy judgments of bundled HH-RLHF responses (as th
 ``--saved``: also re-parse the judgments of a saved run's ``scores.jsonl`` (decoded with the cap of that run).
 Writes every judgment's text and the rates with Wilson 95% intervals to ``--out``.
 
+``--prefill "Score:"`` is a **deviation from the paper** (which asks for a justification, then the score): the
+judge's answer is started with the prefill, so the model can only continue with a score; decoded greedily for a
+few tokens. It measures whether forced scores carry any signal: the mean score of correct vs wrong responses
+(self rows, exact answers of the generated problems) and the pairwise agreement with the human label on HH pairs
+(ties count half, as in ``lmlab.selfimprove.agreement``).
+
     heavy python benchmarks/selfimprove_judge_parse.py --threads 1 \
         --samples runs/mr-quick/meta-rewarding/iter1/samples.jsonl --saved runs/mr-quick/meta-rewarding/iter1/scores.jsonl
 """
@@ -47,6 +53,37 @@ def user_text(chat_prompt: str) -> str:
     return s.split("<|im_end|>", 1)[0].strip()
 
 
+def prefill_signal(rows: list[dict], texts: list[str], ds) -> dict:
+    """Do forced scores separate correct from wrong responses, and human-preferred from rejected ones?"""
+    import numpy as np
+
+    from lmlab.rewardeval.builder import extract_answer, make_problem
+    from lmlab.rewardeval.metrics import bootstrap_mean_ci, pair_correctness
+    from lmlab.selfimprove.prompts import parse_score
+
+    scores = [parse_score(t, lenient=True) for t in texts]
+    res: dict = {"score_counts": {str(s): scores.count(s) for s in sorted(set(scores), key=lambda x: (x is None, x))}}
+    right, wrong = [], []
+    for r, s in zip(rows, scores):
+        if r["kind"] != "self" or s is None:
+            continue
+        d, lvl, seed, idx = r["id"].rsplit("-", 3)
+        p = make_problem(d, int(lvl), int(idx), seed=int(seed))
+        (right if extract_answer(r["response"]) == p.answer else wrong).append(s)
+    res["self_mean_score_correct_vs_wrong"] = [float(np.mean(right)) if right else None, len(right),
+                                               float(np.mean(wrong)) if wrong else None, len(wrong)]
+    hh = [s for r, s in zip(rows, scores) if r["kind"] == "hh"]
+    n = len(hh) // 2
+    if n:
+        def v(s):
+            return np.nan if s is None else s
+
+        margin = np.array([np.nan_to_num(v(hh[2 * i]) - v(hh[2 * i + 1]), nan=0.0) for i in range(n)])
+        credit = pair_correctness(margin, np.asarray(ds.label[:n]), rm_ties="half")
+        res["hh_agreement"] = [float(np.mean(credit)), list(bootstrap_mean_ci(credit, seed=0)), int((margin != 0).sum()), n]
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=1)
@@ -58,6 +95,7 @@ def main() -> None:
     ap.add_argument("--caps", default="96,128,160,192,256")
     ap.add_argument("--slots", type=int, default=32)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--prefill", default="", help="start the judge's answer with this text (a deviation; see above)")
     ap.add_argument("--out", default="benchmarks/results/selfimprove_judge_parse.json")
     a = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -99,11 +137,11 @@ def main() -> None:
         if not idx:
             continue
         prompts = [lm.chat_prompt(JUDGE_TEMPLATE.format(instruction=rows[i]["instruction"], response=rows[i]["response"]))
-                   for i in idx]
-        got = generate_rows(lm, prompts, a.cap, rows[idx[0]]["temperature"], rows[idx[0]]["top_p"],
-                            seeds=[seeds[i] for i in idx])
+                   + a.prefill for i in idx]
+        temp, top_p = (0.0, 1.0) if a.prefill else (rows[idx[0]]["temperature"], rows[idx[0]]["top_p"])
+        got = generate_rows(lm, prompts, a.cap, temp, top_p, seeds=[seeds[i] for i in idx])
         for i, g in zip(idx, got):
-            texts[i] = g
+            texts[i] = a.prefill + g
     out["decode_seconds"] = round(time.perf_counter() - t, 1)
     caps = [int(c) for c in a.caps.split(",")]
     for r, text in zip(rows, texts):
@@ -117,6 +155,9 @@ def main() -> None:
         out["rates"][kind] = {f"{name}@{c}": rate([r["prefix"][c] for r in sel], p)
                               for c in caps for name, p in parsers.items()}
         out["rates"][kind]["reached_cap"] = sum(r["tokens"] >= a.cap - 1 for r in sel)
+    if a.prefill:
+        out["prefill"] = a.prefill
+        out.update(prefill_signal(rows, texts, ds))
     out["judgments"] = [{k: v for k, v in r.items() if k != "prefix"} | {
         "strict": parse_score(r["text"], lenient=False), "lenient": parse_score(r["text"], lenient=True)} for r in rows]
     text = json.dumps(out, indent=1)
