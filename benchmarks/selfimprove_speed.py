@@ -102,10 +102,9 @@ def main() -> None:
     pairs = (pairs * (a.dpo_steps * a.batch // max(1, len(pairs)) + 1))[:a.dpo_steps * a.batch]
     dpo_keys, dpo_logs = {}, {}
     start_weights = {k: v.clone() for k, v in lm.hf_model.state_dict().items()}  # every DPO stage starts from M_0
-    for key, grouped, pre in (("dpo", False, False), ("dpo_grouped_by_length", True, False),
-                              ("dpo_precompute_ref", False, True)):
-        if key not in stages:
-            continue
+    dpo_stages = {"dpo": (False, False), "dpo_grouped_by_length": (True, False), "dpo_precompute_ref": (False, True)}
+    for key in [s for s in a.stages.split(",") if s in dpo_stages]:  # in the order given
+        grouped, pre = dpo_stages[key]
         lm.hf_model.load_state_dict(start_weights)
         with tempfile.TemporaryDirectory() as tmp:
             d = run_dpo(lm, pairs, DPOSettings(batch_size=a.batch, group_by_length=grouped, precompute_ref=pre),
@@ -121,19 +120,21 @@ def main() -> None:
         res["ratio_grouped_over_random_dpo_steps_per_s"] = round(dpo_keys["dpo_grouped_by_length"] / dpo_keys["dpo"], 2)
     if "dpo" in dpo_logs and "dpo_precompute_ref" in dpo_logs:  # same pairs, order, seed and start weights
         (la, sa, ia), (lb, sb, ib) = dpo_logs["dpo"], dpo_logs["dpo_precompute_ref"]
-        res["ratio_precompute_over_per_step_ref_dpo_steps_per_s"] = round(dpo_keys["dpo_precompute_ref"] / dpo_keys["dpo"], 2)
-        res["ratio_precompute_over_per_step_ref_train_step"] = round(sa / sb, 2)
-        res["precompute_ref_max_abs_diff"] = {k: max(abs(x[k] - y[k]) for x, y in zip(la, lb))
-                                              for k in ("loss", "rewards/margins", "logps/chosen", "logps/rejected")
-                                              if all(k in x for x in la + lb)}
+        cmp = {"order": [k for k in a.stages.split(",") if k in ("dpo", "dpo_precompute_ref")],
+               "ratio_dpo_steps_per_s": round(dpo_keys["dpo_precompute_ref"] / dpo_keys["dpo"], 2),
+               "ratio_train_step": round(sa / sb, 2),
+               "max_abs_diff": {k: max(abs(x[k] - y[k]) for x, y in zip(la, lb))
+                                for k in ("loss", "rewards/margins", "logps/chosen", "logps/rejected")
+                                if all(k in x for x in la + lb)}}
         # the reference pass moves into the trainer's construction: its cost per batch of pairs
         ref_s = max(0.0, ib - ia) / len(lb)
-        res["precompute_ref_reference_pass_s_per_batch"] = round(ref_s, 2)
+        cmp["reference_pass_s_per_batch"] = round(ref_s, 2)
         for epochs in (1, 10):  # 6 steps per epoch (48 pairs, batch 8); 10 epochs: the paper's and the full config's
             old, new = 6 * epochs * sa, 6 * epochs * sb + 6 * ref_s
-            res[f"projected_dpo_48_pairs_{epochs}_epochs_s"] = {"per_step_ref": round(old, 1),
+            cmp[f"projected_dpo_48_pairs_{epochs}_epochs_s"] = {"per_step_ref": round(old, 1),
                                                                "precompute_ref": round(new, 1),
                                                                "ratio": round(old / new, 2)}
+        put("precompute_ref_comparison", cmp)
     run["peak_rss_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
     run["load_after"] = os.getloadavg()
     if "dpo" in res and "sampling_continuous" in res:
