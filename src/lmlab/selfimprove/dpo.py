@@ -48,7 +48,7 @@ class DPOSettings(Config):
     #: ``precompute_ref_log_probs``), instead of a forward pass of a frozen copy of M_t in every step: the same loss
     #: (the reference is M_t either way), no reference copy in memory, and one reference pass per pair rather than
     #: one per pair and epoch
-    precompute_ref: bool = False
+    precompute_ref: bool = True
 
     def validate(self) -> None:
         if self.beta <= 0:
