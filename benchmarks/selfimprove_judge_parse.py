@@ -145,10 +145,12 @@ def main() -> None:
     out["decode_seconds"] = round(time.perf_counter() - t, 1)
     caps = [int(c) for c in a.caps.split(",")]
     for r, text in zip(rows, texts):
-        ids = tok.encode(text, add_special_tokens=False)
+        # the cap counts generated tokens only (not the prefill); SmolLM2 splits numbers into digits, so a cut
+        # inside "Score: 100" would read "Score: 1"
+        ids = tok.encode(text[len(a.prefill):], add_special_tokens=False)
         r["tokens"] = len(ids)
         r["text"] = text
-        r["prefix"] = {c: tok.decode(ids[:c]) for c in caps}
+        r["prefix"] = {c: a.prefill + tok.decode(ids[:c]) if c < len(ids) else text for c in caps}
     out["rates"] = {}
     for kind in ("self", "hh", "all"):
         sel = [r for r in rows if kind == "all" or r["kind"] == kind]
