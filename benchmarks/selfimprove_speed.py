@@ -81,7 +81,10 @@ def main() -> None:
     res.setdefault("runs", []).append(run)
 
     def put(key: str, value: dict) -> None:  # a stage measured again in a merged run keeps both
-        res[key if key not in res else f"{key}_run{len(res['runs'])}"] = value
+        name = key if key not in res else f"{key}_run{len(res['runs'])}"
+        while name in res:  # a stage run twice in one run (e.g. --stages dpo,dpo_precompute_ref,dpo)
+            name += "_again"
+        res[name] = value
         save(res)
 
     cont = sample("continuous", rows)  # always: its samples make the DPO pairs
@@ -120,6 +123,7 @@ def main() -> None:
         res["ratio_grouped_over_random_dpo_steps_per_s"] = round(dpo_keys["dpo_grouped_by_length"] / dpo_keys["dpo"], 2)
     if "dpo" in dpo_logs and "dpo_precompute_ref" in dpo_logs:  # same pairs, order, seed and start weights
         (la, sa, ia), (lb, sb, ib) = dpo_logs["dpo"], dpo_logs["dpo_precompute_ref"]
+        # with a stage listed twice, the comparison uses its last run (the first one warms the process up)
         cmp = {"order": [k for k in a.stages.split(",") if k in ("dpo", "dpo_precompute_ref")],
                "ratio_dpo_steps_per_s": round(dpo_keys["dpo_precompute_ref"] / dpo_keys["dpo"], 2),
                "ratio_train_step": round(sa / sb, 2),
