@@ -47,8 +47,9 @@ class DPOSettings(Config):
     #: the reference log-probabilities of every pair computed once, by M_t before its first step (TRL's
     #: ``precompute_ref_log_probs``), instead of a forward pass of a frozen copy of M_t in every step: the same loss
     #: (the reference is M_t either way), no reference copy in memory, and one reference pass per pair rather than
-    #: one per pair and epoch
-    precompute_ref: bool = True
+    #: one per pair and epoch. Off by default: with one epoch the reference pass costs about what the in-step
+    #: forward passes cost; the many-epoch configurations turn it on
+    precompute_ref: bool = False
 
     def validate(self) -> None:
         if self.beta <= 0:
