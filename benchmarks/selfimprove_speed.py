@@ -32,6 +32,7 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--dpo-steps", type=int, default=2)
     ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--dpo-lr", type=float, default=1e-6)
     ap.add_argument("--stages", default="static,hf,dpo,dpo_grouped_by_length",
                     help="what to time besides the loop's own sampling (always run: it makes the DPO pairs)")
     ap.add_argument("--merge", action="store_true", help="add to the results already in --out")
@@ -80,7 +81,10 @@ def main() -> None:
     res.setdefault("runs", []).append(run)
 
     def put(key: str, value: dict) -> None:  # a stage measured again in a merged run keeps both
-        res[key if key not in res else f"{key}_run{len(res['runs'])}"] = value
+        name = key if key not in res else f"{key}_run{len(res['runs'])}"
+        while name in res:  # a stage run twice in one run (e.g. --stages dpo,dpo_precompute_ref,dpo)
+            name += "_again"
+        res[name] = value
         save(res)
 
     cont = sample("continuous", rows)  # always: its samples make the DPO pairs
@@ -99,18 +103,42 @@ def main() -> None:
     pairs = [{"prompt": prompts[i // a.K], "chosen": texts[i] or "x", "rejected": texts[i + 1] or "y"}
              for i in range(0, len(texts) - 1, 2)]
     pairs = (pairs * (a.dpo_steps * a.batch // max(1, len(pairs)) + 1))[:a.dpo_steps * a.batch]
-    dpo_keys = {}
-    for key, grouped in (("dpo", False), ("dpo_grouped_by_length", True)):
-        if key not in stages:
-            continue
+    dpo_keys, dpo_logs = {}, {}
+    start_weights = {k: v.clone() for k, v in lm.hf_model.state_dict().items()}  # every DPO stage starts from M_0
+    dpo_stages = {"dpo": (False, False), "dpo_grouped_by_length": (True, False), "dpo_precompute_ref": (False, True)}
+    for key in [s for s in a.stages.split(",") if s in dpo_stages]:  # in the order given
+        grouped, pre = dpo_stages[key]
+        lm.hf_model.load_state_dict(start_weights)
         with tempfile.TemporaryDirectory() as tmp:
-            d = run_dpo(lm, pairs, DPOSettings(batch_size=a.batch, group_by_length=grouped),
-                        TrainConfig(lr=1e-6, steps=a.dpo_steps, seed=0), tmp)
+            d = run_dpo(lm, pairs, DPOSettings(batch_size=a.batch, group_by_length=grouped, precompute_ref=pre),
+                        TrainConfig(lr=a.dpo_lr, steps=a.dpo_steps, seed=0), tmp)
+        train_s = d["seconds"] - d["init_seconds"]
         put(key, {"steps": d["steps"], "seconds": d["seconds"], "steps_per_s": round(d["steps"] / d["seconds"], 4),
-                  "batch": a.batch, "pairs_per_s": round(d["steps"] * a.batch / d["seconds"], 3)})
+                  "batch": a.batch, "pairs_per_s": round(d["steps"] * a.batch / d["seconds"], 3),
+                  "init_seconds": d["init_seconds"], "train_seconds_per_step": round(train_s / d["steps"], 2),
+                  "log": d["log"], "rss_gb_after": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)})
         dpo_keys[key] = d["steps"] / d["seconds"]
-    if len(dpo_keys) == 2:  # both in this run, on the same pairs
+        dpo_logs[key] = (d["log"], train_s / d["steps"], d["init_seconds"])
+    if "dpo" in dpo_keys and "dpo_grouped_by_length" in dpo_keys:  # both in this run, on the same pairs
         res["ratio_grouped_over_random_dpo_steps_per_s"] = round(dpo_keys["dpo_grouped_by_length"] / dpo_keys["dpo"], 2)
+    if "dpo" in dpo_logs and "dpo_precompute_ref" in dpo_logs:  # same pairs, order, seed and start weights
+        (la, sa, ia), (lb, sb, ib) = dpo_logs["dpo"], dpo_logs["dpo_precompute_ref"]
+        # with a stage listed twice, the comparison uses its last run (the first one warms the process up)
+        cmp = {"order": [k for k in a.stages.split(",") if k in ("dpo", "dpo_precompute_ref")],
+               "ratio_dpo_steps_per_s": round(dpo_keys["dpo_precompute_ref"] / dpo_keys["dpo"], 2),
+               "ratio_train_step": round(sa / sb, 2),
+               "max_abs_diff": {k: max(abs(x[k] - y[k]) for x, y in zip(la, lb))
+                                for k in ("loss", "rewards/margins", "logps/chosen", "logps/rejected")
+                                if all(k in x for x in la + lb)}}
+        # the reference pass moves into the trainer's construction: its cost per batch of pairs
+        ref_s = max(0.0, ib - ia) / len(lb)
+        cmp["reference_pass_s_per_batch"] = round(ref_s, 2)
+        for epochs in (1, 10):  # 6 steps per epoch (48 pairs, batch 8); 10 epochs: the paper's and the full config's
+            old, new = 6 * epochs * sa, 6 * epochs * sb + 6 * ref_s
+            cmp[f"projected_dpo_48_pairs_{epochs}_epochs_s"] = {"per_step_ref": round(old, 1),
+                                                               "precompute_ref": round(new, 1),
+                                                               "ratio": round(old / new, 2)}
+        put("precompute_ref_comparison", cmp)
     run["peak_rss_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
     run["load_after"] = os.getloadavg()
     if "dpo" in res and "sampling_continuous" in res:

@@ -178,3 +178,25 @@ def test_dpo_batches_grouped_by_length(tiny_dir, tmp_path):
     pairs = [{"prompt": "user: 1+2\nassistant:", "chosen": "3" * n, "rejected": "9" * n} for n in (1, 30, 2, 31)]
     res = run_dpo(lm, pairs, DPOSettings(batch_size=2, group_by_length=True), TrainConfig(lr=1e-3, steps=2), tmp_path)
     assert res["steps"] == 2 and len(res["log"]) == 2
+
+
+def test_precomputed_reference_gives_the_same_dpo(tiny_dir, tmp_path):
+    """TRL's precompute_ref_log_probs (reference log-probs from M_t before the first step, no reference copy)
+    trains the same DPO as a frozen copy of M_t run in every step: same losses, margins and final weights."""
+    pairs = [{"prompt": f"user: {i}+2\nassistant:", "chosen": str(i + 2) * (1 + i % 3), "rejected": "9 no" * (1 + i % 2)}
+             for i in range(8)]
+    logs, weights = [], []
+    for pre in (False, True):
+        lm = _lm(tiny_dir)
+        res = run_dpo(lm, pairs, DPOSettings(batch_size=4, epochs=2, precompute_ref=pre),
+                      TrainConfig(lr=5e-3, steps=100, seed=0), tmp_path / str(pre))
+        logs.append(res["log"])
+        weights.append({k: v.clone() for k, v in lm.hf_model.state_dict().items()})
+    assert len(logs[0]) == len(logs[1]) == 4
+    assert abs(logs[0][0]["loss"] - np.log(2)) < 1e-6 and abs(logs[1][0]["loss"] - np.log(2)) < 1e-5
+    for a, b in zip(*logs):
+        for k in ("loss", "rewards/margins", "rewards/chosen", "logps/chosen"):
+            assert a[k] == pytest.approx(b[k], rel=1e-4, abs=1e-5), k
+    assert logs[0][-1]["rewards/margins"] > logs[0][0]["rewards/margins"]  # it trained
+    for k in weights[0]:
+        assert np.allclose(weights[0][k], weights[1][k], rtol=1e-4, atol=1e-6), k

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from scipy.stats import kendalltau
 
+from lmlab.config import ConfigError
 from lmlab.selfimprove.judges import Group, JudgeError, Judge, build_judge
 from lmlab.selfimprove.loop import Item, IterationConfig, parse_samples, select_pairs
 from lmlab.selfimprove.prompts import (GENERIC_RESPONSE_START, GENERIC_THOUGHT_START, parse_score, parse_thought,
@@ -48,6 +49,59 @@ def test_thought_prompts_and_parsing():
     assert parse_score("") is None and parse_score(None) is None
     assert parse_winner("Winner: Judgment A") == 1 and parse_winner("Winner: [Judgment B]") == -1
     assert parse_winner("Winner: B") == -1 and parse_winner("both are fine") is None
+
+
+# judgments SmolLM2-135M-Instruct wrote as self-judge (taken verbatim from a run's scores.jsonl)
+REAL_JUDGMENTS = {
+    # a score stated in prose, in the rubric's range: kept by the lenient parser only
+    "The score given is: 1. This is not possible since the user specified that the answer will evaluate the specific "
+    "criteria used in the response.": 1.0,
+    " the answer to the question. There are no apples left.\n\nThe score for this question is 5 points.\n\nAdd a 1 "
+    "point to the score for the answer to the question, giving an 1": 5.0,
+    # stated scores outside the rubric's 0-5: dropped by both, as the paper drops unparsable judgments
+    "Mia has 1 + 9 = 11 apples.\nMia has 11 apples now.\nThe score is 11, which is the maximum possible given the "
+    "given criteria.": None,
+    "The score for the answer to the user's question is 100, which confirms the total score of the user's question. "
+    "I used the option of ranking the score from 1-5 (2-5 being ": None,
+    # scores mentioned in passing, not stated as the judgment's score: no number is taken
+    "Satisfactory - S\nAdding a score of 1 to the overall number of points, which is 100, \nreflecting the 4 books": None,
+    "The score provided by Lily is 2. Lily's response has 1 point for being fully relevant and providing some "
+    "information": None,
+    "Leo: 2 apples (38)\nAdditive scoring: 15 points + 38 = 53 points\n\nAdditive scoring: 7 points\n": None,
+    # the common case: no score at all
+    "Mia has 1 + 9 = 11 apples.\nThe score is up to 100 points.\nThe answer is 11.\n\nMia has 11 apples today.\n"
+    "The response is \"Mia has 11 apples now.\"": None,
+}
+
+
+def test_score_parser_on_real_judgment_shapes():
+    for text, want in REAL_JUDGMENTS.items():
+        assert parse_score(text) is None, text  # none of them has an in-range "Score: N"
+        assert parse_score(text, lenient=True) == want, text
+    # labelled forms the lenient parser accepts; the strict one takes only "Score: N" (also bold)
+    for text, want in [("Score = 4/5", 4.0), ("I would give it 4 out of 5.", 4.0), ("Score: <3>", 3.0),
+                       ("Score - 5", 5.0), ("a total score of 2", 2.0), ("The final score was 3.", 3.0),
+                       ("The total score is: 2.5", 2.5)]:
+        assert parse_score(text) is None and parse_score(text, lenient=True) == want, text
+    for text in ("Justification. Score: 4", "**Score:** 2", "score: 3/5"):
+        assert parse_score(text) == parse_score(text, lenient=True) is not None
+    # the last statement decides; a strict "Score: N" wins over prose
+    assert parse_score("The score is 2 ... the final score is 4", lenient=True) == 4.0
+    assert parse_score("The score is 2. Score: 3", lenient=True) == 3.0
+    assert parse_score("score of 1 + 9 = 10", lenient=True) is None
+
+
+def test_rubric_judge_parser_setting():
+    judge = build_judge("rubric", ScriptedLM(lambda p: "Fine. The score is 4."), None)
+    assert np.isnan(judge.score_groups([Group("q", ["a"])])[0][0]) and judge.stats.parse_rate == 0.0
+    from lmlab.selfimprove.judges import GenConfig, RubricJudge
+
+    lenient = RubricJudge(ScriptedLM(lambda p: "Fine. The score is 4."), GenConfig(parser="lenient"))
+    assert lenient.score_groups([Group("q", ["a"])])[0][0] == 4.0 and lenient.stats.parse_rate == 1.0
+    with pytest.raises(ConfigError, match="parser"):
+        RubricJudge(ScriptedLM(lambda p: ""), GenConfig(parser="loose"))
+    with pytest.raises(ConfigError, match="judge_parser"):
+        IterationConfig(judge_parser="loose").validate()
 
 
 def test_malformed_thoughts_dropped_and_counted():

@@ -78,7 +78,7 @@ def run_arm(spec: ArmSpec, lm_cfg: LMConfig, dpo: DPOSettings, train: Any, test:
                 lm = load_trainable(lm_cfg, str(run / "model"))
         else:
             gen = GenConfig(n=cfg_t.judge_n, temperature=cfg_t.judge_temperature,
-                            max_new_tokens=cfg_t.judge_max_new_tokens, seed=seed + t)
+                            max_new_tokens=cfg_t.judge_max_new_tokens, seed=seed + t, parser=cfg_t.judge_parser)
             judge = build_judge(cfg_t.judge, lm, gen)
             extra = spec.extra_pairs(t) if spec.extra_pairs else None
             rec = run_iteration(lm, train_items(spec.n_train, seed, t), cfg_t, dpo, train.seeded(seed + t), run, judge,

@@ -44,6 +44,12 @@ class DPOSettings(Config):
     #: batches of pairs of similar token length (transformers' LengthGroupedSampler) instead of random batches:
     #: less padding, so fewer FLOPs per epoch; the same pairs, epochs and optimizer
     group_by_length: bool = False
+    #: the reference log-probabilities of every pair computed once, by M_t before its first step (TRL's
+    #: ``precompute_ref_log_probs``), instead of a forward pass of a frozen copy of M_t in every step: the same loss
+    #: (the reference is M_t either way), no reference copy in memory, and one reference pass per pair rather than
+    #: one per pair and epoch. Off by default: with one epoch the reference pass costs about what the in-step
+    #: forward passes cost; the many-epoch configurations turn it on
+    precompute_ref: bool = False
 
     def validate(self) -> None:
         if self.beta <= 0:
@@ -110,7 +116,8 @@ def run_dpo(lm: Any, pairs: Sequence[dict[str, str]], dpo: DPOSettings, train: A
             max_grad_norm=train.grad_clip if train.grad_clip is not None else 1e9, logging_steps=1, save_strategy="no",
             seed=int(train.seed or 0), data_seed=int(train.seed or 0), max_length=dpo.max_length,
             disable_tqdm=not progress, dataloader_num_workers=0, remove_unused_columns=False,
-            train_sampling_strategy="group_by_length" if dpo.group_by_length else "random")
+            train_sampling_strategy="group_by_length" if dpo.group_by_length else "random",
+            precompute_ref_log_probs=dpo.precompute_ref)
     if not progress:
         datasets.disable_progress_bars()
     rows = [{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]} for p in pairs]
@@ -134,10 +141,13 @@ def run_dpo(lm: Any, pairs: Sequence[dict[str, str]], dpo: DPOSettings, train: A
         model.train()
         for p in model.parameters():
             p.requires_grad_(True)
-        # the reference is M_t itself, frozen; TRL would otherwise reload it from config._name_or_path (M_0)
-        ref = copy.deepcopy(model).eval()
-        for p in ref.parameters():
-            p.requires_grad_(False)
+        if not dpo.precompute_ref:
+            # the reference is M_t itself, frozen; TRL would otherwise reload it from config._name_or_path (M_0)
+            ref = copy.deepcopy(model).eval()
+            for p in ref.parameters():
+                p.requires_grad_(False)
+        # with precompute_ref and no ref_model, TRL computes the reference log-probs with `model` itself before
+        # training starts, i.e. with M_t, and keeps no reference model
     fit = fit_counts(tok, pairs, dpo.max_length)
     started = time.perf_counter()
     with warnings.catch_warnings():
@@ -149,6 +159,7 @@ def run_dpo(lm: Any, pairs: Sequence[dict[str, str]], dpo: DPOSettings, train: A
 
             trainer.remove_callback(PrinterCallback)
             trainer.remove_callback(ProgressCallback)
+        built = time.perf_counter()
         trainer.train()
     seconds = time.perf_counter() - started
     history = list(trainer.state.log_history)
@@ -161,7 +172,8 @@ def run_dpo(lm: Any, pairs: Sequence[dict[str, str]], dpo: DPOSettings, train: A
         p.requires_grad_(False)
     snapshots.append((steps, _state_dict(model) if len(at) > 1 else None))  # None: the model as it is now
     del trainer, ref
-    return {"steps": steps, "seconds": round(seconds, 2), "n_pairs": len(pairs), "max_length": dpo.max_length, **fit,
+    # init_seconds: building the trainer (tokenizing the pairs; with precompute_ref, the reference pass too)
+    return {"steps": steps, "seconds": round(seconds, 2), "init_seconds": round(built - started, 2), "n_pairs": len(pairs), "max_length": dpo.max_length, **fit,
             "snapshot_steps": [s for s, _ in snapshots], "log": _log_rows(history), "snapshots": snapshots}
 
 

@@ -31,6 +31,9 @@ from lmlab.config import ConfigError
 from lmlab.selfimprove.prompts import JUDGE_TEMPLATE, PAIRWISE_TEMPLATE, parse_score, parse_winner
 
 
+JUDGE_PARSERS = ("strict", "lenient")
+
+
 class JudgeError(ConfigError):
     """A judge returned unusable output (wrong count, non-numbers, nothing parseable)."""
 
@@ -149,6 +152,9 @@ class GenConfig:
     top_p: float = 1.0
     max_new_tokens: int = 96
     seed: int = 0
+    #: rubric scores: "strict" (the rubric's "Score: N" only) or "lenient" (also other labelled score
+    #: statements, :func:`lmlab.selfimprove.prompts.parse_score`)
+    parser: str = "strict"
 
 
 class RubricJudge(Judge):
@@ -161,6 +167,8 @@ class RubricJudge(Judge):
     def __init__(self, lm: Any, gen: GenConfig | None = None, template: str = JUDGE_TEMPLATE):
         super().__init__()
         self.lm, self.gen, self.template = lm, gen or GenConfig(), template
+        if self.gen.parser not in JUDGE_PARSERS:
+            raise ConfigError(f"judge parser {self.gen.parser!r} is not one of {', '.join(JUDGE_PARSERS)}")
         self.last_judgments: list[list[list[tuple[str, float]]]] = []
 
     def judge_texts(self, instructions: Sequence[str], responses: Sequence[str], seed: int = 0) -> list[list[str]]:
@@ -202,7 +210,7 @@ class RubricJudge(Judge):
         for texts in self._all_texts(groups):
             per_resp, scores = [], []
             for ts in texts:
-                parsed = [(t, parse_score(t)) for t in ts]
+                parsed = [(t, parse_score(t, lenient=self.gen.parser == "lenient")) for t in ts]
                 self.stats.judged += len(parsed)
                 ok = [s for _, s in parsed if s is not None]
                 self.stats.parsed += len(ok)

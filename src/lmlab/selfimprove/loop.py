@@ -71,6 +71,7 @@ class IterationConfig(Config):
     judge_n: int = 1  # judgments per response (generative judges)
     judge_temperature: float = 0.0
     judge_max_new_tokens: int = 96
+    judge_parser: str = "strict"  # strict ("Score: N", the rubric's format) | lenient (other labelled score forms)
     rho: float = 0.0  # length control: S' = N(s) - rho N(len) (tpo) or the quality tier (tier)
     selection: str = "tpo"  # tpo (argmax / argmin S') | tier (Meta-Rewarding's shortest-best / longest-worst)
     chunk: int = 4  # prompts per sampling call (K * chunk rows decoded together)
@@ -83,6 +84,8 @@ class IterationConfig(Config):
             raise ConfigError(f"iteration.thought ({self.thought!r}) must be one of {', '.join(THOUGHT_KINDS)}")
         if self.selection not in SELECTORS:
             raise ConfigError(f"iteration.selection ({self.selection!r}) must be one of {', '.join(SELECTORS)}")
+        if self.judge_parser not in ("strict", "lenient"):
+            raise ConfigError(f"iteration.judge_parser ({self.judge_parser!r}) must be strict or lenient")
         if not 0 <= self.rho <= 1:
             raise ConfigError(f"iteration.rho ({self.rho}) must be in [0, 1]")
         if not (0 < self.top_p <= 1) or self.temperature < 0:

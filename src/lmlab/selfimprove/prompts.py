@@ -114,11 +114,28 @@ def parse_thought(text: str, kind: str) -> tuple[str, str] | None:
 
 _SCORE_RE = re.compile(r"Score:\s*\**\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
 _WINNER_RE = re.compile(r"Winner:\s*\**\s*\[?\s*(?:Judge?ment|Response)?\s*([AB])\b", re.IGNORECASE)
+_NUM = r"\**\s*<?\s*(\d+(?:\.\d+)?)(?!\s*[-+*x\u00d7]\s*\d)(?![\d.]*\d)"
+#: labelled score statements a small judge writes instead of "Score: N" (matched case-insensitively):
+#: "Score = 4", "Score - 4", "Score: <3>", "The score is 3", "the final score was 2", "the score given is: 1",
+#: "a total score of 2", "the score for this response is 5 points", "3/5", "4 out of 5". Only a score named as
+#: such counts ("adding a score of 1 to ...", "the score provided by Lily is 2" are not taken), numbers inside
+#: arithmetic ("score of 1 + 9") are not taken, and no number is inferred from prose. Out-of-range scores are dropped.
+_LENIENT_RE = re.compile(
+    r"(?:\b(?:(?:total|final|overall)\s+score(?:\s+(?:given|awarded|assigned))?\s*(?:[:=\-\u2013]|\bis\b:?|\bof\b|\bwas\b:?)"
+    r"|score(?:\s+(?:given|awarded|assigned|for\s+(?:this|the)\s+(?:response|answer|question)))?"
+    r"\s*(?:[:=\-\u2013]|\bis\b:?|\bwas\b:?))\s*" + _NUM + ")"
+    r"|(?:\b(\d+(?:\.\d+)?)\s*(?:/\s*5|out of 5)\b)", re.IGNORECASE)
 
 
-def parse_score(text: str, lo: float = 0.0, hi: float = 5.0) -> float | None:
-    """The last "Score: N" of a judgment, if it lies in [lo, hi]; else None (the paper drops such judgments)."""
+def parse_score(text: str, lo: float = 0.0, hi: float = 5.0, lenient: bool = False) -> float | None:
+    """The last "Score: N" of a judgment, if it lies in [lo, hi]; else None (the paper drops such judgments).
+
+    ``lenient``: the last labelled score statement of any form in ``_LENIENT_RE`` ("The score is 3", "4/5", ...)
+    when the judgment has no "Score: N"; still None when that number lies outside [lo, hi].
+    """
     found = _SCORE_RE.findall(text or "")
+    if not found and lenient:
+        found = [a or b for a, b in _LENIENT_RE.findall(text or "")]
     if not found:
         return None
     v = float(found[-1])

@@ -47,7 +47,8 @@ class MetaRewardingConfig(Config):
                                                                    weight_decay=0.0, progress=False))
     # max_length covers a judge pair: the rubric prompt with a response (up to ~950 tokens here) plus a judgment;
     # TRL drops a pair whose prompt alone reaches max_length and cuts longer completions
-    dpo: DPOSettings = field(default_factory=lambda: DPOSettings(beta=0.1, epochs=10, batch_size=32, max_length=1536))
+    dpo: DPOSettings = field(default_factory=lambda: DPOSettings(beta=0.1, epochs=10, batch_size=32, max_length=1536,
+                                                                       precompute_ref=True))
     iteration: IterationConfig = field(default_factory=lambda: IterationConfig(
         K=7, temperature=0.8, top_p=0.95, max_new_tokens=512, judge="rubric", judge_n=11, judge_temperature=0.8,
         judge_max_new_tokens=256, selection="tier", rho=0.0, max_chosen_chars=2500))
@@ -115,7 +116,7 @@ class MetaRewardingStudy(Study):
             if resume and p.exists():
                 return dict(read_json(p))  # type: ignore[arg-type]
             res = judge_agreement(lm, hh, GenConfig(n=1, temperature=0.0, max_new_tokens=cfg.iteration.judge_max_new_tokens,
-                                                    seed=cfg.seed), seed=cfg.seed)
+                                                    seed=cfg.seed, parser=cfg.iteration.judge_parser), seed=cfg.seed)
             atomic_write_json(p, res)
             return res
 

@@ -42,7 +42,8 @@ class TPOConfig(Config):
     # DPO optimiser: the paper's lr and beta are not confirmed; 5e-6 / 0.1 as in Meta-Rewarding [recollection]
     train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=100_000, lr=5e-6, weight_decay=0.0,
                                                                    progress=False))
-    dpo: DPOSettings = field(default_factory=lambda: DPOSettings(beta=0.1, epochs=10, batch_size=32, candidates=2))
+    dpo: DPOSettings = field(default_factory=lambda: DPOSettings(beta=0.1, epochs=10, batch_size=32, candidates=2,
+                                                                       precompute_ref=True))
     iteration: IterationConfig = field(default_factory=lambda: IterationConfig(
         K=8, temperature=0.8, top_p=0.95, max_new_tokens=512, thought="generic", judge="verifiable", rho=0.25))
     #: the arms: thought prompt kinds, each trained with the same recipe (``none`` is the direct baseline)
