@@ -197,3 +197,18 @@ def test_training_batches_are_iid_and_resumable():
     again = model_batch(data, "mixed", 0, 3, 5, 32, (0, 16, 32), L, V, P)
     assert torch.equal(again.tokens, model_batch(data, "mixed", 0, 3, 5, 32, (0, 16, 32), L, V, P).tokens)
     assert (again.tokens == BOL).any(1).float().mean() > 0.3  # m drawn per row: some rows start with latents
+
+
+def test_goal_first_plans_are_judged_start_first():
+    """With ``plan_order="goal"`` the training plan is the path reversed, and a generated goal-first plan is read back
+    start first before the validator judges it (the reversed start-first plan is not)."""
+    from lmlab.studies.token_assorted import _judge
+
+    task = MazeTask(MazeTaskConfig(size=5, n_keys=1, plan_order="goal"), seed=0)
+    data = build_data(task, task.mazes(0, 2))
+    m = data.mazes[0]
+    assert data.plans[0] == [PLAN] + [task.vocab.cell(c) for c in m.path[::-1]] + [EOS]
+    ok = _judge(task, m, [TRACE] + data.traces[0] + data.plans[0], len(task.vocab))
+    assert ok["valid"] and ok["optimal"] and ok["path"] == m.path
+    start_first = [PLAN] + [task.vocab.cell(c) for c in m.path] + [EOS]
+    assert not _judge(task, m, start_first, len(task.vocab))["valid"]

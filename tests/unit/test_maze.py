@@ -151,3 +151,23 @@ def test_trace_has_costs_and_parent_pointers_and_a_broken_pointer_breaks_the_pla
     assert task.plan_from_trace(m, bad) is None
     assert task.plan_from_trace(m, toks[:-3]) is None  # truncated: malformed
     assert task.closed_from_trace([CLOSE, PLAN]) is None
+
+
+def test_goal_first_plan_is_one_parent_lookup_per_step():
+    start_first = MazeTask(MazeTaskConfig(size=5, n_keys=1), seed=0)
+    task = MazeTask(MazeTaskConfig(size=5, n_keys=1, plan_order="goal"), seed=0)
+    for i in range(20):
+        m = task.maze(i)
+        assert m.path == start_first.maze(i).path and task.trace_tokens(m) == start_first.trace_tokens(m)
+        plan = task.tokens(m, "trace")[-len(m.path) - 2:]
+        assert plan[0] == PLAN and plan[-1] == EOS
+        written = [task.vocab.to_cell(t) for t in plan[1:-1]]
+        assert written == m.path[::-1] and task.parse_plan(plan) == m.path  # parsed back start first
+        # walking the written plan: each next cell is the parent pointer of the current cell's expansion with cost g
+        closed = task.closed_from_trace(task.trace_tokens(m))
+        g = len(m.path) - 1
+        for cur, nxt in zip(written, written[1:]):
+            assert any(c == cur and gg == g and par == nxt for c, _, gg, par in closed)
+            g -= 1
+    with pytest.raises(ConfigError, match="plan_order"):
+        MazeTaskConfig(plan_order="middle")

@@ -301,8 +301,8 @@ class TokenAssortedStudy(Study):
     def quick_config(self) -> TokenAssortedConfig:
         """5x5 mazes, one key; VQ-VAE L = 8, r = 4 (two codes per chunk), 256 codes; 2-layer d=64 models, 1,500
         steps of 32 each; 1-Feasible-10 on 200 held-out mazes. The pilot in docs/studies/token-assorted.md shows the
-        answer-only model still solving most mazes this small (the regime that needs search is larger than a
-        CPU run affords)."""
+        answer-only model still solving most mazes this small; the smallest maze it measured where search is
+        needed (9x9) makes text-trace steps about five times dearer, beyond a quick run's budget."""
         return TokenAssortedConfig(
             task=MazeTaskConfig(size=5, n_keys=1, wall_density=0.2),
             n_train=5000, n_eval=200,

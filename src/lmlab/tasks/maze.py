@@ -28,6 +28,9 @@ from a key).
     answer-only:  BOS grid(n*n) PLAN path EOS
     text trace :  BOS grid(n*n) TRACE trace PLAN path EOS
 
+(``plan_order="goal"`` writes the path goal first: each plan cell is then the parent pointer of the previous cell's
+expansion in the trace.)
+
 (``BOL``/``EOL`` wrap latent codes; the token-assorted study appends the codes after the vocabulary.)
 
 **Validator.** :func:`validate_path` checks a proposed path cell by cell: it must start at the start,
@@ -82,6 +85,10 @@ class MazeTaskConfig(Config):
     max_tries: int = 1000  # redraws of one maze before giving up (never reached in practice)
     # "manhattan": A*; "none": h = 0, which with unit steps and first-in ties is breadth-first search
     heuristic: Literal["manhattan", "none"] = "manhattan"
+    # how the plan is written after PLAN: "start" (start ... goal) or "goal" (goal ... start, the order in which the
+    # trace's parent pointers lead, so each plan cell is one look-up of the previous one's parent in the trace);
+    # parse_plan always returns the path start first
+    plan_order: Literal["start", "goal"] = "start"
 
     def validate(self) -> None:
         if not 0 <= self.n_keys <= 4:
@@ -96,6 +103,8 @@ class MazeTaskConfig(Config):
             raise ConfigError(f"MazeTaskConfig.wall_density must be in [0, 0.6), got {self.wall_density}")
         if self.max_tries < 1:
             raise ConfigError(f"MazeTaskConfig.max_tries must be >= 1, got {self.max_tries}")
+        if self.plan_order not in ("start", "goal"):
+            raise ConfigError(f"MazeTaskConfig.plan_order must be 'start' or 'goal', got {self.plan_order!r}")
 
 
 @dataclass
@@ -403,7 +412,9 @@ class MazeTask:
         return path[::-1] if cell == maze.start else None
 
     def plan_tokens(self, path: list[Cell]) -> list[int]:
-        return [PLAN] + [self.vocab.cell(c) for c in path] + [EOS]
+        """``PLAN`` then the path's cells in ``cfg.plan_order`` (start first, or goal first), then ``EOS``."""
+        cells = path[::-1] if self.cfg.plan_order == "goal" else path
+        return [PLAN] + [self.vocab.cell(c) for c in cells] + [EOS]
 
     def tokens(self, maze: Maze, mode: Literal["answer", "trace"]) -> list[int]:
         """The whole training sequence: answer-only or with the text trace."""
@@ -411,8 +422,8 @@ class MazeTask:
         return self.prompt(maze) + trace + self.plan_tokens(maze.path)
 
     def parse_plan(self, generated: list[int]) -> list[Cell] | None:
-        """The path in a generated continuation: the cells between the first PLAN and the next EOS (None if absent
-        or if anything but cells is there, or no EOS comes)."""
+        """The path in a generated continuation, start first: the cells between the first PLAN and the next EOS, reversed
+        when ``cfg.plan_order`` is "goal" (None if absent or if anything but cells is there, or no EOS comes)."""
         if PLAN not in generated:
             return None
         rest = generated[generated.index(PLAN) + 1:]
@@ -421,4 +432,5 @@ class MazeTask:
         rest = rest[: rest.index(EOS)]
         if not rest or not all(self.vocab.is_cell(t) for t in rest):
             return None
-        return [self.vocab.to_cell(t) for t in rest]
+        path = [self.vocab.to_cell(t) for t in rest]
+        return path[::-1] if self.cfg.plan_order == "goal" else path
