@@ -97,6 +97,30 @@ def test_llm_two_hop_lora_finetune_changes_the_model(tmp_path, model_dir):
     assert lora.status in ("pass", "fail") and "LoRA" in lora.tolerance
 
 
+@pytest.mark.slow
+def test_llm_two_hop_lora_finetune_does_not_depend_on_the_global_rng(model_dir):
+    """The adapters' random init is seeded by the config, not by whatever ran before in the process."""
+    import numpy as np
+    import torch
+
+    from lmlab.lm import load_lm
+    from lmlab.studies.llm_two_hop import finetune_lora
+
+    cfg = LLMTwoHopConfig(lm=LMConfig(model=model_dir), n_prompts=6, ks=(1,), finetune_steps=3, finetune_batch=2,
+                          finetune_lr=1e-2, progress=False)
+    names = list(NAMES)
+    data = make_prompts(cfg, 1, names, cfg.seed)
+    losses = []
+    for state in (1, 2):
+        lm = load_lm(model_dir)
+        name_ids = np.array([lm.encode(" " + n)[0] for n in names])
+        targets = name_ids[data["chains"][np.arange(len(data["query"])), data["query"], 2]]
+        torch.manual_seed(state)
+        torch.rand(100)
+        losses.append(finetune_lora(lm, data["prompts"], targets, cfg)["loss_by_step"])
+    assert losses[0] == losses[1]
+
+
 def test_configs_validate():
     with pytest.raises(ConfigError, match="domains"):
         LLMSinksConfig(domains=("poetry",))

@@ -30,6 +30,11 @@ def randomize_weights(lm: Any, seed: int = 0) -> Any:
     state = torch.random.get_rng_state()
     try:
         torch.manual_seed(seed)
+        # transformers (5.x) marks loaded tensors and modules `_is_hf_initialized`, and its initialisers skip
+        # marked ones: clear the marks, or re-initialising a pretrained model leaves its weights unchanged
+        for obj in [*model.modules(), *model.parameters(), *model.buffers()]:
+            if getattr(obj, "_is_hf_initialized", False):
+                obj._is_hf_initialized = False
         with torch.no_grad():
             # transformers' own initialiser for every module (normal(0, initializer_range) for linear and
             # embedding weights, ones for norms); tied weights are re-tied by it

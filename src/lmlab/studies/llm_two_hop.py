@@ -174,9 +174,10 @@ def finetune_lora(lm: Any, prompts: list[str], targets: np.ndarray, cfg: LLMTwoH
     model = lm.hf_model
     names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
     target = [m for m in ("q_proj", "k_proj", "v_proj", "o_proj") if m in names]
+    # seeded before the adapters are created: their initialisation draws from torch's global generator
+    torch.manual_seed(cfg.seed)
     peft_model = get_peft_model(model, LoraConfig(r=cfg.lora_rank, lora_alpha=2 * cfg.lora_rank, lora_dropout=0.0,
                                                   target_modules=target, bias="none"))
-    torch.manual_seed(cfg.seed)
     params = [p for p in peft_model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.finetune_lr, weight_decay=0.0)
     pad = lm.hf_tokenizer.pad_token_id or 0
