@@ -56,6 +56,10 @@ PAPER_TPR_0_1 = 0.4613
 ACC_OPT_TOL = 5.0  # acc_opt_openai_moderation: points around the paper's accuracy
 MIN_AUPRC = max(PAPER_PUBLISHED_AUPRC.values())  # auprc_vs_published_detectors: the stronger published detector
 CHANCE_AUROC = 0.5  # toy_refusal_logit_informative: the toy's AUROC interval lies above chance
+# ... and above the 95th percentile of the AUROCs of this many random vocabulary tokens' logits of the same model: a
+# randomly initialised model's token logits are fixed random functions of the text, and some separate the classes
+N_NULL_TOKENS = 200
+NULL_QUANTILE = 0.95
 # muli_beats_*, small_training_sets: MULI learned something (its AUPRC interval lies above the prevalence, the
 # AUPRC of a scorer without signal) as well as winning the comparison
 # tpr_at_0.1pct_fpr: the out-of-fold TPR's Clopper-Pearson 95% interval reaches the paper's 46.13% (not
@@ -316,8 +320,9 @@ class MULIStudy(Study):
         top = main_det.top_tokens(15) if hasattr(main_det, "top_tokens") else []
         model_name = getattr(lm, "name", cfg.lm.model)
         figures = self._figures(out, yt, dec, results, top, sweep, model_name)
+        null = self._token_null(logits[te], yt, cfg.seed) if (sorry is not None and logits is not None) else None
         claims = self._claims(results, boot, sweep, cfg, main, sorry, [b.label for b in baselines],
-                              {b.label: b.claim_tag for b in baselines}, main_e.sweep, oof, cross)
+                              {b.label: b.claim_tag for b in baselines}, main_e.sweep, oof, cross, null)
         metrics: dict[str, Any] = {
             "model": model_name,
             **({"model_fingerprint": feats.model_key, "template": template.to_dict(), "template_key": feats.template_key,
@@ -343,10 +348,21 @@ class MULIStudy(Study):
         return Result(claims, metrics, figures, "muli/1")
 
     @staticmethod
+    def _token_null(logits: np.ndarray, y: np.ndarray, seed: int) -> dict[str, Any]:
+        """AUROCs of random vocabulary tokens' logits on the test split: what a token picked without regard to
+        refusal scores by chance on this model."""
+        from lmlab.moderation import metrics as M
+
+        ids = np.random.default_rng(seed).choice(logits.shape[1], size=min(N_NULL_TOKENS, logits.shape[1]), replace=False)
+        aurocs = np.array([M.auroc(y, logits[:, i]) for i in ids])
+        return {"n_tokens": int(len(ids)), "quantile": NULL_QUANTILE,
+                "auroc_at_quantile": float(np.quantile(aurocs, NULL_QUANTILE)), "auroc_median": float(np.median(aurocs))}
+
+    @staticmethod
     def _claims(results: dict[str, dict[str, Any]], boot: dict[str, Any], sweep: dict[str, dict[str, float]],
                 cfg: MULIConfig, main: str, sorry: str | None, baselines: list[str], tags: dict[str, str],
                 main_sweep: str | None, oof: dict[str, Any] | None = None,
-                cross: dict[str, Any] | None = None) -> list[Claim]:
+                cross: dict[str, Any] | None = None, null: dict[str, Any] | None = None) -> list[Claim]:
         r = results[main]
         diffs = boot["differences"]
         cis = boot["detectors"]
@@ -376,8 +392,11 @@ class MULIStudy(Study):
                 paper_value="toy detectors informative; refusal-token logits useful even at low FPR",
                 measured={"auroc": round(results[sorry]["auroc"], 4), "auroc_ci95": [round(v, 4) for v in toy_ci],
                           "by_token_auroc": {k: round(v["auroc"], 4) for k, v in results.items() if k.startswith("toy")}},
-                rule=ci_excludes(toy_ci, CHANCE_AUROC, side="above", what="the toy detector's AUROC (bootstrap, 95%)"),
-                source="[code]", evidence={"note": size}))
+                rule=all_of(ci_excludes(toy_ci, CHANCE_AUROC, side="above", what="the toy detector's AUROC (bootstrap, 95%)"),
+                            *([ci_excludes(toy_ci, null["auroc_at_quantile"], side="above",
+                                           what=f"the toy's AUROC vs the {NULL_QUANTILE:.0%} quantile of {null['n_tokens']} "
+                                                "random tokens' logit AUROCs (same model, same split)")] if null else [])),
+                source="[code]", evidence={"note": size, "random_token_null": null}))
         else:
             claims.append(Claim.judged("toy_refusal_logit_informative", "A training-free refusal-token logit already "
                                        "separates toxic from benign prompts", paper_value="toy detectors informative",
