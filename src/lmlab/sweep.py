@@ -410,8 +410,31 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus:
             warnings.warn(f"the local Ray instance listens on {ip}, not 127.0.0.1: Ray was imported before "
                           "lmlab.sweep.ray_env() ran; call it first", stacklevel=2)
     else:
-        ray.init(address=address, **kwargs)
+        _check_reachable(address)
+        try:
+            ray.init(address=address, **kwargs)
+        except ConnectionError as e:
+            raise ConfigError(f"--address {address}: could not connect to Ray ({str(e).splitlines()[0]}); check the "
+                              "address, and if the cluster uses token authentication (Ray >= 2.59 turns it on for "
+                              "local clusters) set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (or ~/.ray/auth_token) "
+                              "in lmlab's environment") from None
     return True
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """A HOST:PORT (or ray://HOST:PORT) address must accept a TCP connection: Ray itself retries an unreachable
+    address for minutes before it fails, so a typo would look like a hang. ``auto`` is left to Ray."""
+    import socket
+
+    hostport = address.split("://")[-1]
+    host, sep, port = hostport.rpartition(":")
+    if address == "auto" or not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise ConfigError(f"--address {address}: nothing answers there ({e.strerror or e}); start the cluster "
+                          "(ray start --head) or give its GCS address (HOST:6379) or ray://HOST:10001") from None
 
 
 def _system_config() -> dict[str, Any]:

@@ -220,3 +220,14 @@ def test_finished_trial_is_rerun_when_the_code_changed(tmp_path, caplog):
     (run_dir / DONE_FILE).write_text(json.dumps({**done, "code": "a whole-package hash"}))  # an older lmlab's record
     run_trial(job)
     assert len(executions(run_dir)) == 3 and "without a per-module code record" in caplog.text
+
+
+def test_unreachable_address_fails_in_one_line_at_once():
+    # Ray retries an address where nothing listens for minutes; the sweep checks it first
+    from lmlab.sweep import _check_reachable
+
+    t = time.perf_counter()
+    with pytest.raises(ConfigError, match=r"--address 127.0.0.1:9: nothing answers there"):
+        _check_reachable("127.0.0.1:9")
+    assert time.perf_counter() - t < 10
+    _check_reachable("auto")  # left to Ray
