@@ -224,6 +224,22 @@ def summarize(labels: np.ndarray, responses: dict[str, list[str]], ref: str) -> 
     return out
 
 
+#: the prompts are cut with the model's tokenizer, as MULI's features: a model MULI can read (full logits, a tokenizer)
+NEEDS = ("logits",)
+
+
+def check_spec(spec: str) -> None:
+    """One-line :class:`lmlab.lm.LMError` for a model spec that cannot answer here (no logits/tokenizer, e.g. an
+    OpenAI endpoint; a local path that does not exist), before anything is loaded."""
+    from lmlab.lm import LMError, backend_class, missing_capability
+
+    err = missing_capability(backend_class(spec), list(NEEDS), spec)
+    if err is not None:
+        raise err
+    if spec.startswith((".", "/", "~")) and not Path(spec).expanduser().exists():
+        raise LMError(f"model path {spec} does not exist; give an existing .gguf file or Hugging Face directory")
+
+
 def refusal_compare(cfg: RefusalConfig, out: str | Path, lm_loader: Any = None) -> dict[str, Any]:
     """Answer the held-out prompts with each model (resumable: ``out/responses-<label>.jsonl``), judge refusals,
     write ``out/summary.json`` and return it."""
@@ -235,6 +251,8 @@ def refusal_compare(cfg: RefusalConfig, out: str | Path, lm_loader: Any = None) 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     labels = list(cfg.labels) or [f"model{i}" for i in range(len(cfg.models))]
+    for spec in cfg.models:  # every model is checked before the first one answers anything
+        check_spec(spec)
     data, idx, info = heldout_prompts(cfg)
     y = data.labels[idx]
     texts = [data.texts[i] for i in idx]
@@ -243,7 +261,7 @@ def refusal_compare(cfg: RefusalConfig, out: str | Path, lm_loader: Any = None) 
     models: dict[str, Any] = {}
     for spec, name in zip(cfg.models, labels):
         t0 = time.perf_counter()
-        lm = (lm_loader or load_lm)(spec, device=cfg.device, batch_size=cfg.batch_size, needs=("text",))
+        lm = (lm_loader or load_lm)(spec, device=cfg.device, batch_size=cfg.batch_size, needs=NEEDS)
         load_s = time.perf_counter() - t0
         prompts = [template.format(lm, t) for t in texts]
         path = out / f"responses-{name}.jsonl"
