@@ -81,7 +81,7 @@ def tiny_dir(tmp_path_factory):
     return str(tiny_model_dir(tmp_path_factory.mktemp("tiny")))
 
 
-def _data(path, n_tox=6, n_ok=6):
+def _data(path, n_tox=10, n_ok=10):
     rows = [{"prompt": f"bad request number {i}", "H": 1} for i in range(n_tox)]
     rows += [{"prompt": f"tell me about bread {i}", "H": 0} for i in range(n_ok)]
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
@@ -102,13 +102,21 @@ def test_refusal_rates_end_to_end_on_tiny_llama(tiny_dir, tmp_path):
     mc = r["minus_base"]["same"]["flagged"]["mcnemar_exact"]
     assert mc["only_first"] == mc["only_second"] == 0
     lines = [json.loads(x) for x in (tmp_path / "out" / "responses-base.jsonl").read_text().splitlines()]
-    assert len(lines) == 6 and all(isinstance(x["response"], str) for x in lines)
+    assert len(lines) == 6 and all(isinstance(x["response"], str) and "data_index" in x for x in lines)
     assert len(s["examples"]) == 4 and {"base", "same"} <= set(s["examples"][0])
     assert "| base |" in table(s)
     # resume: a second call reuses every saved response and answers nothing new
     s2 = refusal_compare(cfg, tmp_path / "out")
     assert s2["models"]["base"]["resumed"] == 6 and s2["models"]["base"]["answered_now"] == 0
     assert s2["rates"] == s["rates"]
+    # a larger subset contains the smaller one: its prompts are reused by data row, only the new ones are answered
+    s3 = refusal_compare(RefusalConfig(**{**cfg.to_dict(), "n_per_class": 5}), tmp_path / "out")
+    assert s3["models"]["base"]["resumed"] == 6 and s3["models"]["base"]["answered_now"] == 4
+    assert s3["n_flagged"] == 5
+    # other generation settings never reuse saved responses
+    with pytest.raises(ConfigError, match="max_new_tokens") as e:
+        refusal_compare(RefusalConfig(**{**cfg.to_dict(), "max_new_tokens": 7}), tmp_path / "out")
+    assert "\n" not in str(e.value)
 
 
 def test_too_large_subset_is_one_line(tmp_path):

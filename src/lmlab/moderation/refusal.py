@@ -196,17 +196,33 @@ def heldout_prompts(cfg: RefusalConfig) -> tuple[Any, np.ndarray, dict[str, Any]
     return data, te, info
 
 
-def _read_done(path: Path) -> dict[int, str]:
-    done: dict[int, str] = {}
+def _read_saved(path: Path) -> dict[int, dict[str, Any]]:
+    """Saved responses by ``data_index`` (the prompt's row in the data), so a run with a larger ``n_per_class``
+    reuses every prompt answered before."""
+    saved: dict[int, dict[str, Any]] = {}
     if path.exists():
         for line in path.read_text().splitlines():
             if line.strip():
                 try:
                     r = json.loads(line)
-                    done[int(r["index"])] = str(r["response"])
-                except (ValueError, KeyError):
+                    saved[int(r["data_index"])] = {"label": int(r["label"]), "response": str(r["response"])}
+                except (ValueError, KeyError, TypeError):
                     break  # a line cut by an interrupted write: the rest is redone
-    return done
+    return saved
+
+
+def _check_meta(path: Path, meta: dict[str, Any]) -> None:
+    """Saved responses are reused only for the same model, template and generation settings."""
+    from lmlab.io import atomic_write_json
+
+    if path.exists():
+        old = json.loads(path.read_text())
+        diff = sorted(k for k in meta if old.get(k) != meta[k])
+        if diff:
+            raise ConfigError(f"{path.parent}: saved responses were made with other {', '.join(diff)} "
+                              f"({old.get(diff[0])!r}, now {meta[diff[0]]!r}); use another --out or delete {path.name}")
+    else:
+        atomic_write_json(path, meta)
 
 
 def summarize(labels: np.ndarray, responses: dict[str, list[str]], ref: str) -> dict[str, Any]:
@@ -241,7 +257,7 @@ def check_spec(spec: str) -> None:
 
 
 def refusal_compare(cfg: RefusalConfig, out: str | Path, lm_loader: Any = None) -> dict[str, Any]:
-    """Answer the held-out prompts with each model (resumable: ``out/responses-<label>.jsonl``), judge refusals,
+    """Answer the held-out prompts with each model (resumable: ``out/responses-<label>.jsonl``, by data row), judge refusals,
     write ``out/summary.json`` and return it."""
     from lmlab.io import atomic_write_json
     from lmlab.lm import load_lm
@@ -265,17 +281,21 @@ def refusal_compare(cfg: RefusalConfig, out: str | Path, lm_loader: Any = None) 
         load_s = time.perf_counter() - t0
         prompts = [template.format(lm, t) for t in texts]
         path = out / f"responses-{name}.jsonl"
-        done = {k: v for k, v in _read_done(path).items() if k < len(prompts)}
-        # rewrite what was kept (drops a torn last line), then append batch by batch
+        _check_meta(out / f"responses-{name}.meta.json",
+                    {"spec": spec, "fingerprint": getattr(lm, "fingerprint", None), "template": template.to_dict(),
+                     "max_new_tokens": cfg.max_new_tokens, "data": info["source"].rsplit("/", 1)[-1]})
+        saved = _read_saved(path)
+        done = {k: saved[int(i)]["response"] for k, i in enumerate(idx) if int(i) in saved}
+        # rewrite what was read (drops a torn last line), then append batch by batch
         with path.open("w") as f:
-            for k in sorted(done):
-                f.write(json.dumps({"index": k, "data_index": int(idx[k]), "label": int(y[k]), "response": done[k]}) + "\n")
+            for i in sorted(saved):
+                f.write(json.dumps({"data_index": i, **saved[i]}) + "\n")
         resumed = len(done)
 
         def save(bidx: list[int], outs: list[str], path: Path = path) -> None:
             with path.open("a") as f:
                 for k, o in zip(bidx, outs):
-                    f.write(json.dumps({"index": k, "data_index": int(idx[k]), "label": int(y[k]), "response": o}) + "\n")
+                    f.write(json.dumps({"data_index": int(idx[k]), "label": int(y[k]), "response": o}) + "\n")
 
         t0, cpu0 = time.perf_counter(), time.process_time()
         responses[name] = generate_responses(lm, prompts, cfg.max_new_tokens, cfg.batch_size, done, save, cfg.progress)
