@@ -63,6 +63,10 @@ def test_summarize_counts_rates_per_class_and_model():
     d = s["minus_base"]["tuned"]["flagged"]
     assert d["diff"] == pytest.approx(0.75) and d["mcnemar_exact"]["only_first"] == 3
     assert s["per_model"]["tuned"]["flagged_minus_benign"]["diff"] == pytest.approx(0.5)
+    sel = s["minus_base"]["tuned"]["selectivity"]  # (0.75 - 0) - (0.25 - 0)
+    assert sel["diff_in_diff"] == pytest.approx(0.5) and sel["ci95_bootstrap"][0] <= 0.5 <= sel["ci95_bootstrap"][1]
+    same = summarize(y, {"base": base, "shift": ["Sorry."] * 8}, ref="base")["anywhere"]["minus_base"]["shift"]
+    assert same["selectivity"]["diff_in_diff"] == 0 and same["flagged"]["diff"] == 1  # refuses all: not selective
 
 
 def test_config_errors_are_one_line():
