@@ -274,7 +274,7 @@ def check_spec(spec: str) -> None:
         raise LMError(f"model path {spec} does not exist; give an existing .gguf file or Hugging Face directory")
 
 
-def refusal_compare(cfg: RefusalConfig, out: str | Path, lm_loader: Any = None) -> dict[str, Any]:
+def refusal_compare(cfg: RefusalConfig, out: str | Path) -> dict[str, Any]:
     """Answer the held-out prompts with each model (resumable: ``out/responses-<label>.jsonl``, by data row), judge refusals,
     write ``out/summary.json`` and return it."""
     from lmlab.io import atomic_write_json
@@ -295,7 +295,7 @@ def refusal_compare(cfg: RefusalConfig, out: str | Path, lm_loader: Any = None) 
     models: dict[str, Any] = {}
     for spec, name in zip(cfg.models, labels):
         t0 = time.perf_counter()
-        lm = (lm_loader or load_lm)(spec, device=cfg.device, batch_size=cfg.batch_size, needs=NEEDS)
+        lm = load_lm(spec, device=cfg.device, batch_size=cfg.batch_size, needs=NEEDS)
         load_s = time.perf_counter() - t0
         prompts = [template.format(lm, t) for t in texts]
         path = out / f"responses-{name}.jsonl"
