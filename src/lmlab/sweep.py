@@ -256,9 +256,22 @@ class SweepState:
         return self.out / "errors" / f"{trial.name}.txt"
 
     def summary(self, trial: Trial) -> Summary | None:
-        if trial.name not in self._summaries and _read_done(self.run_dir(trial)) is not None:
-            self._summaries[trial.name] = Summary.read(self.run_dir(trial))
+        """The trial's finished summary, if it finished with the code that is here now (else None: it runs again)."""
+        if trial.name not in self._summaries:
+            done = _read_done(self.run_dir(trial))
+            if done is not None and code_changes(done.get("code")) is None:
+                self._summaries[trial.name] = Summary.read(self.run_dir(trial))
         return self._summaries.get(trial.name)
+
+    def stale(self) -> dict[str, str]:
+        """``{trial: why}`` for the finished trials whose lmlab modules changed since they ran."""
+        out = {}
+        for t in self.trials:
+            done = _read_done(self.run_dir(t))
+            why = None if done is None else code_changes(done.get("code"))
+            if why:
+                out[t.name] = why
+        return out
 
     def error(self, trial: Trial) -> str | None:
         p = self.error_path(trial)
@@ -615,6 +628,13 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, address: str | None = None, h
     atomic_write_text(spec_path, json.dumps(asdict(spec), indent=2) + "\n")
 
     state = SweepState(spec, out, holds_share)
+    stale = state.stale()
+    if stale:
+        # Tune's restore would skip these as finished without calling the trial function: a fresh experiment
+        # runs every trial, and run_trial keeps those whose code is unchanged
+        log.warning("%d finished trial(s) run again, the code changed since: %s", len(stale),
+                    "; ".join(f"{name}: {why}" for name, why in list(stale.items())[:3]))
+        shutil.rmtree(out / "tune", ignore_errors=True)
     state.write()
     clock["table_written"] = time.time()
     from ray import tune  # while Ray's servers start (Ray was imported by the background thread first)

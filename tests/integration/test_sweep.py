@@ -88,6 +88,17 @@ def test_sweep_of_three_seeds_by_two_configs_completes_and_reports_a_failing_tri
     assert res.counts["n_trials"] == 8 and res.counts["n_done"] == 6
     assert sorted(p.name for p in (tmp_path / "runs").iterdir() if (p / "sweep-trial.json").exists()) == sorted(
         f"seed{s}-train.lr={lr}" for s in (0, 2, 3) for lr in ("0.0003", "0.03"))
+    # a finished trial whose code changed runs again through Tune (whose restore would skip it); the rest are kept
+    from lmlab.sweep import DONE_FILE
+
+    stale_dir, kept_dir = tmp_path / "runs" / "seed0-train.lr=0.03", tmp_path / "runs" / "seed2-train.lr=0.03"
+    done = json.loads((stale_dir / DONE_FILE).read_text())
+    (stale_dir / DONE_FILE).write_text(json.dumps({**done, "code": {**done["code"], "studies/toy.py": "older"}}))
+    n_stale, n_kept = len(executions(stale_dir)), len(executions(kept_dir))
+    res = run_sweep(SweepSpec(TOY, [0, 1, 2, 3], {"train.lr": ["0.0003", "0.03"]}, overrides=FAST + ["fail_seeds=[1]"]),
+                    tmp_path, progress=False)
+    assert res.counts["n_done"] == 6
+    assert len(executions(stale_dir)) == n_stale + 1 and len(executions(kept_dir)) == n_kept
 
 
 @pytest.mark.slow
