@@ -71,7 +71,8 @@ def run_arm(spec: ArmSpec, lm_cfg: LMConfig, dpo: DPOSettings, train: Any, test:
     for t in range(1, spec.iterations + 1):
         run, t0 = arm / f"iter{t}", time.perf_counter()
         cfg_t = cfg.replace(**spec.schedule[t - 1]) if len(spec.schedule) >= t else cfg
-        if resume and (run / "done.json").exists():
+        reused = resume and (run / "done.json").exists()
+        if reused:
             rec = json.loads((run / "done.json").read_text())
             if (run / "model" / "config.json").exists():
                 del lm
@@ -99,6 +100,10 @@ def run_arm(spec: ArmSpec, lm_cfg: LMConfig, dpo: DPOSettings, train: Any, test:
         t2 = time.perf_counter()
         records[-1]["seconds"] = {**rec.get("seconds", {}), "iteration_total": round(te - t0, 1),
                                  "eval": round(t1 - te, 1), "probe": round(t2 - t1, 1)}
+        # for summary.json's stages; the iteration directories carry no fingerprint of the code or config yet
+        records[-1]["stage"] = {"computed": not reused, "fingerprint": "", "reason": (
+            f"reused: {run.name}/done.json found (not fingerprinted: code and config not checked)" if reused
+            else "computed now")}
     del lm
     gc.collect()
     return records
