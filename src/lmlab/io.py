@@ -12,7 +12,9 @@ file that a resumed run would read back: write to a temporary name beside the ta
 Fingerprints. :func:`fingerprint` hashes JSON-able parts; :func:`code_fingerprint` hashes the source files of
 the modules an artifact declares it depends on, so editing one of them invalidates the artifact and editing
 an unrelated module does not. :func:`artifact_fingerprint` (code + config + input data) and
-:func:`stale_reason` are what checkpoints and finished runs carry and compare (``lmlab.train.train(code=...)``).
+:func:`stale_reason` are what checkpoints and finished runs carry and compare (``lmlab.train.train(code=...)``);
+:func:`file_stage` / :func:`mark_file` do the same for any other saved file (a fingerprint JSON beside it), and
+:func:`stage_record` / :meth:`ArtifactCache.stage` give ``summary.json``'s ``stages`` entries.
 
 The artifact cache. :class:`ArtifactCache` is the one mechanism behind every cache of computed values
 (first-token logits, reward-model scores, sentence embeddings, the zoo's correctness rows): one SQLite file
