@@ -102,3 +102,17 @@ def test_provenance_is_taken_when_the_run_starts(tmp_path, monkeypatch):
     calls.clear()
     monkeypatch.setattr(lmlab.config, "provenance", lambda: {**real(), "git_commit": "same", "git_dirty": False})
     assert "git_at_end" not in ToyStudy().run(cfg, tmp_path / "toy2").provenance  # nothing moved: nothing added
+
+
+def test_model_stage_reads_the_load_info_of_a_gguf_model():
+    from types import SimpleNamespace
+
+    from lmlab.studies.base import model_stage
+
+    reused = model_stage(SimpleNamespace(load_info={"source": "cache", "cache_fingerprint": "ab12"}))
+    assert reused == {"computed": False, "fingerprint": "ab12",
+                      "reason": "reused: the de-quantized cache with the same fingerprint"}
+    rebuilt = model_stage(SimpleNamespace(load_info={"source": "gguf", "cache_fingerprint": "cd34",
+                                                     "rebuilt_because": "config changed"}))
+    assert rebuilt["computed"] and rebuilt["reason"] == "de-quantized now: the cache was rebuilt because config changed"
+    assert model_stage(SimpleNamespace()) is None  # not a GGUF model: no such stage

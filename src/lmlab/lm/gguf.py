@@ -85,15 +85,16 @@ def cache_fingerprint(gguf: Path) -> dict[str, Any]:
                                  "gguf": version("gguf")}, fingerprint(gguf))
 
 
-def cache_stale_reason(cache: Path, gguf: Path) -> str | None:
-    """None when the de-quantized ``cache`` was made from ``gguf`` by the current code and libraries; else why not."""
+def cache_stale_reason(cache: Path, gguf: Path, fp: dict[str, Any] | None = None) -> str | None:
+    """None when the de-quantized ``cache`` was made from ``gguf`` by the current code and libraries (``fp``:
+    :func:`cache_fingerprint`, computed when not given); else why not."""
     from lmlab.io import stale_reason
 
     try:
         meta = json.loads((cache / "lmlab-cache.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return "its lmlab-cache.json is unreadable"
-    return stale_reason(meta.get("artifact"), cache_fingerprint(gguf))
+    return stale_reason(meta.get("artifact"), fp or cache_fingerprint(gguf))
 
 
 def cache_dir_for(gguf: Path) -> Path:
@@ -117,7 +118,8 @@ def load_gguf(path: str | Path | None = None, device: str = "cpu", batch_size: i
     cache = cache_dir_for(gguf)
     model = tok = None
     source = "cache"
-    stale = cache_stale_reason(cache, gguf) if use_cache and (cache / "lmlab-cache.json").exists() else None
+    fp = cache_fingerprint(gguf) if use_cache else None
+    stale = cache_stale_reason(cache, gguf, fp) if use_cache and (cache / "lmlab-cache.json").exists() else None
     if stale is not None:
         logging.getLogger("lmlab.cache").warning("model cache %s: rebuilt because %s", cache, stale)
     if use_cache and stale is None and (cache / "lmlab-cache.json").exists():
@@ -146,7 +148,8 @@ def load_gguf(path: str | Path | None = None, device: str = "cpu", batch_size: i
             _write_cache(model, tok, gguf, cache)
     lm = HFLM(model, tok, device=device, batch_size=batch_size, name=gguf.name)
     lm.load_info = {"source": source, "seconds": round(time.perf_counter() - started, 2), "cache_dir": str(cache),
-                    "gguf": str(gguf), **({"rebuilt_because": stale} if stale else {})}
+                    "gguf": str(gguf), **({"cache_fingerprint": fp["digest"]} if fp else {}),
+                    **({"rebuilt_because": stale} if stale else {})}
     return lm
 
 

@@ -19,7 +19,7 @@ from lmlab.claims import (Claim, Result, Rule, Status, Summary, all_of, at_least
 from lmlab.config import Config, ConfigError, LMConfig
 
 __all__ = ["Claim", "Result", "Rule", "Status", "Study", "Summary", "all_of", "at_least", "at_most", "between",
-           "check", "ci_excludes", "greater", "is_true", "load_study_lm", "not_comparable", "within", "pyplot",
+           "check", "ci_excludes", "greater", "is_true", "load_study_lm", "model_stage", "not_comparable", "within", "pyplot",
            "save_figure"]
 
 _finite = finite  # older name
@@ -110,6 +110,19 @@ class Study:
 
     def execute(self, cfg: Any, out: Path, quick: bool, resume: bool) -> Result | Summary:
         raise NotImplementedError
+
+
+def model_stage(lm: Any) -> dict[str, Any] | None:
+    """The ``stages`` record of a loaded model's de-quantized cache (GGUF models: ``lm.load_info``), or None."""
+    info = getattr(lm, "load_info", None)
+    if not isinstance(info, dict) or "source" not in info:
+        return None
+    if info["source"] == "cache":
+        reason = "reused: the de-quantized cache with the same fingerprint"
+    else:
+        reason = "de-quantized now" + (f": the cache was rebuilt because {info['rebuilt_because']}"
+                                       if info.get("rebuilt_because") else "")
+    return {"computed": info["source"] != "cache", "fingerprint": info.get("cache_fingerprint", ""), "reason": reason}
 
 
 def load_study_lm(section: LMConfig, needs: tuple[str, ...] = ("text",)) -> Any:
