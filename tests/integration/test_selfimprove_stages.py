@@ -1,5 +1,5 @@
 """tpo and meta-rewarding: summary.json's stages say which iterations were computed now and which were reused
-from a finished iteration directory (whose done.json carries no fingerprint yet: the record says so)."""
+from a finished iteration directory with the same fingerprint; under another config the arm starts over."""
 
 from __future__ import annotations
 
@@ -22,4 +22,11 @@ def test_iteration_stages_computed_then_reused(name, stages, tmp_path, monkeypat
     assert set(first.stages) == stages == set(again.stages)
     for stage in stages:
         assert first.stages[stage]["computed"] and first.stages[stage]["reason"] == "computed now"
-        assert not again.stages[stage]["computed"] and "not fingerprinted" in again.stages[stage]["reason"]
+        assert not again.stages[stage]["computed"] and first.stages[stage]["fingerprint"] == again.stages[stage]["fingerprint"]
+        assert again.stages[stage]["reason"] == "reused: the finished iteration with the same fingerprint"
+    # another config: the arm's earlier directory is moved aside, nothing in it is reused
+    other = study.run(cfg.replace(eval_max_new_tokens=6), tmp_path / "run", quick=True)
+    for stage in stages:
+        assert other.stages[stage]["computed"] and other.stages[stage]["fingerprint"] != first.stages[stage]["fingerprint"]
+    assert any(p.name.split(".stale-")[0] in {s.split(":")[0] for s in stages} | {"meta-rewarding"}
+               for p in (tmp_path / "run").glob("*.stale-*"))

@@ -99,6 +99,7 @@ class TPOStudy(Study):
             spec = ArmSpec(_arm_name(kind), cfg.iteration.replace(thought=kind), cfg.iterations, cfg.n_train)
             arms[spec.name] = run_arm(spec, cfg.lm, cfg.dpo, cfg.train, test, valid, out, cfg.seed, learn=cfg.learn,
                                       eval_max_new_tokens=cfg.eval_max_new_tokens, resume=resume,
+                                      key={k: v for k, v in cfg.to_dict().items() if k != "arms"},  # the other arms change no file of this one
                                       progress=cfg.train.progress)
         stages = {f"{arm}:iter{r['iteration']}": r.pop("stage") for arm, recs in arms.items() for r in recs
                   if "stage" in r}
