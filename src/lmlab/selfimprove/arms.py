@@ -76,7 +76,7 @@ def run_arm(spec: ArmSpec, lm_cfg: LMConfig, dpo: DPOSettings, train: Any, test:
 
     ``key`` (the calling study's whole config) and ``code`` (its module) fingerprint the arm's directory with
     :data:`ARM_CODE` (:func:`lmlab.io.artifact_fingerprint`, in ``<arm>/arm.fingerprint.json``): a directory made
-    under another fingerprint is moved aside to ``<arm>.stale-<digest>`` (nothing in it is reused: evaluations,
+    under another fingerprint is moved aside to ``<arm>.stale-<time>`` (nothing in it is reused: evaluations,
     iterations, probes) and one line says why. Without ``key`` the directory is reused as it is.
     """
     arm = Path(out) / spec.name
