@@ -8,7 +8,10 @@ one thread: 100 steps, 256 evaluation examples, a 1,000-step three-parameter mod
 * sweep: `lmlab sweep --seeds 0-1 --cpus-per-trial 1` on a fresh local Ray instance: two concurrent
   single-thread trials;
 * parallel (the peer without Ray): two `lmlab run --threads 1` processes started together, which
-  shows how much two concurrent single-thread runs slow each other down on this machine.
+  shows how much two concurrent single-thread runs slow each other down on this machine;
+* sweep on a running Ray (``--existing-ray``): the same sweep with `--address` to a local Ray instance
+  another process started (lmlab's settings: 127.0.0.1, no dashboard) before the clock: the "existing
+  cluster" case, where Ray's start is paid once per cluster rather than per sweep.
 
 And Ray's own startup: `import ray` and starting a local instance, in a fresh process. The sweep's
 own breakdown (``sweep-timings.json``: config checks, Ray start in the background, Tune, when each
@@ -71,6 +74,38 @@ def parallel(*argv: list[str]) -> float:
     return time.perf_counter() - t
 
 
+RAY_HOLD = """
+import sys
+from lmlab.sweep import ray_env, start_ray
+ray_env()  # before Ray is imported: a local instance on 127.0.0.1
+import ray
+start_ray(num_cpus=2)
+import os
+print(ray.get_runtime_context().gcs_address, os.environ.get("RAY_AUTH_MODE", ""), flush=True)
+sys.stdin.read()  # hold the instance until the benchmark closes our stdin
+ray.shutdown()
+"""
+
+
+def sweep_on_running_ray(sweep_args: list[str], out: Path) -> tuple[float, list[float]]:
+    """The sweep with ``--address`` to a local Ray instance that another process started (with lmlab's own
+    settings) before the clock and stops after it: the cost of a sweep on an already running cluster."""
+    holder = subprocess.Popen([sys.executable, "-c", RAY_HOLD], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        address, _, auth_mode = holder.stdout.readline().strip().partition(" ")
+        if not address:
+            raise RuntimeError("the Ray holder process printed no address")
+        # Ray >= 2.59 gives a local instance token authentication (the token in ~/.ray/auth_token); a driver
+        # that connects to it must say so in its environment
+        env = {**os.environ, **({"RAY_AUTH_MODE": auth_mode} if auth_mode else {})}
+        seconds = lmlab("sweep", *sweep_args, "--address", address, "--out", str(out), env=env)
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=120)
+    return seconds, [study_seconds(d) for d in sorted((out / "runs").iterdir())]
+
+
 def study_seconds(run_dir: Path) -> float:
     return json.loads((run_dir / "summary.json").read_text())["seconds"]
 
@@ -81,6 +116,8 @@ def main() -> None:
     ap.add_argument("--set", dest="sets", action="append", default=None,
                     help="overrides of the ~30 s config (default: see DEFAULT_SETS)")
     ap.add_argument("--out", type=Path, default=None, help="also write the JSON here")
+    ap.add_argument("--existing-ray", action="store_true",
+                    help="also run the sweep against a Ray instance started before the clock (--address)")
     ap.add_argument("--baseline-src", type=Path, default=None,
                     help="also run the sweep with this src directory first on PYTHONPATH (the code before a change)")
     args = ap.parse_args()
@@ -107,6 +144,9 @@ def main() -> None:
             baseline = lmlab("sweep", *sweep_args, "--out", str(tmp / "sweep-baseline"), env=benv)
             baseline_study = [study_seconds(d) for d in sorted((tmp / "sweep-baseline" / "runs").iterdir())]
         sweep = lmlab("sweep", *sweep_args, "--out", str(tmp / "sweep"))
+        existing = None
+        if args.existing_ray:
+            existing, existing_study = sweep_on_running_ray(sweep_args, tmp / "sweep-existing")
         trials = sorted((tmp / "sweep" / "runs").iterdir())
         trial_study = [study_seconds(d) for d in trials]
         timings_path = tmp / "sweep" / "sweep-timings.json"
@@ -131,6 +171,12 @@ def main() -> None:
             "load_average_1min_at_end": round(load, 2),
             "goal": "speedup >= expected_speedup - 10% (overhead < 0.10)",
         }
+        if existing is not None:
+            result.update({"existing_ray_sweep_s": round(existing, 2), "existing_ray_trial_study_s": existing_study,
+                           "existing_ray_sweep_fixed_s": round(existing - max(existing_study), 2),
+                           "existing_ray_overhead": round(existing / single - 1, 3),
+                           "existing_ray_overhead_vs_parallel": round(existing / par - 1, 3),
+                           "existing_ray_speedup": round(serial / existing, 3)})
         if baseline is not None:
             result.update({"baseline_src": str(args.baseline_src), "baseline_sweep_2_trials_1_cpu_s": round(baseline, 2),
                            "baseline_trial_study_s": baseline_study,

@@ -287,10 +287,44 @@ def bootstrap_mean_ci(values: Sequence[float], n_boot: int = 2000, level: float 
     return float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
 
 
+MAX_LEAVES = 24  # numeric leaves of a dict-valued measurement aggregated per claim (the rest are left out)
+
+
+def numeric_leaves(x: Any, prefix: str = "") -> dict[str, float]:
+    """``{"a.b": value}`` for every finite number in a (nested) dict measurement; lists and booleans are left out.
+
+    >>> numeric_leaves({"p_target": 0.29, "by_k": {"1": 0.16, "2": None}, "ok": True})
+    {'p_target': 0.29, 'by_k.1': 0.16}
+    """
+    out: dict[str, float] = {}
+    if isinstance(x, dict):
+        for k, v in x.items():
+            out.update(numeric_leaves(v, f"{prefix}.{k}" if prefix else str(k)))
+    elif not isinstance(x, bool) and isinstance(x, (int, float)) and prefix:
+        v = _num(x)
+        if v is not None:
+            out[prefix] = v
+    return out
+
+
+def leaf_aggregates(measured: Sequence[Any]) -> dict[str, dict[str, Any]]:
+    """For dict-valued measurements (one per run): per numeric leaf present in every run, the mean, the bootstrap
+    CI of the mean, min and max (at most :data:`MAX_LEAVES`, in the first run's order). Empty for scalars."""
+    if not measured or not all(isinstance(m, dict) for m in measured):
+        return {}
+    leaves = [numeric_leaves(m) for m in measured]
+    common = [k for k in leaves[0] if all(k in lv for lv in leaves[1:])][:MAX_LEAVES]
+    out = {}
+    for k in common:
+        vals = [lv[k] for lv in leaves]
+        out[k] = {"mean": sum(vals) / len(vals), "ci95": bootstrap_mean_ci(vals), "min": min(vals), "max": max(vals)}
+    return out
+
+
 def aggregate(summaries: Iterable[Summary], holds_share: float = HOLDS_SHARE,
               n_errors: int = 0) -> dict[str, dict[str, Any]]:
-    """Per claim id over several runs (seeds): pass rate, status counts, measured mean and bootstrap CI,
-    the paper's value, and ``holds`` (passes on at least ``holds_share`` of the runs that could test it).
+    """Per claim id over several runs (seeds): pass rate, status counts, measured mean and bootstrap CI (for a
+    dict-valued measurement, per numeric leaf in ``measured_leaves``), the paper's value, and ``holds`` (passes on at least ``holds_share`` of the runs that could test it).
 
     ``n_errors``: runs of the same setting that raised before writing a summary (a sweep's failed
     trials). They count as runs that did not pass, so a claim cannot hold by its crashes being left out."""
@@ -315,6 +349,8 @@ def aggregate(summaries: Iterable[Summary], holds_share: float = HOLDS_SHARE,
             "holds": bool(rate is not None and rate >= holds_share), "holds_share": holds_share,
             "measured_mean": (sum(nums) / len(nums)) if nums else None,
             "measured_ci95": bootstrap_mean_ci(nums), "seeds": r["seeds"], "measured": r["measured"],
+            # a dict-valued measurement has no one mean: each of its numbers gets one (mean, CI, min, max)
+            "measured_leaves": leaf_aggregates(r["measured"]),
             "statuses": r["statuses"],
         }
     return finite(out)

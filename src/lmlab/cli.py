@@ -559,6 +559,34 @@ def selfimprove_safety_tune(
         _fail(str(e))
 
 
+@selfimprove_app.command("refusal")
+def selfimprove_refusal(
+    model: Annotated[list[str], typer.Option(help="a model spec, repeatable; the first is the reference (e.g. default, "
+                                             "then runs/safety-tuned/model)")],
+    label: Annotated[Optional[list[str]], typer.Option(help="a name per --model (e.g. base, tuned)")] = None,
+    out: Annotated[Path, typer.Option(help="output directory (summary.json, responses-<label>.jsonl; resumable)")] = Path("runs/refusal"),
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="override a config field, e.g. n_per_class=150")] = None,
+    threads: Annotated[int, typer.Option(help="PyTorch CPU threads (0: torch's default)")] = 0,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="no progress bar")] = False,
+) -> None:
+    """Refusal rates on the MULI data's held-out flagged and benign prompts, several models side by side (greedy
+    responses judged by the GCG refusal-string matcher)."""
+    from lmlab.config import ConfigError, apply_overrides
+    from lmlab.lm import LMError
+
+    _set_threads(threads)
+    try:
+        from lmlab.moderation.refusal import RefusalConfig, refusal_compare, table
+
+        cfg = apply_overrides(RefusalConfig(models=tuple(model), labels=tuple(label or ()), progress=not no_progress),
+                              list(set_ or []))
+        s = refusal_compare(cfg, out)
+        typer.echo(table(s))
+        typer.echo(table(s, "prefix"))
+    except (ConfigError, LMError) as e:
+        _fail(str(e))
+
+
 def main() -> None:  # pragma: no cover
     sys.exit(app())
 

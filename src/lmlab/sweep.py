@@ -32,6 +32,7 @@ import logging
 import os
 import re
 import shutil
+import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -163,20 +164,19 @@ def run_trial(config: dict[str, Any]) -> dict[str, Any]:
     from lmlab.studies.runner import set_threads
 
     set_threads(threads)  # torch and BLAS: this trial's CPU share, not the whole machine
-    code = package_code()
     done = _read_done(run_dir)
-    if done is not None and done.get("code") != code:
-        # a finished trial is kept only while the package's code is the one that produced it; otherwise the
-        # study runs again and its stages reuse what their own fingerprints still allow
-        log.warning("%s: re-running: %s", trial.name, "the code changed since it finished" if done.get("code")
-                    else "it finished without a code fingerprint")
+    stale = None if done is None else code_changes(done.get("code"))
+    if stale:
+        # a finished trial is kept only while the lmlab modules it ran are unchanged; otherwise the study runs
+        # again and its stages reuse what their own fingerprints still allow
+        log.warning("%s: re-running: %s", trial.name, stale)
         done = None
     if done is None:
         study, cfg = trial_config(spec, trial)
         study_start = time.time()
         summary = study.run(cfg, run_dir, quick=spec.quick, resume=True, control=spec.control)
         done = {"trial": trial.name, "seed": trial.seed, "point": trial.point, "seconds": summary.seconds,
-                "n_pass": summary.counts()["n_pass"], "n_claims": len(summary.claims), "code": code,
+                "n_pass": summary.counts()["n_pass"], "n_claims": len(summary.claims), "code": loaded_code(),
                 # wall-clock times (seconds since the epoch) for the sweep's overhead breakdown
                 "timing": {"process_start": _process_start(), "entered": entered, "study_start": study_start,
                            "study_end": time.time()}}
@@ -191,12 +191,36 @@ def run_trial(config: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def package_code() -> str:
-    """One hash of every lmlab source file: what a finished trial was run with. The bytes, not the syntax trees
-    (parsing the whole package takes seconds per trial), so a comment edit re-runs finished trials too; their
-    stages then reuse whatever their own code fingerprints still allow."""
+def loaded_code() -> dict[str, str]:
+    """``{file: hash of its bytes}`` for every lmlab module loaded in this process: the code a finished trial
+    ran (read after the study, so modules it imports lazily are in). A trial is kept while these files are
+    unchanged, so editing the gateway does not re-run a two-hop sweep, and editing anything the study loaded
+    does. The bytes, not the syntax trees (parsing them takes seconds per trial), so a comment edit in one of
+    these files re-runs the trial too; its stages then reuse whatever their own code fingerprints allow."""
     root = Path(__file__).resolve().parent
-    return fingerprint({str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.py"))})
+    out = {}
+    for name, mod in list(sys.modules.items()):
+        f = getattr(mod, "__file__", None)
+        if not (name == "lmlab" or name.startswith("lmlab.")) or not f:
+            continue
+        p = Path(f).resolve()
+        if p.suffix == ".py" and p.is_relative_to(root):
+            out[p.relative_to(root).as_posix()] = fingerprint(p.read_bytes())
+    return dict(sorted(out.items()))
+
+
+def code_changes(recorded: Any) -> str | None:
+    """None while every file in ``recorded`` (from :func:`loaded_code`) still hashes the same; otherwise why not,
+    in a few words (``"lmlab/studies/two_hop.py changed"``)."""
+    if not isinstance(recorded, dict) or not recorded:
+        return "it finished without a per-module code record (an older lmlab)"
+    root = Path(__file__).resolve().parent
+    changed = [rel for rel, h in recorded.items()
+               if not (root / rel).is_file() or fingerprint((root / rel).read_bytes()) != h]
+    if not changed:
+        return None
+    more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+    return "the code changed since it finished: " + ", ".join(f"lmlab/{c}" for c in changed[:3]) + more
 
 
 def _process_start() -> float | None:
@@ -386,8 +410,31 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus:
             warnings.warn(f"the local Ray instance listens on {ip}, not 127.0.0.1: Ray was imported before "
                           "lmlab.sweep.ray_env() ran; call it first", stacklevel=2)
     else:
-        ray.init(address=address, **kwargs)
+        _check_reachable(address)
+        try:
+            ray.init(address=address, **kwargs)
+        except ConnectionError as e:
+            raise ConfigError(f"--address {address}: could not connect to Ray ({str(e).splitlines()[0]}); check the "
+                              "address, and if the cluster uses token authentication (Ray >= 2.59 turns it on for "
+                              "local clusters) set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (or ~/.ray/auth_token) "
+                              "in lmlab's environment") from None
     return True
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """A HOST:PORT (or ray://HOST:PORT) address must accept a TCP connection: Ray itself retries an unreachable
+    address for minutes before it fails, so a typo would look like a hang. ``auto`` is left to Ray."""
+    import socket
+
+    hostport = address.split("://")[-1]
+    host, sep, port = hostport.rpartition(":")
+    if address == "auto" or not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise ConfigError(f"--address {address}: nothing answers there ({e.strerror or e}); start the cluster "
+                          "(ray start --head) or give its GCS address (HOST:6379) or ray://HOST:10001") from None
 
 
 def _system_config() -> dict[str, Any]:

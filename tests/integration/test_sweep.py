@@ -198,18 +198,36 @@ def test_docstring_examples(name):
 
 @pytest.mark.filterwarnings("ignore:`report` is meant")
 def test_finished_trial_is_rerun_when_the_code_changed(tmp_path, caplog):
-    # outside Tune: run_trial is a plain function; a finished trial is skipped only while the code matches
-    from lmlab.sweep import DONE_FILE, Trial, package_code, run_trial
+    # outside Tune: run_trial is a plain function; a finished trial is skipped only while the lmlab modules it
+    # loaded are unchanged (a per-file record, so editing a module the study never loads keeps it)
+    from lmlab.sweep import DONE_FILE, Trial, code_changes, loaded_code, run_trial
 
     spec = SweepSpec(TOY, [0], overrides=FAST)
     run_dir = tmp_path / "seed0"
     job = {"job": {"spec": asdict(spec), "trial": asdict(Trial("seed0", 0, {})), "run_dir": str(run_dir)}}
     run_trial(job)
     done = json.loads((run_dir / DONE_FILE).read_text())
-    assert done["code"] == package_code() and len(executions(run_dir)) == 1
+    code = done["code"]
+    assert "studies/toy.py" in code and "sweep.py" in code and code_changes(code) is None
+    assert not any(f.startswith("serve/") for f in code)  # the gateway is not what a toy study ran
+    assert len(executions(run_dir)) == 1
     run_trial(job)
     assert len(executions(run_dir)) == 1  # same code: kept
-    (run_dir / DONE_FILE).write_text(json.dumps({**done, "code": "older"}))
+    (run_dir / DONE_FILE).write_text(json.dumps({**done, "code": {**code, "studies/toy.py": "older"}}))
     run_trial(job)
-    assert len(executions(run_dir)) == 2 and "the code changed" in caplog.text
-    assert json.loads((run_dir / DONE_FILE).read_text())["code"] == package_code()
+    assert len(executions(run_dir)) == 2 and "lmlab/studies/toy.py" in caplog.text
+    assert json.loads((run_dir / DONE_FILE).read_text())["code"]["studies/toy.py"] == code["studies/toy.py"]
+    (run_dir / DONE_FILE).write_text(json.dumps({**done, "code": "a whole-package hash"}))  # an older lmlab's record
+    run_trial(job)
+    assert len(executions(run_dir)) == 3 and "without a per-module code record" in caplog.text
+
+
+def test_unreachable_address_fails_in_one_line_at_once():
+    # Ray retries an address where nothing listens for minutes; the sweep checks it first
+    from lmlab.sweep import _check_reachable
+
+    t = time.perf_counter()
+    with pytest.raises(ConfigError, match=r"--address 127.0.0.1:9: nothing answers there"):
+        _check_reachable("127.0.0.1:9")
+    assert time.perf_counter() - t < 10
+    _check_reachable("auto")  # left to Ray

@@ -67,3 +67,21 @@ def test_aggregate_over_seeds():
     lo, hi = agg["measured_ci95"]
     assert lo <= agg["measured_mean"] <= hi
     assert not aggregate(runs[1:3])["a"]["holds"]
+
+
+def test_aggregate_gives_each_number_of_a_dict_measurement_a_mean():
+    # a claim measured as a dict (e.g. P(target) per K) has no one mean: each numeric leaf gets mean, CI, min, max
+    ms = [{"p": 0.2, "by_k": {"1": 0.5, "2": 0.1}, "label": "x"}, {"p": 0.4, "by_k": {"1": 0.7}},
+          {"p": 0.3, "by_k": {"1": 0.6, "2": 0.3}}]
+    runs = [Summary("demo", [Claim("a", "A", 1.0, m, "r", "pass")], {}, seed, True, "v", provenance={})
+            for seed, m in enumerate(ms)]
+    agg = aggregate(runs)["a"]
+    assert agg["measured_mean"] is None
+    leaves = agg["measured_leaves"]
+    assert list(leaves) == ["p", "by_k.1"]  # by_k.2 is missing in one run; strings are not numbers
+    assert leaves["p"]["mean"] == pytest.approx(0.3) and (leaves["p"]["min"], leaves["p"]["max"]) == (0.2, 0.4)
+    lo, hi = leaves["by_k.1"]["ci95"]
+    assert lo <= 0.6 <= hi
+    assert aggregate(runs[:1])["a"]["measured_leaves"]["p"]["ci95"] is None  # one run: no interval
+    scalar = [Summary("demo", [Claim("a", "A", 1.0, 0.5, "r", "pass")], {}, 0, True, "v", provenance={})]
+    assert aggregate(scalar)["a"]["measured_leaves"] == {}

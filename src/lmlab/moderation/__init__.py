@@ -17,7 +17,8 @@ needs the serving LM (``needs_lm``) and how a study builds it (``from_study``). 
     det.score(["some user prompt"])                             # array([0.03])
 
 Metrics: :mod:`lmlab.moderation.metrics`; data readers: :mod:`lmlab.moderation.data`; features:
-:mod:`lmlab.moderation.features`. Nothing heavy is imported with this package.
+:mod:`lmlab.moderation.features`; refusal rates of a chat model on flagged and benign prompts (greedy replies, a
+refusal-string matcher): :mod:`lmlab.moderation.refusal`. Nothing heavy is imported with this package.
 """
 
 from __future__ import annotations

@@ -53,6 +53,19 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _leaves_html(a: dict[str, Any], n: int = 6) -> str:
+    """A dict-valued claim's per-number means over the seeds (``measured_leaves``), first ``n`` of them."""
+    leaves = a.get("measured_leaves") or {}
+    if not leaves:
+        return ""
+    items = []
+    for k, v in list(leaves.items())[:n]:
+        ci = v.get("ci95")
+        items.append(f"{html.escape(k)}: {v['mean']:.4g}" + (f" [{ci[0]:.4g}, {ci[1]:.4g}]" if ci else ""))
+    more = f"<br>(+{len(leaves) - n} more in sweep-summary.json)" if len(leaves) > n else ""
+    return "<br><small>" + "<br>".join(items) + more + "</small>"
+
+
 def _efmt(value: Any) -> str:
     """Escaped text of a value, for the sweep sections built as HTML strings."""
     return html.escape(_fmt(value))
@@ -302,7 +315,7 @@ def sweep_section(sweep_dir: str | Path, runs_dir: str | Path | None = None) -> 
             color = STATUS_COLORS["pass" if a["holds"] else "fail"]
             rows.append(
                 f"<tr><td>{label}</td><td>{html.escape(cid)}</td><td>{html.escape(a['claim'])}</td>"
-                f"<td>{a['n_pass']}/{n} ({rate})</td><td>{_efmt(a['measured_mean'])}</td>"
+                f"<td>{a['n_pass']}/{n} ({rate})</td><td>{_efmt(a['measured_mean'])}{_leaves_html(a)}</td>"
                 f"<td>{'-' if not ci else f'[{ci[0]:.4g}, {ci[1]:.4g}]'}</td><td>{_efmt(a['paper_value'])}</td>"
                 f"<td>{html.escape(a['tolerance'])}</td>"
                 f"<td><span class='status' style='background:{color}'>{holds}</span></td></tr>")
