@@ -12,7 +12,9 @@ file that a resumed run would read back: write to a temporary name beside the ta
 Fingerprints. :func:`fingerprint` hashes JSON-able parts; :func:`code_fingerprint` hashes the source files of
 the modules an artifact declares it depends on, so editing one of them invalidates the artifact and editing
 an unrelated module does not. :func:`artifact_fingerprint` (code + config + input data) and
-:func:`stale_reason` are what checkpoints and finished runs carry and compare (``lmlab.train.train(code=...)``).
+:func:`stale_reason` are what checkpoints and finished runs carry and compare (``lmlab.train.train(code=...)``);
+:func:`file_stage` / :func:`mark_file` do the same for any other saved file (a fingerprint JSON beside it), and
+:func:`stage_record` / :meth:`ArtifactCache.stage` give ``summary.json``'s ``stages`` entries.
 
 The artifact cache. :class:`ArtifactCache` is the one mechanism behind every cache of computed values
 (first-token logits, reward-model scores, sentence embeddings, the zoo's correctness rows): one SQLite file
@@ -192,6 +194,43 @@ def stale_reason(old: dict[str, Any] | None, new: dict[str, Any]) -> str | None:
     return "; ".join(why) or "fingerprint changed"
 
 
+def file_stage(path: str | Path, fp: dict[str, Any], resume: bool = True) -> dict[str, Any]:
+    """Whether the file ``path`` (an artifact saved with :func:`mark_file`) may be reused for ``fp``
+    (:func:`artifact_fingerprint`): a ``stages`` record whose ``computed`` is False when it may. A file without
+    a matching fingerprint beside it is recomputed, and one line (logger ``lmlab.cache``) says why.
+
+    >>> import tempfile
+    >>> f = Path(tempfile.mkdtemp()) / "a.pt"
+    >>> fp = artifact_fingerprint(["lmlab.io"], config={"k": 1})
+    >>> file_stage(f, fp)["computed"], (f.write_text("x"), mark_file(f, fp))[0]
+    (True, 1)
+    >>> file_stage(f, fp)["reason"], file_stage(f, fp, resume=False)["computed"]
+    ('reused: the file with the same fingerprint', True)
+    >>> file_stage(f, artifact_fingerprint(["lmlab.io"], config={"k": 2}))["reason"]
+    'recomputed because config changed'
+    """
+    path = Path(path)
+    rec: dict[str, Any] = {"computed": True, "fingerprint": fp["digest"], "reason": "computed now"}
+    if not resume or not path.exists():
+        return rec
+    side = path.with_name(path.name + ".fingerprint.json")
+    try:
+        old = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        old = None
+    why = stale_reason(old, fp)
+    if why is None:
+        return {**rec, "computed": False, "reason": "reused: the file with the same fingerprint"}
+    log.warning("%s: recomputed because %s", path, why)
+    return {**rec, "reason": f"recomputed because {why}"}
+
+
+def mark_file(path: str | Path, fp: dict[str, Any]) -> Path:
+    """Record ``fp`` beside the artifact ``path`` (after writing it), for :func:`file_stage`."""
+    path = Path(path)
+    return atomic_write_json(path.with_name(path.name + ".fingerprint.json"), fp, sort_keys=True)
+
+
 def _code_only(source: bytes, name: str | None = None, label: str = "") -> str | bytes:
     """The module's syntax tree (or that of its top-level definition ``name``) with docstrings dropped
     (comments never reach the tree)."""
@@ -325,6 +364,15 @@ class ArtifactCache:
     def put(self, item: str, value: Any) -> None:
         self.put_many([(item, value)])
 
+    def stage(self, computed: int | None = None, cached: int | None = None) -> dict[str, Any]:
+        """This cache's record for ``summary.json``'s ``stages``: computed now or reused, the key (fingerprint of
+        model, config and declared code) and why. Counts default to :attr:`stats` (``computed``/``cached``
+        entries); pass them for a cache read with :meth:`get` rather than :meth:`map`."""
+        n_new = self.stats["computed"] if computed is None else computed
+        n_old = self.stats["cached"] if cached is None else cached
+        return stage_record(n_new, n_old, self.digest if self.enabled else "",
+                            None if self.enabled else "no cache", self.reason)
+
     def __len__(self) -> int:
         if self._con is None:
             return 0
@@ -363,6 +411,29 @@ class ArtifactCache:
             if left:
                 raise RuntimeError(f"cache {self.kind}: compute() returned no value for {len(left)} inputs")
         return out
+
+
+def stage_record(computed: int, reused: int, fingerprint: str, note: str | None = None,
+                 stale: str | None = None) -> dict[str, Any]:
+    """One entry of ``summary.json``'s ``stages`` for a stage of ``computed`` new and ``reused`` earlier items.
+
+    >>> stage_record(0, 5, "ab12")["reason"]
+    'reused: 5 entries with the same fingerprint'
+    >>> stage_record(3, 0, "ab12", stale="code of lmlab.zoo changed")["reason"]
+    'computed now (3 entries): earlier ones not used because code of lmlab.zoo changed'
+    """
+    if computed == 0 and reused > 0:
+        reason = f"reused: {reused} entries with the same fingerprint"
+    elif reused == 0:
+        reason = f"computed now ({computed} entries)"
+    else:
+        reason = f"computed now: {computed} entries; reused: {reused} with the same fingerprint"
+    if note:
+        reason += f" ({note})"
+    if stale and computed:
+        reason += f": earlier ones not used because {stale}"
+    return {"computed": bool(computed) or not reused, "fingerprint": fingerprint, "reason": reason,
+            "n_computed": int(computed), "n_reused": int(reused)}
 
 
 def _why(old: dict[str, Any], new: dict[str, Any]) -> str:

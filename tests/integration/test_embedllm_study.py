@@ -130,3 +130,27 @@ def test_sentence_embedder_features(monkeypatch):
     assert calls == ["/some/dir"] and x.shape == (30, 16) and desc == "sentence embeddings (fake)"
     r = ROUTERS.get("knn")(k=3).fit(m, np.arange(20), x)
     assert r.choose(25) in ("a", "b")
+
+
+@pytest.mark.slow
+def test_stages_record_computed_then_reused(tmp_path, caplog):
+    """summary.json's stages: the zoo matrix and each saved router, computed on the first run, reused (same
+    fingerprint) on the second; a control run into the same directory refits the routers and says why."""
+    import logging
+
+    study = STUDIES.get("embedllm")()
+    cfg = micro(tmp_path / "cache", routers=("embedllm", "knn", "single-best"), n_boot=50, throughput_models=50)
+    first = study.run(cfg, tmp_path / "run")
+    again = study.run(cfg, tmp_path / "run")
+    names = {"zoo", "router:embedllm", "router:embedllm-embedding-config"}
+    assert set(first.stages) == names == set(again.stages)
+    for n in names:
+        assert first.stages[n]["computed"] and not again.stages[n]["computed"], n
+        assert first.stages[n]["fingerprint"] == again.stages[n]["fingerprint"], n
+    assert again.stages["zoo"]["reason"] == "reused: 4 entries with the same fingerprint"
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["stages"] == again.to_dict()["stages"]
+    with caplog.at_level(logging.WARNING, logger="lmlab.cache"):
+        control = study.run(cfg, tmp_path / "run", control=True)
+    assert not control.stages["zoo"]["computed"]  # the matrix is shuffled after it is read
+    assert control.stages["router:embedllm"]["reason"] == "recomputed because config changed; input data changed"
+    assert any("embedllm_router.pt: recomputed because" in r.getMessage() for r in caplog.records)

@@ -29,6 +29,10 @@ def test_ideal_study_micro(tmp_path):
     # a second run resumes from the stored state and checkpoints: same numbers
     s2 = study.run(cfg, tmp_path / "run", quick=True)
     assert s2.metrics["designs"] == s.metrics["designs"]
+    # summary.json's stages: computed on the first run, reused with the same fingerprint on the second
+    assert {"ideal-cfa", "e2e", "ideal-psf", "designs", "psf", "sweep"} <= set(s.stages) and set(s.stages) == set(s2.stages)
+    for n, st in s.stages.items():
+        assert st["computed"] and not s2.stages[n]["computed"] and s2.stages[n]["fingerprint"] == st["fingerprint"], n
     # control: learning switched off, IDEAL cannot beat its random start
     c = study.run(cfg, tmp_path / "control", quick=True, control=True)
     by_id = {x.id: x for x in c.claims}

@@ -136,3 +136,36 @@ def test_bad_data_file_is_one_line_cli_error(tmp_path):
     bad.write_text('{"prompt": "x", "S": 7}\n')
     res = CliRunner().invoke(app, ["run", "muli", "--quick", "--set", f"data={bad}", "--out", str(tmp_path / "o")])
     assert res.exit_code == 2 and "bad.jsonl:1: field 'S' must be 0 or 1" in res.output
+
+
+@pytest.mark.slow
+def test_stages_record_computed_then_reused(run):
+    """summary.json's stages: the fixture's run computed the first-token logits; a run sharing its cache reuses
+    every row under the same fingerprint (a changed key is recomputed: tests/unit/test_io.py)."""
+    tmp, _, cfg, first = run
+    again = MULIStudy().run(cfg, tmp / "out-stages")
+    a, b = first.stages["first_token_logits"], again.stages["first_token_logits"]
+    assert set(first.stages) == {"first_token_logits"} == set(again.stages)
+    assert a["computed"] and a["n_computed"] == 60 and not b["computed"] and b["n_reused"] == 60
+    assert a["fingerprint"] == b["fingerprint"] != ""
+    assert b["reason"] == "reused: 60 entries with the same fingerprint"
+
+
+def test_embedding_cache_stage(tmp_path):
+    """The MiniLM baseline's embedding cache says computed, then reused with the same fingerprint."""
+    from lmlab.moderation.embed_lr import EmbeddingDetector
+
+    class FakeEmbedder:
+        name, fingerprint = "fake", "fake-0"
+
+        def encode(self, texts):
+            return np.array([[len(t), t.count("a"), 1.0] for t in texts], dtype=np.float32)
+
+    texts = ["abc", "a", "bb"]
+    first = EmbeddingDetector(FakeEmbedder(), cache_dir=tmp_path)
+    first.embed(texts)
+    again = EmbeddingDetector(FakeEmbedder(), cache_dir=tmp_path)
+    again.embed(texts)
+    assert first.cache_stage["computed"] and first.cache_stage["n_computed"] == 3
+    assert not again.cache_stage["computed"] and again.cache_stage["n_reused"] == 3
+    assert first.cache_stage["fingerprint"] == again.cache_stage["fingerprint"]

@@ -183,3 +183,26 @@ def test_overoptimisation_needs_a_correlated_rm_and_fails_under_the_control(tmp_
     c = {c.id: c for c in control.claims}
     assert control.control and c["bok_overoptimisation"].status == "fail"
     assert c["bok_overoptimisation"].measured["n_cells_rm_correlated"] == 0
+
+
+@pytest.mark.slow
+def test_stages_record_computed_then_reused(tmp_path):
+    """summary.json's stages: the correctness set and each (set, RM) score cache are computed on the first run,
+    reused with the same fingerprint on the second; a changed sampling setting rebuilds the set and says why."""
+    cfg = RewardEvalConfig(lm=LMConfig(model="dummy"), per_level=1, K=4, n_preference_pairs=4, max_new_tokens=4,
+                           n_boot=20, rms=("length", "judge"), progress=False)
+    first = RewardEvalStudy().run(cfg, tmp_path)
+    again = RewardEvalStudy().run(cfg, tmp_path)
+    names = {"correctness_set", "scores:correctness:length", "scores:correctness:judge", "scores:hh-rlhf:length",
+             "scores:hh-rlhf:judge"}
+    assert set(first.stages) == names == set(again.stages)
+    for n in names:
+        assert first.stages[n]["computed"] and not again.stages[n]["computed"], n
+        assert first.stages[n]["fingerprint"] == again.stages[n]["fingerprint"] != "", n
+        assert again.stages[n]["n_computed"] == 0 and again.stages[n]["n_reused"] > 0, n
+    assert again.stages["correctness_set"]["reason"] == "reused: 5 entries with the same fingerprint"
+    hotter = RewardEvalStudy().run(cfg.replace(temperature=0.9), tmp_path)
+    st = hotter.stages["correctness_set"]
+    assert st["computed"] and st["fingerprint"] != again.stages["correctness_set"]["fingerprint"]
+    assert st["reason"] == "computed now (5 entries): earlier ones not used because config changed"
+    assert not hotter.stages["scores:hh-rlhf:length"]["computed"]  # the preference pairs did not change

@@ -77,6 +77,10 @@ def test_micro_run_writes_summary_figures_and_resumes(tmp_path, one_thread):
     assert json.loads((tmp_path / "vqvae" / "eval.json").read_text())["eval"]["used"] == vq["used"]
     again = TokenAssortedStudy().run(micro_config(), tmp_path, quick=True, resume=True)
     assert [c.measured for c in again.claims] == [c.measured for c in summary.claims]
+    # summary.json's stages: the VQ-VAE and each arm computed, then reused from their checkpoints
+    assert set(summary.stages) == {"vqvae", "answer", "trace", "mixed"} == set(again.stages)
+    for n, st in summary.stages.items():
+        assert st["computed"] and not again.stages[n]["computed"] and again.stages[n]["fingerprint"] == st["fingerprint"]
 
 
 def test_teacher_forced_plan_metrics_cover_only_the_plan():

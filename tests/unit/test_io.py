@@ -87,6 +87,12 @@ def test_artifact_cache_config_change_is_explained_and_switching_back_hits(tmp_p
     assert again.stats == {"computed": 0, "cached": 1}
     off = ArtifactCache.off()
     assert off.map(["p"], compute) == [{"i": 0}] and len(off) == 0 and not off.enabled
+    # the records for summary.json's stages
+    assert a.stage() == {"computed": True, "fingerprint": a.digest, "reason": "computed now (1 entries)",
+                         "n_computed": 1, "n_reused": 0}
+    assert b.stage()["reason"] == "computed now (1 entries): earlier ones not used because config t: 1 -> 2"
+    assert again.stage()["computed"] is False and again.stage()["fingerprint"] == a.digest
+    assert off.stage()["fingerprint"] == "" and off.stage()["reason"] == "computed now (1 entries) (no cache)"
 
 
 def test_unknown_module_in_a_code_declaration_is_an_error(tmp_path):

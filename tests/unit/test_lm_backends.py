@@ -176,3 +176,28 @@ def test_cache_key_follows_content_not_mtime(tmp_path, monkeypatch):
     assert cache_dir_for(a).parent == tmp_path / "cache" / "gguf"
     b.write_bytes(b"GGUF" + bytes(range(256)) * 99 + b"x" * 256)
     assert cache_dir_for(a) != cache_dir_for(b)
+
+
+def test_dequantized_cache_is_stale_under_other_code_or_libraries(tmp_path, monkeypatch):
+    """The de-quantized safetensors cache is read only while its fingerprint (this module's converting code, the
+    transformers / gguf versions, the GGUF file) matches; otherwise load_gguf rebuilds it and says why."""
+    import json
+
+    from lmlab.lm.gguf import cache_dir_for, cache_fingerprint, cache_stale_reason
+
+    monkeypatch.setenv("LMLAB_CACHE", str(tmp_path / "cache"))
+    g = tmp_path / "m.gguf"
+    g.write_bytes(b"GGUF" + bytes(range(256)) * 100)
+    cache = cache_dir_for(g)
+    cache.mkdir(parents=True)
+    meta = {"format": 1, "gguf": str(g)}
+    (cache / "lmlab-cache.json").write_text(json.dumps(meta))
+    assert cache_stale_reason(cache, g) == "no code fingerprint (written by an older lmlab)"
+    fp = cache_fingerprint(g)
+    (cache / "lmlab-cache.json").write_text(json.dumps({**meta, "artifact": fp}))
+    assert cache_stale_reason(cache, g) is None
+    other = {**fp, "config": "another transformers", "digest": "x"}
+    (cache / "lmlab-cache.json").write_text(json.dumps({**meta, "artifact": other}))
+    assert cache_stale_reason(cache, g) == "config changed"
+    (cache / "lmlab-cache.json").write_text("{not json")
+    assert cache_stale_reason(cache, g) == "its lmlab-cache.json is unreadable"

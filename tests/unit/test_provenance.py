@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from lmlab.claims import Summary
 from lmlab.io import artifact_fingerprint, code_fingerprint, stale_reason
 from lmlab.studies.toy import ToyConfig, ToyStudy, toy_batch, toy_model
 from lmlab.train import TrainConfig, train
@@ -76,3 +77,42 @@ def test_summary_records_each_stage(tmp_path):
     again = study.run(cfg, tmp_path / "toy")
     assert first.stages["train"]["computed"] and not again.stages["train"]["computed"]
     assert first.stages["train"]["fingerprint"] == again.stages["train"]["fingerprint"]
+
+
+def test_provenance_is_taken_when_the_run_starts(tmp_path, monkeypatch):
+    """A commit made while a run works must not be named as the code that ran: git_commit / git_dirty are read
+    before the study starts; what differs at the end is kept apart in git_at_end."""
+    import lmlab.config
+
+    real = lmlab.config.provenance
+    calls = []
+
+    def fake():
+        calls.append(1)
+        p = real()
+        return {**p, "git_commit": "start" if len(calls) == 1 else "made-during-the-run", "git_dirty": False}
+
+    monkeypatch.setattr(lmlab.config, "provenance", fake)
+    cfg = ToyConfig(train=TrainConfig(steps=2, lr=0.03, eval_every=2, log_every=2, checkpoint_every=2, progress=False))
+    s = ToyStudy().run(cfg, tmp_path / "toy")
+    assert s.provenance["git_commit"] == "start" and s.provenance["git_dirty"] is False
+    assert s.provenance["git_at_end"] == {"git_commit": "made-during-the-run"}
+    assert {"lmlab", "python", "torch", "platform", "torch_threads"} <= set(s.provenance)
+    assert Summary.read(tmp_path / "toy").provenance["git_commit"] == "start"
+    calls.clear()
+    monkeypatch.setattr(lmlab.config, "provenance", lambda: {**real(), "git_commit": "same", "git_dirty": False})
+    assert "git_at_end" not in ToyStudy().run(cfg, tmp_path / "toy2").provenance  # nothing moved: nothing added
+
+
+def test_model_stage_reads_the_load_info_of_a_gguf_model():
+    from types import SimpleNamespace
+
+    from lmlab.studies.base import model_stage
+
+    reused = model_stage(SimpleNamespace(load_info={"source": "cache", "cache_fingerprint": "ab12"}))
+    assert reused == {"computed": False, "fingerprint": "ab12",
+                      "reason": "reused: the de-quantized cache with the same fingerprint"}
+    rebuilt = model_stage(SimpleNamespace(load_info={"source": "gguf", "cache_fingerprint": "cd34",
+                                                     "rebuilt_because": "config changed"}))
+    assert rebuilt["computed"] and rebuilt["reason"] == "de-quantized now: the cache was rebuilt because config changed"
+    assert model_stage(SimpleNamespace()) is None  # not a GGUF model: no such stage

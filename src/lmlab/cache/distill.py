@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import random
 from collections.abc import Callable, Sequence
@@ -26,7 +27,7 @@ from typing import Any, Literal
 import numpy as np
 
 from lmlab.config import Config, ConfigError
-from lmlab.io import atomic_path
+from lmlab.io import artifact_fingerprint, atomic_path, stale_reason
 
 
 @dataclass(frozen=True)
@@ -100,21 +101,28 @@ def pair_cosines(encode: Callable[[list[str]], np.ndarray], a: Sequence[str], b:
     return np.einsum("ij,ij->i", v[ia], v[ib])
 
 
-def _fingerprint(cfg: DistillConfig, pairs: Sequence[tuple[str, str, float]]) -> str:
-    h = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode())
+def _fingerprint(cfg: DistillConfig, pairs: Sequence[tuple[str, str, float]], base: Any = None) -> dict[str, Any]:
+    """:func:`lmlab.io.artifact_fingerprint` of this module's code, the config (and ``base``: what identifies the
+    starting model) and the pairs."""
+    h = hashlib.sha256()
     for x in pairs:
         h.update(f"{x[0]}\0{x[1]}\0{x[2]}\n".encode())
-    return h.hexdigest()[:16]
+    return artifact_fingerprint((__name__,), {"cfg": cfg.to_dict(), "base": base}, h.hexdigest())
 
 
 def distill(model: Any, pairs: Sequence[tuple[str, str, float]], cfg: DistillConfig, ckpt: Path | None = None,
-            progress: bool = False, log: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Fine-tune a sentence-transformers ``model`` in place on (text_a, text_b, p) pairs; returns a, b and the
-    loss curve. With ``ckpt``, resumes from it when its fingerprint (config + data) matches."""
+            progress: bool = False, log: Callable[[dict[str, Any]], None] | None = None,
+            base: Any = None) -> dict[str, Any]:
+    """Fine-tune a sentence-transformers ``model`` in place on (text_a, text_b, p) pairs; returns a, b, the loss
+    curve and ``stage`` (for ``summary.json``: computed now or reused, the fingerprint, why). With ``ckpt``, resumes
+    from it when its fingerprint (this module's code, the config, ``base`` (the starting model's identity) and the
+    pairs) matches; otherwise starts over and logs one line saying what changed."""
     import torch
     from tqdm import tqdm
 
-    fp = _fingerprint(cfg, pairs)
+    fp_parts = _fingerprint(cfg, pairs, base)
+    fp = fp_parts["digest"]
+    stage: dict[str, Any] = {"computed": True, "fingerprint": fp, "reason": "computed now"}
     rng = random.Random(cfg.seed)
     torch.manual_seed(cfg.seed)
     labels = [float(p) for _, _, p in pairs]
@@ -131,7 +139,11 @@ def distill(model: Any, pairs: Sequence[tuple[str, str, float]], cfg: DistillCon
     step, curve = 0, []
     if ckpt is not None and Path(ckpt).exists():
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        if state.get("fingerprint") == fp:
+        why = stale_reason(state.get("fingerprint_parts"), fp_parts)
+        if why is not None:
+            logging.getLogger("lmlab.cache").warning("%s: recomputed because %s", ckpt, why)
+            stage["reason"] = f"recomputed because {why}"
+        else:
             model.load_state_dict(state["model"])
             with torch.no_grad():
                 a.copy_(state["a"])
@@ -146,10 +158,14 @@ def distill(model: Any, pairs: Sequence[tuple[str, str, float]], cfg: DistillCon
         if ckpt is None:
             return
         with atomic_path(ckpt) as tmp:
-            torch.save({"fingerprint": fp, "model": model.state_dict(), "a": a.detach(), "b": b.detach(),
+            torch.save({"fingerprint": fp, "fingerprint_parts": fp_parts, "model": model.state_dict(), "a": a.detach(), "b": b.detach(),
                         "opt": opt.state_dict(), "sched": sched.state_dict(), "step": step, "curve": curve,
                         "rng": rng.getstate(), "torch_rng": torch.get_rng_state()}, tmp)
 
+    if step >= cfg.steps:
+        stage.update(computed=False, reason="reused: a finished checkpoint with the same fingerprint")
+    elif step:
+        stage["reason"] = f"resumed from step {step} (same fingerprint)"
     model.train()
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc=f"distil ({cfg.loss})")
     while step < cfg.steps:
@@ -177,4 +193,4 @@ def distill(model: Any, pairs: Sequence[tuple[str, str, float]], cfg: DistillCon
     model.eval()
     if not math.isfinite(a.item()):
         raise RuntimeError("distillation diverged (a is not finite); lower lr_head")
-    return {"a": a.item(), "b": b.item(), "curve": curve, "steps": step, "fingerprint": fp}
+    return {"a": a.item(), "b": b.item(), "curve": curve, "steps": step, "fingerprint": fp, "stage": stage}

@@ -39,6 +39,8 @@ class History:
     #: object patches per step (to compare activation memory per patch across batch sizes)
     batch: int = 0
     n_params: int = 0
+    #: the step this call started from: 0 (computed now), or where a checkpoint with the same fingerprint left off
+    resumed_from: int = 0
 
 
 def _save(path: Path | None, **state: Any) -> None:
@@ -101,6 +103,7 @@ def ideal_optimize(encoder: nn.Module, sampler: Sampler, steps: int, lr: float, 
             opt.load_state_dict(state["opt"])
         g.set_state(state["rng"])
         hist, start = state["history"], state["step"]
+        hist.resumed_from = start
     model: PixelCNN | None = None
     from tqdm.auto import tqdm
 
@@ -185,6 +188,7 @@ def train_decoder(encoder: nn.Module, decoder: Decoder, sampler: Sampler, scale:
         sched.load_state_dict(state["sched"])
         g.set_state(state["rng"])
         hist, start = state["history"], state["step"]
+        hist.resumed_from = start
     from tqdm.auto import tqdm
 
     bar = tqdm(range(start, steps), desc="end-to-end" if train_encoder else "decoder", leave=False,

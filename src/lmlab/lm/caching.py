@@ -55,6 +55,12 @@ class CachingLM:
     def stats(self) -> dict[str, int]:
         return {k: self._logits.stats[k] + self._lp.stats[k] for k in ("computed", "cached")}
 
+    def stage(self) -> dict[str, Any]:
+        """The record for ``summary.json``'s ``stages`` of what was asked so far: the logits cache's, or the
+        log-probabilities' when only those were used (:meth:`lmlab.io.ArtifactCache.stage`)."""
+        used = self._lp if sum(self._lp.stats.values()) and not sum(self._logits.stats.values()) else self._logits
+        return used.stage()
+
     def __getattr__(self, name: str) -> Any:  # everything not cached is the wrapped model's
         return getattr(self.__dict__["lm"], name)
 

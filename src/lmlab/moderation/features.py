@@ -116,6 +116,10 @@ class FirstTokenFeatures:
     def stats(self) -> dict[str, int]:
         return self.cached_lm.stats
 
+    def stage(self) -> dict[str, Any]:
+        """For ``summary.json``'s ``stages``: rows computed now or reused, and the cache key (model, template, code)."""
+        return self.cached_lm.stage()
+
     @property
     def cache(self) -> Path | None:
         """The SQLite file holding the cached rows (None: no cache)."""

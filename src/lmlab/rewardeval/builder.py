@@ -126,14 +126,15 @@ def sample_seed(seed: int, index: int) -> int:
 def build_correctness_set(lm: Any, problems: Sequence[Problem], K: int = 8, out_path: str | Path | None = None,
                           temperature: float = 0.8, top_p: float = 0.95, max_new_tokens: int | dict[str, int] = 48,
                           seed: int = 0, model_name: str | None = None, resume: bool = True,
-                          progress: bool = False) -> list[dict[str, Any]]:
+                          progress: bool = False, stats: dict[str, int] | None = None) -> list[dict[str, Any]]:
     """Sample K responses per problem from ``lm`` (its chat template, temperature sampling), label each
     with :func:`check`, and return (and, with ``out_path``, append to a JSONL file) best-of-K rows.
 
     Rows carry ``domain``, ``difficulty``, ``answer`` and ``extracted`` (each response's parsed answer)
     next to the PPE fields. With ``resume`` the rows already in ``out_path`` are kept and only the
     missing problems are sampled; each problem's sampling seed depends only on ``seed`` and its index,
-    so an interrupted build resumes to the same rows. ``max_new_tokens`` may differ per domain.
+    so an interrupted build resumes to the same rows. ``max_new_tokens`` may differ per domain. ``stats``, when
+    given, receives how many rows were ``computed`` now and how many ``reused`` from the file.
     """
     if K < 1:
         raise ValueError(f"K must be >= 1, got {K}")
@@ -164,6 +165,9 @@ def build_correctness_set(lm: Any, problems: Sequence[Problem], K: int = 8, out_
         from tqdm import tqdm
 
         it = tqdm(todo, desc="sampling responses", leave=False)
+    if stats is not None:
+        stats.update(computed=sum(p.question_id not in done for p in problems),
+                     reused=sum(p.question_id in done for p in problems))
     for i, p in it:
         if p.question_id in done:
             rows.append(done[p.question_id])

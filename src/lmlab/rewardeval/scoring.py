@@ -26,8 +26,11 @@ def rm_cache(rm: Any, root: str | Path, label: str, fn_name: str = "score") -> A
 
 
 def cached_scores(rm: Any, items: Sequence[Any], fn: Callable[[list[int]], Any], root: str | Path, chunk: int,
-                  label: str, fn_name: str = "score", progress: bool = False, desc: str = "") -> np.ndarray:
-    """``fn(indices)`` -> one float per index, for every item not already cached; (n,) floats in item order."""
+                  label: str, fn_name: str = "score", progress: bool = False, desc: str = "",
+                  stage: dict[str, Any] | None = None) -> np.ndarray:
+    """``fn(indices)`` -> one float per index, for every item not already cached; (n,) floats in item order.
+    ``stage``, when given, receives the cache's record for ``summary.json``'s ``stages``
+    (:meth:`lmlab.io.ArtifactCache.stage`)."""
     cache = rm_cache(rm, root, label, fn_name)
 
     def compute(idx: list[int]) -> Any:
@@ -41,5 +44,7 @@ def cached_scores(rm: Any, items: Sequence[Any], fn: Callable[[list[int]], Any],
             yield sub, [float(v) for v in fn(sub)]
 
     values = cache.map(list(items), compute)
+    if stage is not None:
+        stage.update(cache.stage())
     cache.close()
     return np.array(values, dtype=float)

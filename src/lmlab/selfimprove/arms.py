@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,21 @@ from lmlab.config import LMConfig
 from lmlab.selfimprove.dpo import DPOSettings
 from lmlab.selfimprove.judges import GenConfig, build_judge
 from lmlab.selfimprove.loop import Item, IterationConfig, eval_summary, evaluate, problem_items, run_iteration
+
+log = logging.getLogger("lmlab.cache")
+
+#: the modules whose code decides an arm's files (samples, judgments, pairs, DPO, evaluations)
+ARM_CODE = ("lmlab.selfimprove.arms", "lmlab.selfimprove.loop", "lmlab.selfimprove.dpo", "lmlab.selfimprove.judges",
+            "lmlab.selfimprove.generation", "lmlab.selfimprove.sampling", "lmlab.selfimprove.meta",
+            "lmlab.selfimprove.agreement", "lmlab.selfimprove.prompts", "lmlab.selfimprove.scoring")
+
+
+def _no_progress(d: Any) -> Any:
+    """A config dict without its progress switches (a bar shown or not changes no file)."""
+    if isinstance(d, dict):
+        return {k: _no_progress(v) for k, v in d.items() if k != "progress"}
+    return d
+
 
 #: problem-index offsets that keep the train, validation and test problems apart
 TEST_OFFSET, VALID_OFFSET, TRAIN_OFFSET = 0, 10_000, 20_000
@@ -55,9 +71,34 @@ class ArmSpec:
 
 def run_arm(spec: ArmSpec, lm_cfg: LMConfig, dpo: DPOSettings, train: Any, test: Sequence[Item], valid: Sequence[Item],
             out: Path, seed: int, learn: bool = True, eval_max_new_tokens: int = 128, resume: bool = True,
-            progress: bool = False) -> list[dict[str, Any]]:
-    """Seed evaluation, then ``spec.iterations`` iterations each followed by an evaluation; one record per t."""
+            progress: bool = False, key: Any = None, code: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Seed evaluation, then ``spec.iterations`` iterations each followed by an evaluation; one record per t.
+
+    ``key`` (the calling study's whole config) and ``code`` (its module) fingerprint the arm's directory with
+    :data:`ARM_CODE` (:func:`lmlab.io.artifact_fingerprint`, in ``<arm>/arm.fingerprint.json``): a directory made
+    under another fingerprint is moved aside to ``<arm>.stale-<time>`` (nothing in it is reused: evaluations,
+    iterations, probes) and one line says why. Without ``key`` the directory is reused as it is.
+    """
     arm = Path(out) / spec.name
+    fp = None
+    if key is not None:
+        from lmlab.io import artifact_fingerprint, atomic_write_json, stale_reason
+
+        fp = artifact_fingerprint(tuple(ARM_CODE) + tuple(code), {"arm": spec.name, "study": _no_progress(key)},
+                                  [[it.id for it in test], [it.id for it in valid]])
+        marker = arm / "arm.fingerprint.json"
+        if arm.is_dir() and any(arm.iterdir()):
+            try:
+                old = json.loads(marker.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                old = None
+            why = stale_reason(old, fp)
+            if why is not None:
+                aside = arm.with_name(f"{arm.name}.stale-{time.strftime('%Y%m%dT%H%M%S')}")
+                arm.rename(aside)
+                log.warning("%s: recomputed because %s (earlier files moved to %s)", arm, why, aside.name)
+        arm.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(marker, fp, sort_keys=True)
     arm.mkdir(parents=True, exist_ok=True)
     lm = load_trainable(lm_cfg)
     cfg = spec.iteration
@@ -71,7 +112,8 @@ def run_arm(spec: ArmSpec, lm_cfg: LMConfig, dpo: DPOSettings, train: Any, test:
     for t in range(1, spec.iterations + 1):
         run, t0 = arm / f"iter{t}", time.perf_counter()
         cfg_t = cfg.replace(**spec.schedule[t - 1]) if len(spec.schedule) >= t else cfg
-        if resume and (run / "done.json").exists():
+        reused = resume and (run / "done.json").exists()
+        if reused:
             rec = json.loads((run / "done.json").read_text())
             if (run / "model" / "config.json").exists():
                 del lm
@@ -99,6 +141,11 @@ def run_arm(spec: ArmSpec, lm_cfg: LMConfig, dpo: DPOSettings, train: Any, test:
         t2 = time.perf_counter()
         records[-1]["seconds"] = {**rec.get("seconds", {}), "iteration_total": round(te - t0, 1),
                                  "eval": round(t1 - te, 1), "probe": round(t2 - t1, 1)}
+        # for summary.json's stages
+        records[-1]["stage"] = {"computed": not reused, "fingerprint": fp["digest"] if fp else "", "reason": (
+            ("reused: the finished iteration with the same fingerprint" if fp else
+             f"reused: {run.name}/done.json found (not fingerprinted: code and config not checked)") if reused
+            else "computed now")}
     del lm
     gc.collect()
     return records

@@ -19,7 +19,7 @@ from lmlab.claims import (Claim, Result, Rule, Status, Summary, all_of, at_least
 from lmlab.config import Config, ConfigError, LMConfig
 
 __all__ = ["Claim", "Result", "Rule", "Status", "Study", "Summary", "all_of", "at_least", "at_most", "between",
-           "check", "ci_excludes", "greater", "is_true", "load_study_lm", "not_comparable", "within", "pyplot",
+           "check", "ci_excludes", "greater", "is_true", "load_study_lm", "model_stage", "not_comparable", "within", "pyplot",
            "save_figure"]
 
 _finite = finite  # older name
@@ -51,7 +51,8 @@ class Study:
 
     ``execute(cfg, out, quick, resume)`` returns a :class:`~lmlab.claims.Result` (claims, metrics, figures,
     task version); :meth:`run` writes ``config.json``, times the run and fills name, config, seed, quick,
-    control and provenance into ``summary.json``. ``control=True`` runs :meth:`control_config` instead: the
+    control and provenance (taken when the run starts; ``git_at_end`` lists what differed when it ended) into
+    ``summary.json``. ``control=True`` runs :meth:`control_config` instead: the
     same pipeline with the study's learning switched off, whose claims should fail.
     """
 
@@ -79,7 +80,11 @@ class Study:
 
     def run(self, cfg: Config, out_dir: str | Path, quick: bool = False, resume: bool = True,
             control: bool = False) -> Summary:
+        from lmlab.config import provenance
         from lmlab.io import atomic_write_text
+
+        # taken before anything runs: the commit is the code this run started from, not one made while it ran
+        prov = provenance()
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -94,14 +99,30 @@ class Study:
         else:
             summary = Summary(self.name, result.claims, cfg.to_dict(), int(getattr(cfg, "seed", 0)), quick,
                               result.task_version or f"{self.name}/1", result.metrics, result.figures,
-                              stages=result.stages)
+                              stages=result.stages, provenance=prov)
         summary.control = control
         summary.seconds = round(time.perf_counter() - started, 2)
+        end = provenance()
+        moved = {k: end[k] for k in ("git_commit", "git_dirty") if end.get(k) != prov.get(k)}
+        summary.provenance = {**prov, **({"git_at_end": moved} if moved else {})}
         summary.write(out)
         return summary
 
     def execute(self, cfg: Any, out: Path, quick: bool, resume: bool) -> Result | Summary:
         raise NotImplementedError
+
+
+def model_stage(lm: Any) -> dict[str, Any] | None:
+    """The ``stages`` record of a loaded model's de-quantized cache (GGUF models: ``lm.load_info``), or None."""
+    info = getattr(lm, "load_info", None)
+    if not isinstance(info, dict) or "source" not in info:
+        return None
+    if info["source"] == "cache":
+        reason = "reused: the de-quantized cache with the same fingerprint"
+    else:
+        reason = "de-quantized now" + (f": the cache was rebuilt because {info['rebuilt_because']}"
+                                       if info.get("rebuilt_because") else "")
+    return {"computed": info["source"] != "cache", "fingerprint": info.get("cache_fingerprint", ""), "reason": reason}
 
 
 def load_study_lm(section: LMConfig, needs: tuple[str, ...] = ("text",)) -> Any:

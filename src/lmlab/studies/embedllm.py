@@ -35,6 +35,7 @@ from typing import Any, Literal
 import numpy as np
 
 from lmlab.config import Config, ConfigError
+from lmlab.io import file_stage, mark_file
 from lmlab.routing.embedllm import EmbedLLMConfig
 from lmlab.zoo import ZooConfig
 from lmlab.studies.base import (Claim, Result, Study, all_of, at_least, ci_excludes, greater, is_true, not_comparable,
@@ -158,6 +159,12 @@ class EmbedLLMStudy(Study):
                 labels[i, tr] = labels[i, rng.permutation(tr)]
             m = dataclasses.replace(m, labels=labels)
 
+        stages: dict[str, Any] = {"zoo": zoo_info.pop("stage")}
+        from lmlab.io import fingerprint
+
+        # what a saved router was fitted on: the (possibly shuffled) labels, the question features, the split
+        data_key = fingerprint(m.labels.tobytes(), np.ascontiguousarray(x).tobytes(), tr.tobytes(), m.model_names)
+
         # -- routers ---------------------------------------------------------------------------------
         timings: dict[str, float] = {}
         routers: dict[str, Any] = {}
@@ -168,12 +175,17 @@ class EmbedLLMStudy(Study):
             cls = ROUTERS.get(name)
             t = time.perf_counter()
             path = out / f"{name}_router.pt"
-            if cls.checkpoint and resume and path.exists():
+            fp = _router_fingerprint(cls, cfg, data_key) if cls.checkpoint else None
+            st = file_stage(path, fp, resume) if fp is not None else None
+            if st is not None and not st["computed"]:
                 routers[name] = cls.load(path, x)
             else:
                 routers[name] = cls.from_study(cfg).fit(m, tr, x)
-                if cls.checkpoint:
+                if fp is not None:
                     routers[name].save(path)
+                    mark_file(path, fp)
+            if st is not None:
+                stages[f"router:{name}"] = st
             timings[name] = time.perf_counter() - t
             forecasting += [name] if cls.forecasts else []
             cands = cls.candidates(cfg)
@@ -195,13 +207,14 @@ class EmbedLLMStudy(Study):
         paired = _paired_cis(routers, m, tr, te, cfg)
         ecfg = cfg.embedding_router.replace(seed=cfg.seed, progress=cfg.progress)
         epath = out / "embedllm_embedding_router.pt"
-        if resume and epath.exists():
-            from lmlab.routing.embedllm import EmbedLLMRouter
-
-            emb_router = EmbedLLMRouter.load(epath, x)
+        efp = _router_fingerprint(ROUTERS.get(MAIN_ROUTER), cfg, data_key, ecfg.to_dict())
+        stages["router:embedllm-embedding-config"] = est = file_stage(epath, efp, resume)
+        if not est["computed"]:
+            emb_router = ROUTERS.get(MAIN_ROUTER).load(epath, x)
         else:
             emb_router = ROUTERS.get(MAIN_ROUTER)(ecfg).fit(m, tr, x)
             emb_router.save(epath)
+            mark_file(epath, efp)
         acc["embedllm-embedding-config"] = correctness_accuracy(emb_router, m, te)
         routes["embedllm-embedding-config"] = route_accuracy(emb_router, m, te)
 
@@ -234,7 +247,7 @@ class EmbedLLMStudy(Study):
             "fit_seconds": {k: round(v, 2) for k, v in timings.items()},
             "forecast": forecast, "probe": probe,
         }
-        return Result(claims, metrics, figures, "embedllm/1+" + str(zoo_info["hash"]))
+        return Result(claims, metrics, figures, "embedllm/1+" + str(zoo_info["hash"]), stages=stages)
 
     # -- benchmark forecasting from a few questions --------------------------------------------------
     @staticmethod
@@ -466,6 +479,18 @@ class EmbedLLMStudy(Study):
         ax.set(title="Zoo: accuracy of every model on every task's questions")
         names.append(save_figure(fig, out, "zoo_accuracy.png"))
         return names
+
+
+def _router_fingerprint(cls: Any, cfg: EmbedLLMStudyConfig, data_key: str, router_cfg: Any = None) -> dict[str, Any]:
+    """What a saved router depends on: its class's module and the routers' base (code), the study config without
+    its progress switch (or ``router_cfg``), and the data it was fitted on (``data_key``)."""
+    from lmlab.io import artifact_fingerprint
+
+    def drop(d: Any) -> Any:  # whether a bar is shown changes no weight
+        return {k: drop(v) for k, v in d.items() if k != "progress"} if isinstance(d, dict) else d
+
+    return artifact_fingerprint((cls.__module__, "lmlab.routing.base"),
+                                drop({"router": cls.name, "study": cfg.to_dict(), "router_cfg": router_cfg}), data_key)
 
 
 def _synthetic_throughput(cfg: EmbedLLMStudyConfig, feature_dim: int) -> tuple[float, dict[str, Any]]:

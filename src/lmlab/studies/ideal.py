@@ -19,6 +19,7 @@ training a task decoder end to end. This study, on photographs bundled with scik
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -34,10 +35,14 @@ from lmlab.imaging.encoders import CFAEncoder, PSFEncoder, make_encoder
 from lmlab.imaging.noise import add_poisson_noise, poisson_conditional_entropy_per_image
 from lmlab.imaging.objects import load_objects, random_patches
 from lmlab.imaging.optimize import Decoder, ideal_optimize, reconstruction_psnr, train_decoder
-from lmlab.io import atomic_write_text
+from lmlab.io import artifact_fingerprint, atomic_write_text, stage_record, stale_reason
 from lmlab.studies.base import Study, pyplot, save_figure
 
 TASK_VERSION = "ideal/1"
+#: the code the saved results and checkpoints depend on (a change recomputes them)
+IDEAL_CODE = ("lmlab.imaging.density", "lmlab.imaging.encoders", "lmlab.imaging.noise", "lmlab.imaging.objects",
+              "lmlab.imaging.optimize", "lmlab.studies.ideal:_Pool", "lmlab.studies.ideal:measure_mi",
+              "lmlab.studies.ideal:_mi_draws")
 #: Spearman correlation between Î and mean PSNR over the designs that counts as "ranks the same"
 MIN_SPEARMAN = 0.6
 #: IDEAL is "within the spread" of end-to-end when its mean PSNR >= E2E mean - SPREAD_SDS x the pooled SD
@@ -194,14 +199,19 @@ class IdealStudy(Study):
         torch.manual_seed(cfg.seed)
         state_path = out / "ideal_state.json"
         state: dict[str, Any] = json.loads(state_path.read_text()) if resume and state_path.exists() else {}
-        if state.get("config") != cfg.to_dict():
-            state = {"config": cfg.to_dict()}
+        fpa = artifact_fingerprint(IDEAL_CODE, cfg.to_dict(), TASK_VERSION)
+        stale = stale_reason(state.get("fingerprint"), fpa) if state else None  # why saved results are not reused
+        if stale is not None:
+            logging.getLogger("lmlab.cache").warning("%s: recomputed because %s", state_path, stale)
+        if stale is not None or not state:
+            state = {"config": cfg.to_dict(), "fingerprint": fpa}
+        done_before = {k: set(v) for k, v in state.items() if isinstance(v, dict) and k not in ("config", "fingerprint")}
 
         def save() -> None:
             atomic_write_text(state_path, json.dumps(state, indent=1))
 
         ck = (lambda name: out / f"ck-{name}.pt") if resume else (lambda name: None)
-        fp = json.dumps(cfg.to_dict(), sort_keys=True)
+        fp = fpa["digest"]  # the optimisations' checkpoints: reused only under the same code and config
         color = _Pool(cfg, True, 0, max(cfg.n_train, 8000), cfg.seed).at(cfg.photons)
 
         # 1. IDEAL and end-to-end CFA designs
@@ -309,7 +319,19 @@ class IdealStudy(Study):
                    "photon_sweep": {"photons": list(cfg.photon_sweep), "mi_bits": sweep}, "pixelcnn": pcnn,
                    "costs": costs, "ideal_history_bits": hist_ideal.values, "psf_history_bits": hist_psf.values,
                    **extra}
-        return Result(claims, metrics, figures, TASK_VERSION)
+        stages: dict[str, Any] = {}
+        for name, h, steps in (("ideal-cfa", hist_ideal, cfg.ideal_steps), ("e2e", hist_e2e, cfg.e2e_steps),
+                               ("ideal-psf", hist_psf, cfg.psf_ideal_steps)):
+            start = getattr(h, "resumed_from", 0)
+            stages[name] = {"computed": start < steps, "fingerprint": fp, "reason": (
+                "reused: a finished checkpoint with the same fingerprint" if start >= steps
+                else f"resumed from step {start} (same fingerprint)" if start else "computed now")}
+        for part in ("designs", "psf", "sweep", "pixelcnn"):
+            keys = set(state.get(part, {}))
+            old = done_before.get(part, set()) & keys
+            if keys:
+                stages[part] = stage_record(len(keys - old), len(old), fp, stale=stale)
+        return Result(claims, metrics, figures, TASK_VERSION, stages=stages)
 
     # -- claims ----------------------------------------------------------------------------------------------------
     @staticmethod

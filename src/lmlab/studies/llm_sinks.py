@@ -52,7 +52,7 @@ import torch
 
 from lmlab.analysis.extreme_tokens import classify_heads, head_outputs, norm_ratio, sink_share, switching_heads
 from lmlab.config import Config, ConfigError, LMConfig
-from lmlab.studies.base import (Claim, Result, Study, all_of, at_least, at_most, greater, load_study_lm, not_comparable,
+from lmlab.studies.base import (Claim, Result, Study, all_of, at_least, at_most, greater, load_study_lm, model_stage, not_comparable,
                                 pyplot, save_figure)
 
 PROSE = """\
@@ -316,7 +316,8 @@ class LLMSinksStudy(Study):
             "random_init": cfg.random_init,
             "per_domain": {d: {k: r3(v) for k, v in r.items()} for d, r in results.items()},
         }
-        return Result(claims, metrics, figures, "llm-sinks/1")
+        st = model_stage(lm)
+        return Result(claims, metrics, figures, "llm-sinks/1", stages={"model": st} if st else {})
 
     @staticmethod
     def _claims(results: dict[str, dict[str, torch.Tensor]], switches: list[dict], counts: dict[str, dict[str, int]],

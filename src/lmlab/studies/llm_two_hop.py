@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from lmlab.config import Config, ConfigError, LMConfig
-from lmlab.studies.base import (Claim, Result, Study, all_of, at_least, greater, is_true, load_study_lm,
+from lmlab.studies.base import (Claim, Result, Study, all_of, at_least, greater, is_true, load_study_lm, model_stage,
                                 not_comparable, pyplot, save_figure, within)
 from lmlab.tasks.two_hop import N_SPECIAL, TwoHopTask, TwoHopTaskConfig
 
@@ -287,7 +287,8 @@ class LLMTwoHopStudy(Study):
             "random_init": cfg.random_init,
             "example_prompts": {str(K): p for K, p in examples.items()},
         }
-        return Result(claims, metrics, figures, "two_hop/1+text")
+        st = model_stage(lm)
+        return Result(claims, metrics, figures, "two_hop/1+text", stages={"model": st} if st else {})
 
     @staticmethod
     def _logits(lm: Any, prompts: list[str], cfg: LLMTwoHopConfig, K: int) -> torch.Tensor:

@@ -133,13 +133,16 @@ class MetaRewardingStudy(Study):
         spec = ArmSpec("meta-rewarding", cfg.iteration, cfg.iterations, cfg.n_train,
                        schedule=[{"rho": r} for r in cfg.rho_schedule[:cfg.iterations]], probe=probe, extra_pairs=extra)
         recs = run_arm(spec, cfg.lm, cfg.dpo, cfg.train, test, valid, out, cfg.seed, learn=cfg.learn,
-                       eval_max_new_tokens=cfg.eval_max_new_tokens, resume=resume, progress=cfg.train.progress)
+                       eval_max_new_tokens=cfg.eval_max_new_tokens, resume=resume, key=cfg.to_dict(),
+                       progress=cfg.train.progress)
+        stages = {f"iter{r['iteration']}": r.pop("stage") for r in recs if "stage" in r}
         scale = (f"{cfg.lm.model} model, {cfg.n_train} generated problems x K={cfg.iteration.K} x "
                  f"{cfg.iteration.judge_n} self-judgments per iteration, {cfg.iterations} iteration(s) of "
                  f"{cfg.dpo.epochs} DPO epoch(s), no SFT/EFT stage, {cfg.n_test} held-out problems, {cfg.n_hh} HH-RLHF "
                  "pairs (paper: Llama-3-8B-Instruct, 5,000 prompts x K=7 x N=11, 4 iterations, AlpacaEval 2)")
         claims = self._claims(cfg, recs, scale)
-        return Result(claims, metrics={"iterations": recs}, figures=self._figures(out, recs), task_version="meta-rewarding/1")
+        return Result(claims, metrics={"iterations": recs}, figures=self._figures(out, recs), task_version="meta-rewarding/1",
+                      stages=stages)
 
     @staticmethod
     def _claims(cfg: MetaRewardingConfig, recs: list[dict[str, Any]], scale: str) -> list[Claim]:

@@ -219,10 +219,12 @@ class MULIStudy(Study):
                               f"got {len(mains)}")
         main_e, toys = mains[0], [e for e in entries if e.role == "toy"]
         baselines = [e for e in entries if e.role == "baseline"]
+        stages: dict[str, Any] = {}
         if feats is not None:
             t0 = time.perf_counter()
             logits = feats.logits(texts)
             timings["first_token_logits_s"] = time.perf_counter() - t0
+            stages["first_token_logits"] = feats.stage()
         n_tokens = ([len(lm.encode(template.format(lm, t))) for t in texts]
                     if lm is not None and lm.has("weights") else [])
 
@@ -239,6 +241,8 @@ class MULIStudy(Study):
                     t0 = time.perf_counter()
                     inputs[kind] = det.embed(texts)  # cached under $LMLAB_CACHE or cache_dir, by embedder
                     timings["embed_s"] = time.perf_counter() - t0
+                    if getattr(det, "cache_stage", None):
+                        stages["embeddings"] = det.cache_stage
                 else:
                     raise ConfigError(f"MULIConfig.detectors: {det.kind} wants inputs {kind!r}; "
                                       "this study gives text, logits or embedding")
@@ -345,7 +349,7 @@ class MULIStudy(Study):
                 for part in path[:-1]:
                     node = node.setdefault(part, {})
                 node[path[-1]] = value
-        return Result(claims, metrics, figures, "muli/1")
+        return Result(claims, metrics, figures, "muli/1", stages=stages)
 
     @staticmethod
     def _token_null(logits: np.ndarray, y: np.ndarray, seed: int) -> dict[str, Any]:

@@ -178,6 +178,7 @@ class PromptCacheStudy(Study):
         evaluate("untuned", base.encode)
         encoders = {"untuned": base.encode}
         curves = {}
+        stages: dict[str, Any] = {}
         for loss in cfg.losses:
             st = load_st_embedder(path, cfg.device)
             dcfg = cfg.distill.replace(loss=loss, seed=cfg.seed)
@@ -185,13 +186,15 @@ class PromptCacheStudy(Study):
             if not resume and ckpt.exists():
                 ckpt.unlink()
             res = distill(st.model, [(p.a, p.b, float(p.label)) for p in train], dcfg, ckpt=ckpt,
-                          progress=cfg.progress)
+                          progress=cfg.progress, base=getattr(st, "fingerprint", None) or cfg.embedder)
+            stages[f"distill-{loss}"] = res.pop("stage")
             st.invalidate()
             curves[loss] = res.pop("curve")
             metrics["distill"][loss] = {**res, "eps": dcfg.eps if loss == "sld" else None,
                                         "final_loss_mean10": float(np.mean(curves[loss][-10:])) if curves[loss] else None}
-            if cfg.save_models and not (out / f"tuned-{loss}" / "modules.json").exists():
-                st.model.save(str(out / f"tuned-{loss}"))
+            if cfg.save_models and (stages[f"distill-{loss}"]["computed"]
+                                    or not (out / f"tuned-{loss}" / "modules.json").exists()):
+                st.model.save(str(out / f"tuned-{loss}"))  # a retrained model replaces the one saved before
             evaluate(f"tuned_{loss}", st.encode)
             encoders[f"tuned_{loss}"] = st.encode
 
@@ -201,7 +204,7 @@ class PromptCacheStudy(Study):
         figures = [self._plot(cfg, metrics, curves, out)]
         claims = self._claims(cfg, metrics, gpt_ok)
         metrics["sim"] = {k: v for k, v in metrics["sim"].items()}  # full sweeps kept for the report
-        return Result(claims, metrics, figures, task_version=D.VERSION)
+        return Result(claims, metrics, figures, task_version=D.VERSION, stages=stages)
 
     # -- GPTCache side by side ----------------------------------------------------------------------------------
     def _gptcache(self, cfg: PromptCacheConfig, metrics: dict[str, Any], encoders: dict[str, Any],

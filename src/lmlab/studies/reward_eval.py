@@ -29,6 +29,7 @@ set is appended problem by problem, so an interrupted run resumes to the same nu
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import sys
 import time
@@ -39,7 +40,7 @@ from typing import Any, Literal
 import numpy as np
 
 from lmlab.config import Config, ConfigError, LMConfig
-from lmlab.io import atomic_write_text
+from lmlab.io import artifact_fingerprint, atomic_write_text, file_stage, mark_file, stage_record
 from lmlab.rewardeval.data import BUNDLED_HH  # light: numpy and lmlab.config only
 from lmlab.studies.base import (Claim, Result, Study, all_of, at_least, is_true, load_study_lm, not_comparable,
                                 pyplot, save_figure)
@@ -179,15 +180,29 @@ class RewardEvalStudy(Study):
 
         bok_sets: dict[str, Any] = {}
         pref_sets: dict[str, Any] = {}
+        stages: dict[str, Any] = {}
         if build:
+            from lmlab.lm.caching import lm_code
             from lmlab.rewardeval.builder import LEVELS, build_correctness_set, make_problems
 
             t = time.perf_counter()
             problems = make_problems({d: LEVELS[d] for d in cfg.domains}, cfg.per_level, cfg.seed)
             path = out / "correctness_set.jsonl"
+            # the rows depend on the model's weights, the sampling settings, the problems and the checker's code
+            fp = artifact_fingerprint(
+                ("lmlab.rewardeval.builder", *lm_code(lm)),
+                {"model": lm.fingerprint, "K": cfg.K, "temperature": cfg.temperature, "top_p": cfg.top_p,
+                 "max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed},
+                [dataclasses.asdict(p) for p in problems])
+            st = file_stage(path, fp, resume)
+            mark_file(path, fp)  # before sampling: every row appended from here on is made under this fingerprint
+            built: dict[str, int] = {}
             build_correctness_set(lm, problems, cfg.K, path, cfg.temperature, cfg.top_p, cfg.max_new_tokens,
-                                  cfg.seed, model_name=getattr(lm, "name", cfg.lm.model), resume=resume,
-                                  progress=cfg.progress)
+                                  cfg.seed, model_name=getattr(lm, "name", cfg.lm.model), resume=not st["computed"],
+                                  progress=cfg.progress, stats=built)
+            stages["correctness_set"] = stage_record(
+                built["computed"], built["reused"], fp["digest"],
+                stale=st["reason"].removeprefix("recomputed because ") if st["reason"].startswith("recomputed") else None)
             timings["build_correctness_set"] = round(time.perf_counter() - t, 2)
             bok_sets["correctness"] = read_best_of_k(path, on_error="fail")
             if cfg.preference_data:
@@ -217,7 +232,8 @@ class RewardEvalStudy(Study):
                 t = time.perf_counter()
                 flat = cached_scores(rm, list(zip(prompts, responses)),
                                      lambda ix: rm.score_batch([prompts[i] for i in ix], [responses[i] for i in ix]),
-                                     out / "scores", cfg.score_chunk, f"{tag}:{spec}", "score", cfg.progress)
+                                     out / "scores", cfg.score_chunk, f"{tag}:{spec}", "score", cfg.progress,
+                                     stage=stages.setdefault(f"scores:{tag}:{spec}", {}))
                 bok_scores.setdefault(tag, {})[spec] = flat.reshape(len(ds), ds.K)
                 timings[f"score {tag} {spec}"] = round(time.perf_counter() - t, 2)
         pref_margins: dict[str, dict[str, np.ndarray]] = {}
@@ -228,7 +244,8 @@ class RewardEvalStudy(Study):
                 m = cached_scores(rm, list(zip(prompts, ds.response_1, ds.response_2)),
                                   lambda ix: rm.compare([prompts[i] for i in ix], [ds.response_1[i] for i in ix],
                                                         [ds.response_2[i] for i in ix]),
-                                  out / "scores", cfg.score_chunk, f"{tag}:{spec}", "compare", cfg.progress)
+                                  out / "scores", cfg.score_chunk, f"{tag}:{spec}", "compare", cfg.progress,
+                                  stage=stages.setdefault(f"scores:{tag}:{spec}", {}))
                 pref_margins.setdefault(tag, {})[spec] = m
                 timings[f"score {tag} {spec}"] = round(time.perf_counter() - t, 2)
 
@@ -246,7 +263,7 @@ class RewardEvalStudy(Study):
                      for tag, ds in {**bok_sets, **pref_sets}.items()},
             "timings_s": timings, "metric_table": table_md,
         }
-        return Result(claims, metrics, figures, "rewardeval/1")
+        return Result(claims, metrics, figures, "rewardeval/1", stages=stages)
 
     # -- best-of-K metrics ------------------------------------------------------------------------------
     @staticmethod

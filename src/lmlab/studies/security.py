@@ -23,6 +23,7 @@ are fitted on shuffled labels, the cache embeds with a random embedder), so the 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,13 +127,14 @@ class SecurityStudy(Study):
         return cfg.replace(control=True, cache_embedder="random")
 
     def execute(self, cfg: SecurityConfig, out: Path, quick: bool, resume: bool) -> Result:
-        from lmlab.io import atomic_write_json, atomic_write_text, fingerprint, read_json
+        from lmlab.io import artifact_fingerprint, atomic_write_json, atomic_write_text, read_json, stale_reason
 
         timings: dict[str, float] = {}
         metrics: dict[str, Any] = {"timings_s": timings, "control": cfg.control}
         stages: dict[str, Any] = {}
-        # a stage is reused when everything but the suite list and the progress bar is the same
-        key = fingerprint({k: v for k, v in cfg.to_dict().items() if k not in ("suites", "progress")}, "security/1")
+        # a stage is reused when its declared code and everything in the config but the suite list and the
+        # progress bar are the same
+        conf = {k: v for k, v in cfg.to_dict().items() if k not in ("suites", "progress")}
         lm_box: dict[str, Any] = {}
 
         def lm() -> Any:
@@ -145,16 +147,21 @@ class SecurityStudy(Study):
         def stage(name: str, fn: Any) -> Any:
             """Run one suite, or reuse its result from an earlier run of the same config (resume)."""
             path = out / f"stage-{name}.json"
+            fp = artifact_fingerprint(STAGE_CODE + STAGE_CODE_BY_SUITE[name], conf, "security/1")
+            key, reason = fp["digest"], "computed now"
             if resume and path.exists():
                 saved: Any = read_json(path)
-                if saved.get("key") == key:
+                why = stale_reason(saved.get("fingerprint"), fp)
+                if why is None:
                     stages[name] = {"computed": False, "fingerprint": key, "reason": "reused from this run directory"}
                     return saved["result"]
+                reason = f"recomputed because {why}"
+                log.warning("%s: %s", path, reason)
             t0 = time.perf_counter()
             res = fn()
             timings[f"{name}_s"] = round(time.perf_counter() - t0, 2)
-            atomic_write_json(path, {"key": key, "result": res})
-            stages[name] = {"computed": True, "fingerprint": key, "reason": "computed"}
+            atomic_write_json(path, {"key": key, "fingerprint": fp, "result": res})
+            stages[name] = {"computed": True, "fingerprint": key, "reason": reason}
             return res
 
         results: dict[str, Any] = {}
@@ -178,6 +185,21 @@ class SecurityStudy(Study):
             atomic_write_text(out / "attack-table.md", format_table(rows) + "\n")
         return Result(claims, metrics=json.loads(json.dumps(metrics, default=_jsonable)), figures=figures,
                       task_version="security/1", stages=stages)
+
+
+log = logging.getLogger("lmlab.cache")
+
+#: the code every stage's result depends on, and each suite's own (a stage's saved result is reused only while
+#: these modules and the config are unchanged)
+STAGE_CODE = ("lmlab.security.base", "lmlab.security.harness", "lmlab.security.defences", "lmlab.security.targets",
+              "lmlab.security.redteam")
+STAGE_CODE_BY_SUITE = {
+    "injection": ("lmlab.security.suites.injection", "lmlab.studies.security:_chat"),
+    "leakage": ("lmlab.security.suites.leakage", "lmlab.studies.security:_chat"),
+    "cache-poison": ("lmlab.security.suites.cache_poison", "lmlab.studies.security:_cache"),
+    "guard-cost": ("lmlab.security.suites.guard_cost", "lmlab.studies.security:_guard"),
+    "jailbreak": ("lmlab.security.suites.jailbreak", "lmlab.studies.security:_jailbreak", "lmlab.moderation.features"),
+}
 
 
 def _jsonable(x: Any) -> Any:

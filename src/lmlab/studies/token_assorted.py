@@ -44,7 +44,7 @@ import torch
 from tqdm.auto import tqdm
 
 from lmlab.config import Config, ConfigError
-from lmlab.io import atomic_write_text
+from lmlab.io import atomic_write_text, fingerprint
 from lmlab.nn import TinyConfig, TinyTransformer
 from lmlab.nn.vqvae import VQVAE, VQVAEConfig, codebook_usage
 from lmlab.studies.base import Claim, Result, Study, all_of, at_least, at_most, greater, pyplot, save_figure
@@ -112,6 +112,16 @@ class TokenAssortedConfig(Config):
 # ----------------------------------------------------------------------------------------------
 # Data
 # ----------------------------------------------------------------------------------------------
+#: the code a trained checkpoint depends on besides the loop and the model's module (lmlab.train.train adds those);
+#: the VQ-VAE's batch function lives inside the study class, whose claims and figures should not retrain it
+VQ_CODE = ("lmlab.tasks.maze", "lmlab.studies.token_assorted:build_data", "lmlab.studies.token_assorted:chunk_table",
+           "lmlab.studies.token_assorted:iid_rows")
+ARM_CODE = ("lmlab.tasks.maze", "lmlab.studies.token_assorted:build_data", "lmlab.studies.token_assorted:sequence",
+            "lmlab.studies.token_assorted:pad_batch", "lmlab.studies.token_assorted:draw_m",
+            "lmlab.studies.token_assorted:iid_rows", "lmlab.studies.token_assorted:model_batch",
+            "lmlab.studies.token_assorted:teacher_forced_metrics")
+
+
 @dataclass
 class MazeData:
     """Token lists of every maze: prompt, trace (without the TRACE marker), plan (PLAN path EOS)."""
@@ -338,6 +348,7 @@ class TokenAssortedStudy(Study):
 
         # 2. VQ-VAE on trace chunks (only the mixed model needs it)
         vq_metrics: dict[str, Any] = {}
+        stages: dict[str, Any] = {}
         if "mixed" in cfg.arms:
             vq, vq_metrics = self._train_vqvae(cfg, task, train_data, eval_data, out / "vqvae", resume)
             atomic_write_text(out / "vqvae" / "eval.json", json.dumps(vq_metrics) + "\n")
@@ -350,6 +361,8 @@ class TokenAssortedStudy(Study):
         n_ctx = max(1 + len(p) + len(t) + len(q) for d in (train_data, eval_data)
                     for p, t, q in zip(d.prompts, d.traces, d.plans)) + 8  # room for a slightly longer generation
         results, histories, seconds = {}, {}, {}
+        if vq_metrics:
+            stages["vqvae"] = vq_metrics.pop("stage")
         for arm_id, arm in enumerate(cfg.arms):
             d_vocab = V + (cfg.vqvae.codebook_size if arm == "mixed" else 0)
             model_cfg = cfg.model.replace(d_vocab=d_vocab, n_ctx=n_ctx)
@@ -369,12 +382,16 @@ class TokenAssortedStudy(Study):
                 seqs = [sequence(eval_data, i, arm, m_for(rng, eval_data, i, arm), L, latent0) for i in eval_idx]
                 return teacher_forced_metrics(m, pad_batch(seqs, task.prompt_len))
 
+            # the mixed arm learns from the VQ-VAE's codes: a retrained VQ-VAE makes its checkpoint stale
+            codes_key = (fingerprint(np.concatenate(train_data.codes).astype(np.int64).tobytes())
+                         if arm == "mixed" else None)
             result = train(model, cfg.train.seeded(cfg.seed), batch_fn, out / arm, eval_fn=val_loss,
-                           resume=resume, meta={"task": cfg.task.to_dict(), "task_version": task.version,
+                           code=ARM_CODE, data=codes_key, resume=resume, meta={"task": cfg.task.to_dict(), "task_version": task.version,
                                                 "model": model_cfg.to_dict(), "arm": arm, "n_train": cfg.n_train,
                                                 "batch_size": cfg.batch_size, "vqvae": cfg.vqvae.to_dict(),
                                                 "mix_tokens": list(cfg.mix_tokens)})
             histories[arm] = result.evals
+            stages[arm] = result.stage
             seconds[arm] = round(result.seconds, 1)
             results[arm] = evaluate_arm(model, task, eval_data, n_ctx, cfg.eval_batch_size, latent0,
                                         samples=cfg.samples, temperature=cfg.temperature, top_k=cfg.top_k,
@@ -404,7 +421,7 @@ class TokenAssortedStudy(Study):
             metrics["common_solved"] = _common_lengths(results["trace"], results["mixed"])
         claims = self._claims(results, metrics.get("common_solved"))
         figures = self._figures(out, task, eval_data, results, histories, solver_trace, vq_metrics)
-        return Result(claims, metrics, figures, task.version)
+        return Result(claims, metrics, figures, task.version, stages=stages)
 
     @staticmethod
     def _train_vqvae(cfg: TokenAssortedConfig, task: MazeTask, train_data: MazeData, eval_data: MazeData,
@@ -445,7 +462,7 @@ class TokenAssortedStudy(Study):
 
         torch.manual_seed(cfg.seed)
         vq = VQVAE(vq_cfg)
-        result = train(vq, cfg.vq_train.seeded(cfg.seed), batch_fn, run_dir,
+        result = train(vq, cfg.vq_train.seeded(cfg.seed), batch_fn, run_dir, code=VQ_CODE,
                        eval_fn=lambda m, step: {f"val_{k}": v for k, v in recon(m, e_seqs[:512]).items()
                                                 if isinstance(v, float)},
                        resume=resume, meta={"task": cfg.task.to_dict(), "task_version": task.version,
@@ -456,7 +473,7 @@ class TokenAssortedStudy(Study):
             held, tr = recon(vq, e_seqs, e_index), recon(vq, seqs[:4096])
         tr.pop("code_counts")
         return vq, {"eval": held, "train": tr, "n_train_chunks": len(seqs), "n_eval_chunks": len(e_seqs),
-                    "history": result.evals, "seconds": round(result.seconds, 1)}
+                    "history": result.evals, "seconds": round(result.seconds, 1), "stage": result.stage}
 
     # -- claims ---------------------------------------------------------------------------------
     @staticmethod

@@ -99,7 +99,10 @@ class TPOStudy(Study):
             spec = ArmSpec(_arm_name(kind), cfg.iteration.replace(thought=kind), cfg.iterations, cfg.n_train)
             arms[spec.name] = run_arm(spec, cfg.lm, cfg.dpo, cfg.train, test, valid, out, cfg.seed, learn=cfg.learn,
                                       eval_max_new_tokens=cfg.eval_max_new_tokens, resume=resume,
+                                      key={k: v for k, v in cfg.to_dict().items() if k != "arms"},  # the other arms change no file of this one
                                       progress=cfg.train.progress)
+        stages = {f"{arm}:iter{r['iteration']}": r.pop("stage") for arm, recs in arms.items() for r in recs
+                  if "stage" in r}
         extra = self._cross(out, cfg)
         scale = (f"{cfg.lm.model} model, {cfg.n_train} generated problems x K={cfg.iteration.K} per iteration, "
                  f"{cfg.iterations} iteration(s) of {cfg.dpo.epochs} DPO epoch(s), verifiable judge, "
@@ -108,7 +111,7 @@ class TPOStudy(Study):
         claims = self._claims(cfg, arms, extra, scale)
         figs = self._figures(out, arms)
         metrics = {"arms": arms, **extra}
-        return Result(claims, metrics=metrics, figures=figs, task_version="tpo/1")
+        return Result(claims, metrics=metrics, figures=figs, task_version="tpo/1", stages=stages)
 
     @staticmethod
     def _cross(out: Path, cfg: TPOConfig) -> dict[str, Any]:

@@ -295,6 +295,8 @@ def build_zoo(cfg: ZooConfig, cache_dir: str | Path | None = None, progress: boo
     if len(rows) == len(specs) and build_info is not None:
         info["reused_matrix"] = True
         info.update(build_info)
+        info["trained_now"] = 0  # build_info counts the models trained by the call that built the matrix
+        info["stage"] = cache.stage(computed=0, cached=len(specs))
         return _matrix(cfg, key, specs, rows, bank, build_info), info
 
     if cache.reason:
@@ -339,6 +341,7 @@ def build_zoo(cfg: ZooConfig, cache_dir: str | Path | None = None, progress: boo
              "d_vocab": vocab.d_vocab, "n_ctx": vocab.n_ctx}
     cache.put("build", build)
     info.update(build)
+    info["stage"] = cache.stage(computed=new, cached=len(specs) - new)
     return _matrix(cfg, key, specs, rows, bank, build), info
 
 
