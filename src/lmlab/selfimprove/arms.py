@@ -103,7 +103,7 @@ def run_arm(spec: ArmSpec, lm_cfg: LMConfig, dpo: DPOSettings, train: Any, test:
     lm = load_trainable(lm_cfg)
     cfg = spec.iteration
     t0 = time.perf_counter()
-    seed_rows = evaluate(lm, test, cfg.thought, eval_max_new_tokens, arm / "eval-iter0.json", progress)
+    seed_rows = evaluate(lm, test, cfg.thought, eval_max_new_tokens, arm / "eval-iter0.json", progress, resume)
     t1 = time.perf_counter()
     records = [{"iteration": 0, **eval_summary(seed_rows, seed_rows, seed=seed),
                 **(spec.probe(lm, 0, arm) if spec.probe else {})}]
@@ -133,7 +133,7 @@ def run_arm(spec: ArmSpec, lm_cfg: LMConfig, dpo: DPOSettings, train: Any, test:
             rows = prev_rows
             atomic_write_json(arm / f"eval-iter{t}.json", rows)
         else:
-            rows = evaluate(lm, test, cfg.thought, eval_max_new_tokens, arm / f"eval-iter{t}.json", progress)
+            rows = evaluate(lm, test, cfg.thought, eval_max_new_tokens, arm / f"eval-iter{t}.json", progress, resume)
         prev_rows = rows
         t1 = time.perf_counter()
         records.append({"iteration": t, **eval_summary(rows, seed_rows, seed=seed), "train": _brief(rec),
