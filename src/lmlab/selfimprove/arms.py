@@ -75,7 +75,8 @@ def run_arm(spec: ArmSpec, lm_cfg: LMConfig, dpo: DPOSettings, train: Any, test:
     """Seed evaluation, then ``spec.iterations`` iterations each followed by an evaluation; one record per t.
 
     ``key`` (the calling study's whole config) and ``code`` (its module) fingerprint the arm's directory with
-    :data:`ARM_CODE` (:func:`lmlab.io.artifact_fingerprint`, in ``<arm>/arm.fingerprint.json``): a directory made
+    :data:`ARM_CODE` and the starting model's weights (:func:`lmlab.lm.weights.weights_fingerprint`)
+    (:func:`lmlab.io.artifact_fingerprint`, in ``<arm>/arm.fingerprint.json``): a directory made
     under another fingerprint is moved aside to ``<arm>.stale-<time>`` (nothing in it is reused: evaluations,
     iterations, probes) and one line says why. Without ``key`` the directory is reused as it is.
     """
@@ -84,8 +85,11 @@ def run_arm(spec: ArmSpec, lm_cfg: LMConfig, dpo: DPOSettings, train: Any, test:
     if key is not None:
         from lmlab.io import artifact_fingerprint, atomic_write_json, stale_reason
 
+        from lmlab.lm.weights import weights_fingerprint
+
         fp = artifact_fingerprint(tuple(ARM_CODE) + tuple(code), {"arm": spec.name, "study": _no_progress(key)},
-                                  [[it.id for it in test], [it.id for it in valid]])
+                                  [[it.id for it in test], [it.id for it in valid]],
+                                  model=weights_fingerprint(lm_cfg.model))
         marker = arm / "arm.fingerprint.json"
         if arm.is_dir() and any(arm.iterdir()):
             try:
