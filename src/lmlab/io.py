@@ -161,10 +161,12 @@ def code_fingerprint(modules: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def artifact_fingerprint(code: Sequence[str] = (), config: Any = None, data: Any = None) -> dict[str, Any]:
+def artifact_fingerprint(code: Sequence[str] = (), config: Any = None, data: Any = None,
+                         model: str | None = None) -> dict[str, Any]:
     """What made an artifact (a checkpoint, finished metrics, a cached table): the hashes of the declared code
-    (:func:`code_fingerprint`), of the config and of the input data. ``digest`` is one string over all three;
-    :func:`stale_reason` compares two of these and says in one line what changed.
+    (:func:`code_fingerprint`), of the config and of the input data, and, for artifacts a pretrained model made,
+    ``model``: its weights' identity (:func:`lmlab.lm.weights.weights_fingerprint`). ``digest`` is one string
+    over them; :func:`stale_reason` compares two of these and says in one line what changed.
 
     >>> a = artifact_fingerprint(["lmlab.io"], config={"lr": 1}, data="abc")
     >>> stale_reason(a, artifact_fingerprint(["lmlab.io"], config={"lr": 1}, data="abc")) is None
@@ -173,6 +175,8 @@ def artifact_fingerprint(code: Sequence[str] = (), config: Any = None, data: Any
     'config changed'
     """
     parts = {"code": code_fingerprint(code), "config": fingerprint(config), "data": fingerprint(data)}
+    if model is not None:  # absent otherwise, so fingerprints of artifacts that no model made keep their digest
+        parts["model"] = model
     return {"digest": fingerprint(parts), **parts}
 
 
@@ -191,6 +195,8 @@ def stale_reason(old: dict[str, Any] | None, new: dict[str, Any]) -> str | None:
         why.append("config changed")
     if old.get("data") != new.get("data"):
         why.append("input data changed")
+    if old.get("model") != new.get("model"):
+        why.append("model weights changed" if old.get("model") and new.get("model") else "model weights not recorded")
     return "; ".join(why) or "fingerprint changed"
 
 

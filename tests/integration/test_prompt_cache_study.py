@@ -47,7 +47,7 @@ def test_distill_stages_computed_then_reused(tmp_path, caplog):
     again = s.run(cfg, tmp_path, quick=True)
     a, b = first.stages["distill-bce"], again.stages["distill-bce"]
     assert a["computed"] and not b["computed"] and a["fingerprint"] == b["fingerprint"]
-    state = torch.load(tmp_path / "distill-bce.pt", weights_only=False)
+    state = torch.load(tmp_path / "distill-bce.pt", weights_only=True)
     state.pop("fingerprint_parts")  # as written before the code was part of the fingerprint
     torch.save(state, tmp_path / "distill-bce.pt")
     with caplog.at_level(logging.WARNING, logger="lmlab.cache"):

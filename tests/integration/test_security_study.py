@@ -37,3 +37,26 @@ def test_stages_record_computed_then_reused(tmp_path, monkeypatch, caplog):
     assert third.stages["injection"]["reason"] == "recomputed because no code fingerprint (written by an older lmlab)"
     assert not third.stages["cache-poison"]["computed"]
     assert any("stage-injection.json: recomputed because" in r.getMessage() for r in caplog.records)
+
+
+def test_stages_keyed_by_the_model_weights(tmp_path, monkeypatch, caplog):
+    """Another checkpoint written at the same model path recomputes the stages that query the model (one line
+    says the weights changed); the stage that does not use it is reused."""
+    from lmlab.lm.testing import tiny_model_dir
+
+    monkeypatch.setenv("LMLAB_CACHE", str(tmp_path / "cache"))
+    study = resolve_study("security")
+    model = tiny_model_dir(tmp_path / "model", seed=0)
+    cfg = make_config(study, quick=True, overrides=list(study.tiny) + ['suites=["injection","cache-poison"]'],
+                      model=str(model))
+    first = study.run(cfg, tmp_path / "run")
+    assert not study.run(cfg, tmp_path / "run").stages["injection"]["computed"]  # same weights: reused
+    tiny_model_dir(model, seed=1)
+    with caplog.at_level(logging.WARNING, logger="lmlab.cache"):
+        other = study.run(cfg, tmp_path / "run")
+    assert other.stages["injection"]["computed"]
+    assert other.stages["injection"]["reason"] == "recomputed because model weights changed"
+    assert other.stages["injection"]["fingerprint"] != first.stages["injection"]["fingerprint"]
+    assert not other.stages["cache-poison"]["computed"]
+    assert any("stage-injection.json: recomputed because model weights changed" in r.getMessage()
+               for r in caplog.records)

@@ -200,3 +200,24 @@ def test_precomputed_reference_gives_the_same_dpo(tiny_dir, tmp_path):
     assert logs[0][-1]["rewards/margins"] > logs[0][0]["rewards/margins"]  # it trained
     for k in weights[0]:
         assert np.allclose(weights[0][k], weights[1][k], rtol=1e-4, atol=1e-6), k
+
+
+def test_evaluate_recomputes_its_file_without_resume(tiny_dir, tmp_path, caplog):
+    """An evaluation file with the same problem ids is reused when resuming; with resume=False it is discarded,
+    recomputed from the model, and one line says so."""
+    import json
+    import logging
+
+    from lmlab.selfimprove.loop import evaluate
+
+    lm, items, path = _lm(tiny_dir), ITEMS[:3], tmp_path / "eval.json"
+    stale = [{"id": it.id, "malformed": False, "correct": True, "response_chars": 5, "thought_chars": 0,
+              "output": "stale"} for it in items]
+    path.write_text(json.dumps(stale))
+    assert evaluate(lm, items, CFG.thought, 4, path) == stale
+    with caplog.at_level(logging.WARNING, logger="lmlab.cache"):
+        rows = evaluate(lm, items, CFG.thought, 4, path, resume=False)
+    assert [r["id"] for r in rows] == [it.id for it in items] and all(r["output"] != "stale" for r in rows)
+    assert json.loads(path.read_text()) == rows
+    lines = [r.getMessage() for r in caplog.records if "resume=False" in r.getMessage()]
+    assert len(lines) == 1 and str(path) in lines[0] and "\n" not in lines[0]

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize("name,stages", [("tpo", {"thought-generic:iter1", "direct:iter1"}), ("meta-rewarding", {"iter1"})])
-def test_iteration_stages_computed_then_reused(name, stages, tmp_path, monkeypatch, one_thread):
+def test_iteration_stages_computed_then_reused(name, stages, tmp_path, monkeypatch, one_thread, caplog):
     from lmlab.lm.testing import tiny_model_dir
 
     monkeypatch.setenv("LMLAB_CACHE", str(tmp_path / "cache"))
@@ -30,3 +30,12 @@ def test_iteration_stages_computed_then_reused(name, stages, tmp_path, monkeypat
         assert other.stages[stage]["computed"] and other.stages[stage]["fingerprint"] != first.stages[stage]["fingerprint"]
     assert any(p.name.split(".stale-")[0] in {s.split(":")[0] for s in stages} | {"meta-rewarding"}
                for p in (tmp_path / "run").glob("*.stale-*"))
+    # the same config, another checkpoint at the same model path: recomputed, and the line says why
+    import logging
+
+    tiny_model_dir(tmp_path / "model", seed=1)
+    with caplog.at_level(logging.WARNING, logger="lmlab.cache"):
+        reloaded = study.run(cfg.replace(eval_max_new_tokens=6), tmp_path / "run", quick=True)
+    for stage in stages:
+        assert reloaded.stages[stage]["computed"] and reloaded.stages[stage]["fingerprint"] != other.stages[stage]["fingerprint"]
+    assert any("recomputed because model weights changed" in r.getMessage() for r in caplog.records)

@@ -123,3 +123,63 @@ def test_cache_docstring_examples(name):
 
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+class _TinyEncoder(torch.nn.Module):
+    """The slice of the sentence-transformers interface that ``distill`` uses: ``tokenize`` and a forward that
+    returns ``sentence_embedding`` (bag of hashed characters through a linear layer)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.emb = torch.nn.EmbeddingBag(64, 8, mode="mean")
+        self.drop = torch.nn.Dropout(0.1)
+        self.max_seq_length = 0
+
+    def tokenize(self, texts):
+        ids = [[ord(c) % 64 for c in t[:32]] or [0] for t in texts]
+        offsets = torch.tensor([0] + [len(x) for x in ids[:-1]]).cumsum(0)
+        return {"ids": torch.tensor([i for x in ids for i in x]), "offsets": offsets}
+
+    def forward(self, f):
+        return {"sentence_embedding": self.drop(self.emb(f["ids"], f["offsets"]))}
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_distill_checkpoint_resumes_and_refuses_code(tmp_path):
+    """The checkpoint is read with weights_only: a killed run resumes to the uninterrupted result, and a file
+    holding a callable is refused with one line instead of being run."""
+    import os
+
+    from lmlab.cache.distill import distill
+    from lmlab.train.checkpoint import CheckpointError
+
+    pairs = [(f"what is {i}?", f"tell me {i % 7}", float(i % 7 == i % 5)) for i in range(40)]
+    cfg = DistillConfig(steps=6, batch_size=4, ckpt_every=2, warmup=1)
+    full = distill(_TinyEncoder(), pairs, cfg)
+
+    def die_at_5(row):
+        if row["step"] == 5:
+            raise _Stop
+
+    ck = tmp_path / "ck.pt"
+    with pytest.raises(_Stop):
+        distill(_TinyEncoder(), pairs, cfg, ckpt=ck, log=die_at_5)  # checkpoint at step 4, killed in step 5
+    resumed = distill(_TinyEncoder(), pairs, cfg, ckpt=ck)
+    assert resumed["stage"]["reason"] == "resumed from step 4 (same fingerprint)"
+    assert resumed["curve"] == pytest.approx(full["curve"], rel=1e-5)
+    assert distill(_TinyEncoder(), pairs, cfg, ckpt=ck)["stage"]["computed"] is False
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("touch " + str(tmp_path / "ran"),))
+
+    torch.save({"fingerprint": "x", "model": Payload()}, ck)
+    with pytest.raises(CheckpointError) as e:
+        distill(_TinyEncoder(), pairs, cfg, ckpt=ck)
+    msg = str(e.value)
+    assert "\n" not in msg and "refused without running" in msg and "system" in msg and "delete it" in msg
+    assert not (tmp_path / "ran").exists()

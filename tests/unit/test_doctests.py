@@ -10,7 +10,8 @@ MODULES = ["lmlab.config", "lmlab.nn.hooks", "lmlab.nn.model", "lmlab.tasks.two_
            "lmlab.analysis.extreme_tokens", "lmlab.analysis.curves", "lmlab.tasks.reversal", "lmlab.lm.dummy",
            "lmlab.rewardeval.metrics", "lmlab.rewardeval.data", "lmlab.rewardeval.builder",
            "lmlab.rewardeval.models.length", "lmlab.tasks.maze", "lmlab.nn.vqvae",
-           "lmlab.routing.data", "lmlab.routing.synthetic", "lmlab.io", "lmlab.lm", "lmlab.lm.caching", "lmlab.claims"]
+           "lmlab.routing.data", "lmlab.routing.synthetic", "lmlab.io", "lmlab.lm", "lmlab.lm.caching", "lmlab.claims",
+           "lmlab.lm.weights"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -171,3 +171,24 @@ def test_doctests(module):
 
     res = doctest.testmod(importlib.import_module(module))
     assert res.failed == 0 and res.attempted > 0
+
+
+def test_ideal_checkpoint_with_code_is_refused(tmp_path):
+    """Checkpoints are read with weights_only (the History data class allowed by name): a file holding a
+    callable is refused with one line and never run."""
+    import os
+
+    from lmlab.train.checkpoint import CheckpointError
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("touch " + str(tmp_path / "ran"),))
+
+    ck = tmp_path / "ck.pt"
+    torch.save({"fingerprint": "a", "history": Payload()}, ck)
+    enc = PSFEncoder(3, "random", learnable=True, seed=0)
+    with pytest.raises(CheckpointError) as e:
+        ideal_optimize(enc, lambda n, g: torch.rand(n, 1, 10, 10) * 100, steps=2, lr=0.1, batch=8, checkpoint=ck,
+                       fingerprint="a", progress=False)
+    assert "\n" not in str(e.value) and "refused without running" in str(e.value)
+    assert not (tmp_path / "ran").exists()

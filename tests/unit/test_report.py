@@ -65,3 +65,20 @@ def test_counts_per_run_and_stages(tmp_path):
     assert "<td>odd</td><td>unknown</td>" in section and "recomputed because lmlab.nn changed" in section and "<script>" not in page  # a bad record is escaped
     ctrl = page.split("<h2 id='ctrl'>")[1].split("<h2 id=")[0]
     assert "stages: not recorded" in ctrl
+
+
+def test_header_shows_the_commit_at_the_end_when_it_moved(tmp_path):
+    runs = tmp_path / "runs"
+    _summary(runs / "moved", "two-hop", [_claim("a", "pass")])
+    _summary(runs / "still", "two-hop", [_claim("a", "pass")])
+    for name, prov in (("moved", {"git_commit": "aaaaaaaaaaaa11", "git_dirty": False,
+                                  "git_at_end": {"git_commit": "bbbbbbbbbbbb22", "git_dirty": True}}),
+                       ("still", {"git_commit": "cccccccccccc33", "git_dirty": False})):
+        s = json.loads((runs / name / "summary.json").read_text())
+        s["provenance"] = prov
+        (runs / name / "summary.json").write_text(json.dumps(s))
+    page = build_report(runs, tmp_path / "r.html")[0].read_text()
+    header = next(p for p in page.split("<p>task ")[1:] if "aaaaaaaaaa" in p).split("</p>")[0]
+    assert "commit aaaaaaaaaa" in header and "at the end: commit bbbbbbbbbb, uncommitted changes" in header
+    still = next(p for p in page.split("<p>task ")[1:] if "cccccccccc" in p).split("</p>")[0]
+    assert "at the end" not in still and "changed while it ran" not in still

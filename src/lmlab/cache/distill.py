@@ -138,7 +138,9 @@ def distill(model: Any, pairs: Sequence[tuple[str, str, float]], cfg: DistillCon
                                               * max(0.0, 1 - s / max(cfg.steps, 1)))
     step, curve = 0, []
     if ckpt is not None and Path(ckpt).exists():
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        from lmlab.train.checkpoint import load_data
+
+        state = load_data(ckpt)  # weights only: a file in a run directory never runs code
         why = stale_reason(state.get("fingerprint_parts"), fp_parts)
         if why is not None:
             logging.getLogger("lmlab.cache").warning("%s: recomputed because %s", ckpt, why)

@@ -55,7 +55,9 @@ def _save(path: Path | None, **state: Any) -> None:
 def _load(path: Path | None, fingerprint: str) -> dict[str, Any] | None:
     if path is None or not Path(path).exists():
         return None
-    state = torch.load(path, weights_only=False)
+    from lmlab.train.checkpoint import load_data
+
+    state = load_data(path, allow=(History,))  # weights only: a file in a run directory never runs code
     return state if state.get("fingerprint") == fingerprint else None
 
 

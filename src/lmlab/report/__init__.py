@@ -117,7 +117,7 @@ data or the metric), so they are not evidence that the model learned anything.</
 {{ "quick" if r.quick else "full" }}{% if r.control %}, control{% endif %}, {{ "%.0f"|format(r.seconds) }} s)</small></h2>
 {% if r.control_of %}<p>control run of <a href='#{{ r.control_of.anchor }}'>{{ r.control_of.name }}</a></p>{% endif %}
 {% if r.control_run %}<p>its control run: <a href='#{{ r.control_run.anchor }}'>{{ r.control_run.name }}</a></p>{% endif %}
-<p>task {{ r.task_version }} · lmlab {{ r.prov.lmlab }} · commit {{ (r.prov.git_commit|string)[:10] }} · torch {{ r.prov.torch }}</p>
+<p>task {{ r.task_version }} · lmlab {{ r.prov.lmlab }} · commit {{ (r.prov.git_commit|string)[:10] }}{% if r.prov.git_dirty %} (uncommitted changes){% endif %}{% if r.git_at_end %} <strong class='moved'>(the code changed while it ran; at the end: {{ r.git_at_end }})</strong>{% endif %} · torch {{ r.prov.torch }}</p>
 <p>claims: {{ counts(r.counts) }}</p>
 {% if r.stages %}<table><tr><th>stage</th><th>this run</th><th>fingerprint</th><th>why</th></tr>
 {% for st in r.stages %}<tr><td>{{ st.name }}</td><td>{{ st.state }}</td><td><code>{{ st.fingerprint }}</code></td><td>{{ st.reason }}</td></tr>{% endfor %}</table>
@@ -158,15 +158,33 @@ def _run(runs_dir: Path, p: Path) -> dict[str, Any]:
         ok = fp.is_file() and fp.resolve().is_relative_to(run.resolve())  # a figure is a file of this run
         figs.append({"name": str(fig), "b64": base64.b64encode(fp.read_bytes()).decode() if ok else ""})
     claims = s["claims"]
+    prov = s.get("provenance", {}) or {}
+    if not isinstance(prov, dict):
+        prov = {}
     counts = {k: sum(c.get("status") == k for c in claims) for k in ("pass", "fail", "not_comparable")}
     counts["held"] = sum(bool(c.get("holds_without_training")) for c in claims)
     return {"name": name, "anchor": name, "error": "", "study": str(s["study"]), "claims": claims,
             "counts": counts, "stages": _stages(s.get("stages")),
             "seed": s.get("seed"), "quick": bool(s.get("quick")), "control": bool(s.get("control")),
             "seconds": float(s.get("seconds") or 0), "task_version": s.get("task_version"),
-            "prov": s.get("provenance", {}) or {}, "figures": figs, "control_status": {},
+            "prov": prov, "git_at_end": _git_at_end(prov.get("git_at_end")), "figures": figs, "control_status": {},
             "metrics": json.dumps(s.get("metrics", {}), indent=1)[:20000],
             "config": json.dumps(s.get("config", {}), indent=1)}
+
+
+def _git_at_end(moved: Any) -> str:
+    """``provenance.git_at_end`` (what differed from the start when the run ended) in words, "" when absent."""
+    if not moved:
+        return ""
+    if not isinstance(moved, dict):
+        return str(moved)
+    words = []
+    if "git_commit" in moved:
+        words.append(f"commit {str(moved['git_commit'])[:10]}")
+    if "git_dirty" in moved:
+        words.append("uncommitted changes" if moved["git_dirty"] else "no uncommitted changes")
+    words += [f"{k} {v}" for k, v in moved.items() if k not in ("git_commit", "git_dirty")]
+    return ", ".join(words)
 
 
 def build_report(runs_dir: str | Path, out: str | Path) -> tuple[Path, int]:

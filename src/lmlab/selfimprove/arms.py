@@ -75,7 +75,8 @@ def run_arm(spec: ArmSpec, lm_cfg: LMConfig, dpo: DPOSettings, train: Any, test:
     """Seed evaluation, then ``spec.iterations`` iterations each followed by an evaluation; one record per t.
 
     ``key`` (the calling study's whole config) and ``code`` (its module) fingerprint the arm's directory with
-    :data:`ARM_CODE` (:func:`lmlab.io.artifact_fingerprint`, in ``<arm>/arm.fingerprint.json``): a directory made
+    :data:`ARM_CODE` and the starting model's weights (:func:`lmlab.lm.weights.weights_fingerprint`)
+    (:func:`lmlab.io.artifact_fingerprint`, in ``<arm>/arm.fingerprint.json``): a directory made
     under another fingerprint is moved aside to ``<arm>.stale-<time>`` (nothing in it is reused: evaluations,
     iterations, probes) and one line says why. Without ``key`` the directory is reused as it is.
     """
@@ -84,8 +85,11 @@ def run_arm(spec: ArmSpec, lm_cfg: LMConfig, dpo: DPOSettings, train: Any, test:
     if key is not None:
         from lmlab.io import artifact_fingerprint, atomic_write_json, stale_reason
 
+        from lmlab.lm.weights import weights_fingerprint
+
         fp = artifact_fingerprint(tuple(ARM_CODE) + tuple(code), {"arm": spec.name, "study": _no_progress(key)},
-                                  [[it.id for it in test], [it.id for it in valid]])
+                                  [[it.id for it in test], [it.id for it in valid]],
+                                  model=weights_fingerprint(lm_cfg.model))
         marker = arm / "arm.fingerprint.json"
         if arm.is_dir() and any(arm.iterdir()):
             try:
@@ -103,7 +107,7 @@ def run_arm(spec: ArmSpec, lm_cfg: LMConfig, dpo: DPOSettings, train: Any, test:
     lm = load_trainable(lm_cfg)
     cfg = spec.iteration
     t0 = time.perf_counter()
-    seed_rows = evaluate(lm, test, cfg.thought, eval_max_new_tokens, arm / "eval-iter0.json", progress)
+    seed_rows = evaluate(lm, test, cfg.thought, eval_max_new_tokens, arm / "eval-iter0.json", progress, resume)
     t1 = time.perf_counter()
     records = [{"iteration": 0, **eval_summary(seed_rows, seed_rows, seed=seed),
                 **(spec.probe(lm, 0, arm) if spec.probe else {})}]
@@ -133,7 +137,7 @@ def run_arm(spec: ArmSpec, lm_cfg: LMConfig, dpo: DPOSettings, train: Any, test:
             rows = prev_rows
             atomic_write_json(arm / f"eval-iter{t}.json", rows)
         else:
-            rows = evaluate(lm, test, cfg.thought, eval_max_new_tokens, arm / f"eval-iter{t}.json", progress)
+            rows = evaluate(lm, test, cfg.thought, eval_max_new_tokens, arm / f"eval-iter{t}.json", progress, resume)
         prev_rows = rows
         t1 = time.perf_counter()
         records.append({"iteration": t, **eval_summary(rows, seed_rows, seed=seed), "train": _brief(rec),

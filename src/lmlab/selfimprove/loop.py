@@ -182,15 +182,21 @@ def select_pairs(lm: Any, items: Sequence[Item], samples: dict[str, list[str]], 
 
 
 def evaluate(lm: Any, items: Sequence[Item], thought: str, max_new_tokens: int = 128,
-             path: Path | None = None, progress: bool = False) -> list[dict[str, Any]]:
+             path: Path | None = None, progress: bool = False, resume: bool = True) -> list[dict[str, Any]]:
     """Greedy outputs on held-out problems: per item ``correct`` (parsed response only), ``malformed``, the
-    response and thought lengths in characters. Cached in ``path``."""
+    response and thought lengths in characters. Cached in ``path``: reused when its problem ids match and
+    ``resume``; with ``resume=False`` an existing file is recomputed and one line says so."""
+    import logging
+
     from lmlab.rewardeval.builder import extract_answer
 
     if path is not None and path.exists():
-        rows = json.loads(path.read_text())
-        if [r["id"] for r in rows] == [it.id for it in items]:
-            return rows
+        if not resume:
+            logging.getLogger("lmlab.cache").warning("%s: recomputed because resume=False (the file is discarded)", path)
+        else:
+            rows = json.loads(path.read_text())
+            if [r["id"] for r in rows] == [it.id for it in items]:
+                return rows
     prompts = [model_input(lm, it.instruction, thought) for it in items]
     bar: Any = None
     if progress:
@@ -303,7 +309,8 @@ def run_iteration(lm: Any, items: Sequence[Item], cfg: IterationConfig, dpo: DPO
             for step, sd in snaps:
                 if sd is not None:
                     lm.hf_model.load_state_dict(sd)
-                rows = evaluate(lm, valid, cfg.thought, cfg.max_new_tokens, run / f"valid-step{step}.json")
+                rows = evaluate(lm, valid, cfg.thought, cfg.max_new_tokens, run / f"valid-step{step}.json",
+                                resume=resume)
                 accs.append(float(np.mean([r["correct"] for r in rows])))
             best = int(np.argmax(accs))  # ties: the earliest snapshot
             chosen_step = snaps[best][0]

@@ -144,10 +144,18 @@ class SecurityStudy(Study):
                 timings["load_model_s"] = time.perf_counter() - t0
             return lm_box["lm"]
 
+        def weights() -> str:  # read once per run, and only when a stage that uses the model is checked
+            if "weights" not in lm_box:
+                from lmlab.lm.weights import weights_fingerprint
+
+                lm_box["weights"] = weights_fingerprint(cfg.lm.model)
+            return lm_box["weights"]
+
         def stage(name: str, fn: Any) -> Any:
             """Run one suite, or reuse its result from an earlier run of the same config (resume)."""
             path = out / f"stage-{name}.json"
-            fp = artifact_fingerprint(STAGE_CODE + STAGE_CODE_BY_SUITE[name], conf, "security/1")
+            fp = artifact_fingerprint(STAGE_CODE + STAGE_CODE_BY_SUITE[name], conf, "security/1",
+                                      model=weights() if name in SUITES_USING_LM else None)
             key, reason = fp["digest"], "computed now"
             if resume and path.exists():
                 saved: Any = read_json(path)
@@ -193,6 +201,8 @@ log = logging.getLogger("lmlab.cache")
 #: these modules and the config are unchanged)
 STAGE_CODE = ("lmlab.security.base", "lmlab.security.harness", "lmlab.security.defences", "lmlab.security.targets",
               "lmlab.security.redteam")
+#: the suites that query the served model (their saved results are keyed by its weights too)
+SUITES_USING_LM = ("injection", "leakage", "guard-cost", "jailbreak")
 STAGE_CODE_BY_SUITE = {
     "injection": ("lmlab.security.suites.injection", "lmlab.studies.security:_chat"),
     "leakage": ("lmlab.security.suites.leakage", "lmlab.studies.security:_chat"),

@@ -30,6 +30,28 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     return path
 
 
+def _refusal_line(e: BaseException) -> str:
+    """The line of torch's weights-only refusal that names what was refused (its first lines are generic advice)."""
+    lines = [x.strip() for x in str(e).splitlines() if x.strip()]
+    named = [x for x in lines if "unsupported" in x.lower() or "global" in x.lower()]
+    return (named or lines or [type(e).__name__])[0][:200]
+
+
+def load_data(path: str | Path, map_location: str | torch.device = "cpu", allow: tuple[type, ...] = ()) -> Any:
+    """``torch.load`` with ``weights_only=True``: tensors, plain containers and the classes in ``allow`` (our own
+    data classes, rebuilt from their fields) load; anything else (a callable, a foreign class) is refused
+    without being run, with a one-line :class:`CheckpointError` that names the file and what to do."""
+    path = Path(path)
+    try:
+        # safe_globals scopes the allow-list to this call (add_safe_globals would widen every later load).
+        with torch.serialization.safe_globals(list(allow)):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"checkpoint {path} holds objects other than tensors and plain data, refused without running them "
+            f"({_refusal_line(e)}); delete it to recompute, or point --out at a new directory") from None
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
