@@ -169,7 +169,7 @@ def test_table_summary_and_report_without_ray(tmp_path):
     """SweepState reads run directories (as trials leave them) into the table, the summary and the report."""
     from lmlab.claims import Claim, Summary
     from lmlab.report import build_report
-    from lmlab.sweep import DONE_FILE, SweepState
+    from lmlab.sweep import DONE_FILE, SweepState, loaded_code
 
     spec = SweepSpec(TOY, [0, 1, 2, 3, 4], {"train.lr": ["0.01", "0.1"], "d_model": ["8", "16"]})
     state = SweepState(spec, tmp_path)
@@ -181,7 +181,7 @@ def test_table_summary_and_report_without_ray(tmp_path):
         ok = float(t.point["train.lr"]) > 0.05 or t.seed < 2
         Summary("toy", [Claim("learns", "it learns", 0.0, 0.1 if ok else 0.9, "loss <= 0.5", "pass" if ok else "fail")],
                 {}, t.seed, False, "toy/1", provenance={}).write(d)
-        (d / DONE_FILE).write_text("{}")
+        (d / DONE_FILE).write_text(json.dumps({"code": loaded_code()}))  # finished with the code that is here
     state.write()
     rows = pq.read_table(tmp_path / "sweep.parquet").to_pylist()
     assert len(rows) == 20 and sum(r["status"] == "error" for r in rows) == 2
@@ -220,7 +220,8 @@ def test_finished_trial_is_rerun_when_the_code_changed(tmp_path, caplog):
     done = json.loads((run_dir / DONE_FILE).read_text())
     code = done["code"]
     assert "studies/toy.py" in code and "sweep.py" in code and code_changes(code) is None
-    assert not any(f.startswith("serve/") for f in code)  # the gateway is not what a toy study ran
+    assert set(code) <= {m.__file__.split("/lmlab/", 1)[-1] for n, m in list(sys.modules.items())
+                         if n.startswith("lmlab") and getattr(m, "__file__", None)}  # only modules loaded here
     assert len(executions(run_dir)) == 1
     run_trial(job)
     assert len(executions(run_dir)) == 1  # same code: kept

@@ -81,6 +81,7 @@ def run_arm(spec: ArmSpec, lm_cfg: LMConfig, dpo: DPOSettings, train: Any, test:
     iterations, probes) and one line says why. Without ``key`` the directory is reused as it is.
     """
     arm = Path(out) / spec.name
+    lm = load_trainable(lm_cfg)  # first: a model that cannot be trained fails before anything is written
     fp = None
     if key is not None:
         from lmlab.io import artifact_fingerprint, atomic_write_json, stale_reason
@@ -104,7 +105,6 @@ def run_arm(spec: ArmSpec, lm_cfg: LMConfig, dpo: DPOSettings, train: Any, test:
         arm.mkdir(parents=True, exist_ok=True)
         atomic_write_json(marker, fp, sort_keys=True)
     arm.mkdir(parents=True, exist_ok=True)
-    lm = load_trainable(lm_cfg)
     cfg = spec.iteration
     t0 = time.perf_counter()
     seed_rows = evaluate(lm, test, cfg.thought, eval_max_new_tokens, arm / "eval-iter0.json", progress, resume)
