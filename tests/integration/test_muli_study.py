@@ -52,9 +52,10 @@ def registered_detector():
 def run(tmp_path_factory, registered_detector):
     tmp = tmp_path_factory.mktemp("muli")
     model = str(tiny_model_dir(tmp / "model"))
+    # oof_folds=2 (default 5): the out-of-fold assertions below hold for any number of folds
     cfg = MULIConfig(lm=LMConfig(model=model), data=DATA, detectors=("muli", "refusal-token", "tfidf-lr", registered_detector),
                      n_boot=20, cache_dir=str(tmp / "cache"), toy_tokens=("s", "i"), train_fractions=(0.5, 1.0),
-                     progress=False, max_prompt_tokens=32)
+                     progress=False, max_prompt_tokens=32, oof_folds=2)
     summary = MULIStudy().run(cfg, tmp / "out")
     return tmp, model, cfg, summary
 
