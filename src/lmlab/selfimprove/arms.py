@@ -150,9 +150,24 @@ def run_arm(spec: ArmSpec, lm_cfg: LMConfig, dpo: DPOSettings, train: Any, test:
             ("reused: the finished iteration with the same fingerprint" if fp else
              f"reused: {run.name}/done.json found (not fingerprinted: code and config not checked)") if reused
             else "computed now")}
+    # free the model before the next arm loads its own copy; a full collection costs about half a second in a process
+    # with many live objects, so it runs only for a model whose weights are worth it (not the tiny test models)
+    big = _param_bytes(lm) > _COLLECT_ABOVE_BYTES
     del lm
-    gc.collect()
+    if big:
+        gc.collect()
     return records
+
+
+#: run_arm collects garbage after an arm only when its model's parameters take more than this
+_COLLECT_ABOVE_BYTES = 64 * 2**20
+
+
+def _param_bytes(lm: Any) -> int:
+    model = getattr(lm, "hf_model", None)
+    if model is None:
+        return _COLLECT_ABOVE_BYTES + 1  # unknown size: collect
+    return sum(p.numel() * p.element_size() for p in model.parameters())
 
 
 def _brief(rec: dict[str, Any]) -> dict[str, Any]:

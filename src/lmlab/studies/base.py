@@ -78,6 +78,25 @@ class Study:
         """``cfg`` with learning switched off (untrained model, shuffled labels, random embedder...)."""
         raise ConfigError(f"--control: study '{self.name}' has no negative control yet")
 
+    def lm_needs(self, cfg: Config) -> tuple[str, ...]:
+        """The capabilities (:mod:`lmlab.lm.protocols`) this run asks of its ``lm`` section's model; :meth:`run`
+        checks them against the backend class before it writes anything. ``()``: nothing checked up front."""
+        return ()
+
+    def check_lm(self, cfg: Config) -> None:
+        """One-line :class:`lmlab.lm.LMError` when the backend of ``cfg.lm.model`` lacks a capability the run needs
+        (decided from the spec alone: nothing is loaded or contacted)."""
+        needs = self.lm_needs(cfg)
+        if not needs:
+            return
+        from lmlab.lm import backend_class
+        from lmlab.lm.base import missing_capability
+
+        spec = str(cfg.lm.model)  # type: ignore[attr-defined]
+        err = missing_capability(backend_class(spec), list(needs), spec)
+        if err is not None:
+            raise err
+
     def run(self, cfg: Config, out_dir: str | Path, quick: bool = False, resume: bool = True,
             control: bool = False) -> Summary:
         from lmlab.config import provenance
@@ -86,10 +105,12 @@ class Study:
         # taken before anything runs: the commit is the code this run started from, not one made while it ran
         prov = provenance()
 
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
         if control:
             cfg = self.control_config(cfg)
+        # a model that cannot do what the run asks fails here, before the run directory or config.json exists
+        self.check_lm(cfg)
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
         # The full config, loadable again with `lmlab run STUDY --config out/config.json`.
         atomic_write_text(out / "config.json", json.dumps(cfg.to_dict(), indent=2))
         started = time.perf_counter()
@@ -127,7 +148,8 @@ def model_stage(lm: Any) -> dict[str, Any] | None:
 
 def load_study_lm(section: LMConfig, needs: tuple[str, ...] = ("text",)) -> Any:
     """The pretrained model of a study's ``lm`` section, with the capabilities it ``needs`` checked at load
-    time (one-line :class:`lmlab.lm.LMError` when the backend lacks one)."""
+    time (one-line :class:`lmlab.lm.LMError` when the backend lacks one; :meth:`Study.lm_needs` checks the same
+    before the run writes anything)."""
     from lmlab.lm import load_lm
 
     return load_lm(section.model, device=section.device, batch_size=section.batch_size, needs=needs)

@@ -265,9 +265,12 @@ class LLMSinksStudy(Study):
 
     needs_lm = True
 
+    def lm_needs(self, cfg: LLMSinksConfig) -> tuple[str, ...]:
+        return ("trainable",) if cfg.random_init else ("weights",)
+
     def execute(self, cfg: LLMSinksConfig, out: Path, quick: bool, resume: bool) -> Result:
         started = time.perf_counter()
-        lm = load_study_lm(cfg.lm, needs=("trainable",) if cfg.random_init else ("weights",))
+        lm = load_study_lm(cfg.lm, needs=self.lm_needs(cfg))
         if cfg.random_init:
             from lmlab.lm.control import randomize_weights
 

@@ -231,10 +231,12 @@ class LLMTwoHopStudy(Study):
 
     needs_lm = True
 
+    def lm_needs(self, cfg: LLMTwoHopConfig) -> tuple[str, ...]:
+        return ("trainable",) if cfg.random_init or cfg.finetune_steps > 0 else ("logits",)
+
     def execute(self, cfg: LLMTwoHopConfig, out: Path, quick: bool, resume: bool) -> Result:
         started = time.perf_counter()
-        trainable = cfg.random_init or cfg.finetune_steps > 0
-        lm = load_study_lm(cfg.lm, needs=("trainable",) if trainable else ("logits",))
+        lm = load_study_lm(cfg.lm, needs=self.lm_needs(cfg))
         if cfg.random_init:
             from lmlab.lm.control import randomize_weights
 

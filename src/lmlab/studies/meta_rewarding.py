@@ -99,6 +99,9 @@ class MetaRewardingStudy(Study):
     def control_config(self, cfg: MetaRewardingConfig) -> MetaRewardingConfig:
         return cfg.replace(learn=False)
 
+    def lm_needs(self, cfg: MetaRewardingConfig) -> tuple[str, ...]:
+        return ("trainable",)
+
     def execute(self, cfg: MetaRewardingConfig, out: Path, quick: bool, resume: bool) -> Result:
         from lmlab.io import atomic_write_json, read_json
         from lmlab.selfimprove.agreement import hh_pairs, judge_agreement

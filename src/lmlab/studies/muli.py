@@ -183,6 +183,13 @@ class MULIStudy(Study):
 
     needs_lm = True
 
+    def lm_needs(self, cfg: MULIConfig) -> tuple[str, ...]:
+        from lmlab.moderation import DETECTORS
+
+        if not any(DETECTORS.get(name).needs_lm for name in cfg.detectors):
+            return ()
+        return ("trainable",) if cfg.random_init else ("logits",)
+
     def execute(self, cfg: MULIConfig, out: Path, quick: bool, resume: bool) -> Result:
         from lmlab.moderation import DETECTORS
         from lmlab.moderation import metrics as M
@@ -203,7 +210,7 @@ class MULIStudy(Study):
         lm = feats = template = logits = None
         if any(c.needs_lm for c in classes):
             t0 = time.perf_counter()
-            lm = load_study_lm(cfg.lm, needs=("trainable",) if cfg.random_init else ("logits",))
+            lm = load_study_lm(cfg.lm, needs=self.lm_needs(cfg))
             if cfg.random_init:
                 from lmlab.lm.control import randomize_weights
 

@@ -111,13 +111,27 @@ class RewardEvalConfig(Config):
 
 def _wilcoxon_greater(d: np.ndarray) -> float:
     """One-sided p-value that the per-prompt values ``d`` are centred above 0 (Wilcoxon signed-rank, SciPy; zero
-    differences dropped); 1.0 when every value is 0 or not finite."""
-    from scipy.stats import wilcoxon
+    differences dropped); 1.0 when every value is 0 or not finite.
+
+    The same test as ``scipy.stats.wilcoxon(d, alternative="greater")`` (method "auto"), p-values identical: with
+    tied |d| and at most 13 values SciPy runs an exact sign-flip ``permutation_test`` over all 2**n flips but
+    calls its statistic once per flip (seconds per call); here the same ``permutation_test`` gets the statistic
+    (sum of the ranks of |d| where d > 0; flips leave |d| and its ranks unchanged) in vectorized form."""
+    from scipy.stats import permutation_test, rankdata, wilcoxon
 
     d = np.asarray(d, float)
     d = d[np.isfinite(d) & (d != 0)]
     if len(d) == 0:
         return 1.0
+    a = np.abs(d)
+    if len(d) <= 13 and len(np.unique(a)) < len(a):  # SciPy's "auto" choice of its permutation test
+        ranks = rankdata(a)
+
+        def t_plus(x: np.ndarray, axis: int) -> np.ndarray:
+            return np.sum(np.where(x > 0, ranks, 0.0), axis=axis)
+
+        return float(permutation_test((d,), t_plus, permutation_type="samples", vectorized=True,
+                                      alternative="greater", axis=-1).pvalue)
     return float(wilcoxon(d, alternative="greater").pvalue)
 
 

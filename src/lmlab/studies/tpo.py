@@ -90,6 +90,9 @@ class TPOStudy(Study):
     def control_config(self, cfg: TPOConfig) -> TPOConfig:
         return cfg.replace(learn=False)
 
+    def lm_needs(self, cfg: TPOConfig) -> tuple[str, ...]:
+        return ("trainable",)
+
     def execute(self, cfg: TPOConfig, out: Path, quick: bool, resume: bool) -> Result:
         from lmlab.selfimprove.arms import ArmSpec, heldout, run_arm
 
