@@ -26,6 +26,8 @@ point (default :data:`lmlab.claims.HOLDS_SHARE`); a trial that raised counts as 
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import itertools
 import json
 import logging
@@ -37,7 +39,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from lmlab.claims import HOLDS_SHARE, Summary, aggregate, finite
 from lmlab.config import ConfigError
@@ -348,9 +350,12 @@ class SweepState:
                        "holds_share": self.holds_share, **self.counts(),
                        "grid": {k: [_value(v) for v in vs] for k, vs in self.spec.grid.items()}, "points": points})
 
-    def write(self) -> None:
+    def write(self) -> dict[str, Any]:
+        """Write the table and ``sweep-summary.json``; returns the summary."""
         self.write_table()
-        atomic_write_text(self.out / "sweep-summary.json", json.dumps(self.sweep_summary(), indent=2) + "\n")
+        summary = self.sweep_summary()
+        atomic_write_text(self.out / "sweep-summary.json", json.dumps(summary, indent=2) + "\n")
+        return summary
 
 
 def _last_line(text: str) -> str:
@@ -364,6 +369,10 @@ def ray_env(address: str | None = None) -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no per-trial CSV/TensorBoard files
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's older reporter is silent at verbose=0; ours is the bar
+    # Ray lowers its workers' priority by 15 (nice 15); a trial is the sweep's real work, so it keeps the
+    # priority `lmlab sweep` was started with, as `lmlab run` does (on a busy machine the trials otherwise
+    # crawl behind everything else). Ray reads this when a local instance starts its workers.
+    os.environ.setdefault("RAY_worker_niceness", "0")
     if address is None or address.split("://")[-1].startswith(("127.", "localhost")):
         # On Linux Ray resolves 127.0.0.1 to the machine's outward address (for multi-node clusters) and
         # binds its servers there; this switch keeps a single-node instance on the loopback interface.
@@ -416,8 +425,9 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus:
             # the local raylet and its workers inherit this process's environment
             os.environ[PRELOAD_ENV] = ",".join(preload)
             runtime_env = {"worker_process_setup_hook": "lmlab.sweep.warm_worker"}
-        ray.init(num_cpus=num_cpus, num_gpus=num_gpus, object_store_memory=OBJECT_STORE_BYTES,
-                 _node_ip_address="127.0.0.1", runtime_env=runtime_env, _system_config=_system_config(), **kwargs)
+        with _lean_head():
+            ray.init(num_cpus=num_cpus, num_gpus=num_gpus, object_store_memory=OBJECT_STORE_BYTES,
+                     _node_ip_address="127.0.0.1", runtime_env=runtime_env, _system_config=_system_config(), **kwargs)
         ip = ray.util.get_node_ip_address()
         if not ip.startswith("127."):
             warnings.warn(f"the local Ray instance listens on {ip}, not 127.0.0.1: Ray was imported before "
@@ -448,6 +458,53 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
     except OSError as e:
         raise ConfigError(f"--address {address}: nothing answers there ({e.strerror or e}); start the cluster "
                           "(ray start --head) or give its GCS address (HOST:6379) or ray://HOST:10001") from None
+
+
+#: set to 0 to start a local instance with all of Ray's head processes (see :func:`_lean_head`)
+LEAN_ENV = "LMLAB_SWEEP_LEAN_RAY"
+
+
+@contextlib.contextmanager
+def _lean_head() -> Iterator[None]:
+    """While ``ray.init`` starts a local instance, leave out three head processes a one-machine sweep never uses:
+    the autoscaler monitor (a fixed local instance has nothing to scale), the log monitor (trials' output is
+    not sent to the driver: ``log_to_driver=False``) and the API server (with ``include_dashboard=False`` Ray
+    still starts it, for usage statistics, which are off, and the job/state APIs, which a sweep does not call).
+    Each is a Python process that costs about a CPU-second to start, on the critical path of a short sweep.
+    ``ray.init`` has no switch for them (``ray start --head`` has two, but its head outlives the sweep), so
+    this sets the two ``RayParams`` fields Ray's own CLI sets and skips ``Node.start_api_server``, for the
+    duration of the call only. If Ray's internals are not what this expects, Ray starts as usual.
+    ``LMLAB_SWEEP_LEAN_RAY=0`` keeps Ray's defaults."""
+    if os.environ.get(LEAN_ENV, "1") == "0":
+        yield
+        return
+    try:
+        import ray._private.node as ray_node
+        import ray._private.parameter as ray_parameter
+
+        params_cls, node_cls = ray_parameter.RayParams, ray_node.Node
+        fields = inspect.signature(params_cls).parameters
+        if not ({"no_monitor", "include_log_monitor"} <= set(fields) and hasattr(node_cls, "start_api_server")):
+            raise AttributeError("Ray's head-node internals changed")
+    except Exception:  # another Ray version: start it with its defaults
+        yield
+        return
+
+    class LeanParams(params_cls):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kw: Any) -> None:
+            kw.setdefault("no_monitor", True)
+            kw.setdefault("include_log_monitor", False)
+            super().__init__(*args, **kw)
+
+    class LeanNode(node_cls):  # type: ignore[misc, valid-type]
+        def start_api_server(self, *args: Any, **kw: Any) -> None:
+            return None
+
+    ray_parameter.RayParams, ray_node.Node = LeanParams, LeanNode
+    try:
+        yield
+    finally:
+        ray_parameter.RayParams, ray_node.Node = params_cls, node_cls
 
 
 def _system_config() -> dict[str, Any]:
@@ -688,8 +745,7 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, address: str | None = None, h
     _LIVE.pop(str(out), None)
     ray_owner.stop(wait=False)  # a local instance stops in the background while the table and figures are written
     state = SweepState(spec, out, holds_share)
-    state.write()
-    summary = state.sweep_summary()
+    summary = state.write()
     from lmlab.report import sweep_figures
 
     sweep_figures(summary, out)
