@@ -153,6 +153,58 @@ def trial_config(spec: SweepSpec, trial: Trial, progress: bool = False) -> Any:
     return study, cfg
 
 
+def check_configs(spec: SweepSpec) -> None:
+    """Build every trial's config (as the trial will); raises the first error (``ConfigError``: one line)."""
+    for t in spec.trials():
+        trial_config(spec, t)
+
+
+class _ConfigCheck:
+    """:func:`check_configs` in a child process, started at once and read by :meth:`result`.
+
+    Building a config imports the study and so torch (seconds of CPU), which the sweep's own process does not
+    need otherwise: in a child it runs on another core while this process imports Tune and Ray starts, and
+    the driver never loads torch. A bad config still fails in one line before any trial runs. The child gets
+    this process's ``sys.path``, so it imports the same lmlab and the same ``module:Class`` study."""
+
+    def __init__(self, spec: SweepSpec):
+        import subprocess
+
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        self._proc = subprocess.Popen([sys.executable, "-c", "import lmlab.sweep as s; s._check_configs_child()"],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True, env=env)
+        self._spec = json.dumps(asdict(spec))
+
+    def result(self) -> None:
+        out, err = self._proc.communicate(self._spec)
+        lines = [ln for ln in out.splitlines() if ln.startswith("{")]
+        verdict = json.loads(lines[-1]) if lines else {}
+        if self._proc.returncode == 0 and verdict.get("ok"):
+            return
+        message = verdict.get("message")
+        if message is None:  # not an error a config makes: show the child's traceback
+            raise RuntimeError(f"checking the trials' configs failed (exit {self._proc.returncode}):\n{err.strip()}")
+        raise (ValueError if verdict.get("kind") == "ValueError" else ConfigError)(message)
+
+    def kill(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.communicate()
+
+
+def _check_configs_child() -> None:
+    """The child of :class:`_ConfigCheck`: the spec as JSON on stdin, one JSON verdict line on stdout."""
+    spec = SweepSpec(**json.loads(sys.stdin.read()))
+    try:
+        check_configs(spec)
+    except (ConfigError, ValueError) as e:
+        kind = "ConfigError" if isinstance(e, ConfigError) else "ValueError"
+        print(json.dumps({"ok": False, "kind": kind, "message": str(e).strip("'\"")}), flush=True)
+        sys.exit(3)
+    print(json.dumps({"ok": True}), flush=True)
+
+
 # -- one trial (runs in a Ray worker) -------------------------------------------------------------------------
 def run_trial(config: dict[str, Any]) -> dict[str, Any]:
     """Ray Tune function trainable: one (seed, grid point) of the study, into its own run directory.
@@ -650,17 +702,22 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, address: str | None = None, h
         raise ConfigError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
     if not 0 < holds_share <= 1:
         raise ConfigError(f"--holds-share must be in (0, 1], got {holds_share}")
-    # Ray starts in the background while this thread checks every trial's config (which imports the
-    # study and torch) and writes the spec and table; a bad config still fails here, in one line, before
-    # any trial runs (and the instance just started is stopped).
+    # Every trial's config is checked in a child process (it imports the study and torch) while Ray starts
+    # in a background thread and this thread imports Tune; a bad config still fails here, in one line,
+    # before any trial runs (and the instance just started is stopped).
     ray_env(address)
     preload = [m for m in [study_module(spec.study)] if m]
+    checker = _ConfigCheck(spec)
     _RayOwner.join_stopping()
     ray_owner = _RayOwner(address, num_cpus, preload)
     try:
-        for t in spec.trials():
-            trial_config(spec, t)
+        from ray import tune  # Ray itself is imported by the background thread first (ray_env is set)
+        from tqdm.auto import tqdm
+
+        clock["tune_imported"] = time.time()
+        checker.result()
     except BaseException:
+        checker.kill()
         ray_owner.stop(wait=False)  # the error is reported now; Ray stops once it is up
         raise
     clock["configs_checked"] = time.time()
@@ -694,10 +751,6 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, address: str | None = None, h
         shutil.rmtree(out / "tune", ignore_errors=True)
     state.write()
     clock["table_written"] = time.time()
-    from ray import tune  # while Ray's servers start (Ray was imported by the background thread first)
-    from tqdm.auto import tqdm
-
-    clock["tune_imported"] = time.time()
     try:
         ray_owner.wait()
     except BaseException:
@@ -770,8 +823,8 @@ def breakdown(clock: dict[str, float], done: list[dict[str, Any] | None]) -> dic
         "driver": {"check_configs_s": span("start", "configs_checked"),
                    "write_spec_and_table_s": span("configs_checked", "table_written"),
                    "ray_start_background_s": span("start", "ray_started"),
-                   "import_tune_s": span("table_written", "tune_imported"),
-                   "wait_for_ray_s": span("tune_imported", "ray_waited"),
+                   "import_tune_s": span("start", "tune_imported"),
+                   "wait_for_ray_s": span("table_written", "ray_waited"),
                    "tune_setup_s": span("ray_waited", "fit_start"), "fit_s": span("fit_start", "fit_end"),
                    "table_summary_figures_s": span("fit_end", "written"),
                    "ray_stop_background_s": span("fit_end", "ray_stopped"),
