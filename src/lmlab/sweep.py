@@ -657,11 +657,41 @@ def _callback_class() -> type:
 
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             self._finish(trial, None)
+            _prefetch_report(trials)
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             self._finish(trial, _trial_error_text(trial))
+            _prefetch_report(trials)
 
     return SweepCallback
+
+
+def _prefetch_report(trials: list) -> None:
+    """Once a trial has ended while others still run (a core is free), import what the sweep's figures need
+    (matplotlib: about a CPU-second) in a background thread, instead of after the last trial."""
+    from lmlab import sweep  # the live module (Tune pickles the callback by value)
+
+    if sweep._PREFETCHED or not any(getattr(t, "status", None) in ("RUNNING", "PENDING") for t in trials):
+        return
+    import threading
+
+    sweep._PREFETCHED = True
+    threading.Thread(target=_import_report, name="lmlab-report-import", daemon=True).start()
+
+
+_PREFETCHED = False
+
+
+def _import_report() -> None:
+    try:
+        import lmlab.report  # noqa: F401
+
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot  # noqa: F401
+    except Exception:  # the figures import it again and report the real error
+        pass
 
 
 def _trial_name(trial: Any) -> str:
