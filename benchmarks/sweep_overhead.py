@@ -116,10 +116,13 @@ def sweep_on_running_ray(sweep_args: list[str], out: Path) -> tuple[float, list[
 
 def _kind(proc: Any, root: int) -> str:
     try:
-        text = " ".join(proc.cmdline()) + " " + proc.name()
+        name = proc.name()
+        text = " ".join(proc.cmdline()) + " " + name
     except Exception:
         return "other"
-    for kind, key in [("gcs_server", "gcs_server"), ("raylet", "raylet"), ("api_server", "dashboard/dashboard.py"),
+    if name in ("gcs_server", "raylet"):
+        return name
+    for kind, key in [("api_server", "dashboard/dashboard.py"),
                       ("dashboard_agent", "DashboardAgent"), ("dashboard_agent", "dashboard/agent.py"),
                       ("runtime_env_agent", "RuntimeEnvAgent"), ("runtime_env_agent", "runtime_env/agent"),
                       ("autoscaler_monitor", "autoscaler/_private/monitor.py"), ("log_monitor", "log_monitor.py"),
