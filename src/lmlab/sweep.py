@@ -657,21 +657,22 @@ def _callback_class() -> type:
 
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             self._finish(trial, None)
-            _prefetch_report(trials)
+            _prefetch_report(trials, trial)
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             self._finish(trial, _trial_error_text(trial))
-            _prefetch_report(trials)
+            _prefetch_report(trials, trial)
 
     return SweepCallback
 
 
-def _prefetch_report(trials: list) -> None:
+def _prefetch_report(trials: list, ended: Any) -> None:
     """Once a trial has ended while others still run (a core is free), import what the sweep's figures need
     (matplotlib: about a CPU-second) in a background thread, instead of after the last trial."""
     from lmlab import sweep  # the live module (Tune pickles the callback by value)
 
-    if sweep._PREFETCHED or not any(getattr(t, "status", None) in ("RUNNING", "PENDING") for t in trials):
+    if sweep._PREFETCHED or not any(getattr(t, "status", None) in ("RUNNING", "PENDING") for t in trials
+                                    if t is not ended):
         return
     import threading
 
