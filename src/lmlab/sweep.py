@@ -165,11 +165,17 @@ class _ConfigCheck:
     Building a config imports the study and so torch (seconds of CPU), which the sweep's own process does not
     need otherwise: in a child it runs on another core while this process imports Tune and Ray starts, and
     the driver never loads torch. A bad config still fails in one line before any trial runs. The child gets
-    this process's ``sys.path``, so it imports the same lmlab and the same ``module:Class`` study."""
+    this process's ``sys.path``, so it imports the same lmlab and the same ``module:Class`` study. When the
+    study's module is already imported here (a test, a notebook), the check runs here: it costs nothing then."""
 
     def __init__(self, spec: SweepSpec):
         import subprocess
 
+        self._spec_obj: SweepSpec | None = None
+        module = study_module(spec.study)
+        if module and module in sys.modules:
+            self._spec_obj, self._proc = spec, None
+            return
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         self._proc = subprocess.Popen([sys.executable, "-c", "import lmlab.sweep as s; s._check_configs_child()"],
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -177,6 +183,9 @@ class _ConfigCheck:
         self._spec = json.dumps(asdict(spec))
 
     def result(self) -> None:
+        if self._proc is None:
+            check_configs(self._spec_obj)
+            return
         out, err = self._proc.communicate(self._spec)
         lines = [ln for ln in out.splitlines() if ln.startswith("{")]
         verdict = json.loads(lines[-1]) if lines else {}
@@ -188,6 +197,8 @@ class _ConfigCheck:
         raise (ValueError if verdict.get("kind") == "ValueError" else ConfigError)(message)
 
     def kill(self) -> None:
+        if self._proc is None:
+            return
         if self._proc.poll() is None:
             self._proc.kill()
         self._proc.communicate()
