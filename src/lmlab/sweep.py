@@ -750,10 +750,12 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, address: str | None = None, h
     ray_env(address)
     preload = [m for m in [study_module(spec.study)] if m]
     checker = _ConfigCheck(spec)
+    import ray  # noqa: F401  (here, after ray_env, so that this thread and Ray's never import it at once)
+
     _RayOwner.join_stopping()
     ray_owner = _RayOwner(address, num_cpus, preload)
     try:
-        from ray import tune  # Ray itself is imported by the background thread first (ray_env is set)
+        from ray import tune
         from tqdm.auto import tqdm
 
         clock["tune_imported"] = time.time()
