@@ -24,6 +24,13 @@ overhead_vs_parallel = sweep / parallel - 1 (what the sweep adds to the same two
 sweep_fixed_s = sweep - the slower trial's study time (everything but the study itself).
 Each run is a fresh process, so every path pays Python's and torch's imports alike.
 
+``--fixed-cost`` measures only the sweep's fixed cost, for a machine where only one core can be had (e.g.
+one `heavy` slot): for the current code and, with ``--baseline-src``, the code before, alternately
+(``--repeat`` rounds): one plain `lmlab run --threads 1` and a one-trial `lmlab sweep --seeds 0 --num-cpus 1`
+of the same config; fixed cost = sweep wall time - the trial's study time, extra = sweep - plain run (what
+the sweep adds to the run it schedules), and the CPU-seconds of every process of each command by kind
+(the sweep's own process, the config check, Ray's servers, the trial's worker), polled with psutil.
+
     heavy --exclusive .venv/bin/python benchmarks/sweep_overhead.py --out benchmarks/results/sweep_overhead.json
 """
 
@@ -38,6 +45,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 DEFAULT_SETS = ["train.steps=100", "train.eval_every=50", "train.checkpoint_every=50", "eval_size=256",
                 "three_param_steps=1000"]
@@ -106,6 +114,91 @@ def sweep_on_running_ray(sweep_args: list[str], out: Path) -> tuple[float, list[
     return seconds, [study_seconds(d) for d in sorted((out / "runs").iterdir())]
 
 
+def _kind(proc: Any, root: int) -> str:
+    try:
+        name = proc.name()
+        text = " ".join(proc.cmdline()) + " " + name
+    except Exception:
+        return "other"
+    if name in ("gcs_server", "raylet"):
+        return name
+    for kind, key in [("api_server", "dashboard/dashboard.py"),
+                      ("dashboard_agent", "DashboardAgent"), ("dashboard_agent", "dashboard/agent.py"),
+                      ("runtime_env_agent", "RuntimeEnvAgent"), ("runtime_env_agent", "runtime_env/agent"),
+                      ("autoscaler_monitor", "autoscaler/_private/monitor.py"), ("log_monitor", "log_monitor.py"),
+                      ("config_check", "_check_configs_child"), ("ray_worker", "ray::"),
+                      ("ray_worker", "default_worker.py")]:
+        if key in text:
+            return kind
+    return "lmlab" if proc.pid == root else "other"
+
+
+def watched(args: list[str], env: dict | None = None) -> tuple[float, dict[str, float]]:
+    """Run ``python -m lmlab ARGS``; wall seconds and CPU-seconds by process kind of its whole process tree
+    (polled every 0.2 s, so a process that lives less than that is missed; the poll itself is not counted)."""
+    import psutil
+
+    t = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "lmlab", *args], stdout=subprocess.DEVNULL, env=env)
+    root = psutil.Process(proc.pid)
+    cpu: dict[int, tuple[str, float]] = {}
+    while proc.poll() is None:
+        try:
+            tree = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            tree = []
+        for p in tree:
+            try:
+                c = p.cpu_times()
+                kind = cpu[p.pid][0] if p.pid in cpu and cpu[p.pid][0] != "other" else _kind(p, root.pid)
+                cpu[p.pid] = (kind, c.user + c.system)
+            except psutil.Error:
+                pass
+        time.sleep(0.2)
+    wall = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise subprocess.CalledProcessError(proc.returncode, proc.args)
+    by: dict[str, float] = {}
+    for kind, seconds in cpu.values():
+        by[kind] = round(by.get(kind, 0.0) + seconds, 2)
+    return wall, dict(sorted(by.items(), key=lambda kv: -kv[1]))
+
+
+def fixed_cost(study: str, common: list[str], tmp: Path, baseline_src: Path | None, repeat: int) -> dict:
+    """One plain run and a one-trial sweep of the same config per code version, alternately, ``repeat`` rounds."""
+    versions = {"current": dict(os.environ)}
+    if baseline_src:
+        versions = {"baseline": {**os.environ, "PYTHONPATH": os.pathsep.join(
+            [str(baseline_src.resolve()), os.environ.get("PYTHONPATH", "")])}, **versions}
+    rounds: dict[str, list[dict]] = {v: [] for v in versions}
+    for r in range(repeat):
+        for name, env in versions.items():
+            d = tmp / f"{name}{r}"
+            run_s, run_cpu = watched(["run", study, *common, "--seed", "0", "--threads", "1", "--no-progress",
+                                      "--out", str(d / "run")], env)
+            sweep_s, sweep_cpu = watched(["sweep", study, *common, "--seeds", "0", "--cpus-per-trial", "1",
+                                          "--num-cpus", "1", "--no-progress", "--out", str(d / "sweep")], env)
+            trial_study = study_seconds(next((d / "sweep" / "runs").iterdir()))
+            timings = d / "sweep" / "sweep-timings.json"
+            rounds[name].append({
+                "run_s": round(run_s, 2), "run_study_s": study_seconds(d / "run"), "sweep_s": round(sweep_s, 2),
+                "sweep_trial_study_s": trial_study, "sweep_fixed_s": round(sweep_s - trial_study, 2),
+                "sweep_minus_run_s": round(sweep_s - run_s, 2),
+                "run_cpu_s": round(sum(run_cpu.values()), 2), "sweep_cpu_s": round(sum(sweep_cpu.values()), 2),
+                "sweep_cpu_s_by_kind": sweep_cpu,
+                "sweep_breakdown": json.loads(timings.read_text()) if timings.exists() else None})
+    out: dict[str, Any] = {"rounds": rounds}
+    for name, rs in rounds.items():
+        for key in ("sweep_fixed_s", "sweep_minus_run_s", "sweep_cpu_s", "run_cpu_s"):
+            out[f"{name}_{key}_mean"] = round(sum(r[key] for r in rs) / len(rs), 2)
+    if baseline_src:
+        for key in ("sweep_fixed_s", "sweep_minus_run_s"):
+            b, c = out[f"baseline_{key}_mean"], out[f"current_{key}_mean"]
+            out[f"{key}_saved"] = round(b - c, 2)
+            out[f"{key}_ratio_current_to_baseline"] = round(c / b, 3) if b else None
+    return out
+
+
 def study_seconds(run_dir: Path) -> float:
     return json.loads((run_dir / "summary.json").read_text())["seconds"]
 
@@ -120,10 +213,26 @@ def main() -> None:
                     help="also run the sweep against a Ray instance started before the clock (--address)")
     ap.add_argument("--baseline-src", type=Path, default=None,
                     help="also run the sweep with this src directory first on PYTHONPATH (the code before a change)")
+    ap.add_argument("--fixed-cost", action="store_true",
+                    help="only the sweep's fixed cost on one core: a plain run and a one-trial sweep per code version")
+    ap.add_argument("--repeat", type=int, default=2, help="rounds of --fixed-cost (versions alternate)")
     args = ap.parse_args()
     sets = args.sets or DEFAULT_SETS
     common = ["--quick", *sum((["--set", s] for s in sets), [])]
     tmp = Path(tempfile.mkdtemp(prefix="lmlab-bench-sweep-"))
+    if args.fixed_cost:
+        try:
+            result = {"benchmark": "sweep_fixed_cost", "study": args.study, "overrides": sets, "cores": os.cpu_count(),
+                      "baseline_src": str(args.baseline_src) if args.baseline_src else None,
+                      **fixed_cost(args.study, common, tmp, args.baseline_src, args.repeat),
+                      "load_average_1min_at_end": round(os.getloadavg()[0], 2)}
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        text = json.dumps(result, indent=2)
+        print(text)
+        if args.out:
+            args.out.write_text(text + "\n")
+        return
     env = {**os.environ, "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2"}
     try:
         serial = sum(lmlab("run", args.study, *common, "--seed", str(s), "--threads", "2", "--no-progress",

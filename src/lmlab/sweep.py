@@ -26,6 +26,8 @@ point (default :data:`lmlab.claims.HOLDS_SHARE`); a trial that raised counts as 
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import itertools
 import json
 import logging
@@ -37,7 +39,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from lmlab.claims import HOLDS_SHARE, Summary, aggregate, finite
 from lmlab.config import ConfigError
@@ -149,6 +151,69 @@ def trial_config(spec: SweepSpec, trial: Trial, progress: bool = False) -> Any:
     cfg = make_config(study, quick=spec.quick, config_file=spec.config_file, overrides=overrides, seed=trial.seed,
                       device=device, progress=progress)
     return study, cfg
+
+
+def check_configs(spec: SweepSpec) -> None:
+    """Build every trial's config (as the trial will); raises the first error (``ConfigError``: one line)."""
+    for t in spec.trials():
+        trial_config(spec, t)
+
+
+class _ConfigCheck:
+    """:func:`check_configs` in a child process, started at once and read by :meth:`result`.
+
+    Building a config imports the study and so torch (seconds of CPU), which the sweep's own process does not
+    need otherwise: in a child it runs on another core while this process imports Tune and Ray starts, and
+    the driver never loads torch. A bad config still fails in one line before any trial runs. The child gets
+    this process's ``sys.path``, so it imports the same lmlab and the same ``module:Class`` study. When the
+    study's module is already imported here (a test, a notebook), the check runs here: it costs nothing then."""
+
+    def __init__(self, spec: SweepSpec):
+        import subprocess
+
+        self._spec_obj: SweepSpec | None = None
+        module = study_module(spec.study)
+        if module and module in sys.modules:
+            self._spec_obj, self._proc = spec, None
+            return
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        self._proc = subprocess.Popen([sys.executable, "-c", "import lmlab.sweep as s; s._check_configs_child()"],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True, env=env)
+        self._spec = json.dumps(asdict(spec))
+
+    def result(self) -> None:
+        if self._proc is None:
+            check_configs(self._spec_obj)
+            return
+        out, err = self._proc.communicate(self._spec)
+        lines = [ln for ln in out.splitlines() if ln.startswith("{")]
+        verdict = json.loads(lines[-1]) if lines else {}
+        if self._proc.returncode == 0 and verdict.get("ok"):
+            return
+        message = verdict.get("message")
+        if message is None:  # not an error a config makes: show the child's traceback
+            raise RuntimeError(f"checking the trials' configs failed (exit {self._proc.returncode}):\n{err.strip()}")
+        raise (ValueError if verdict.get("kind") == "ValueError" else ConfigError)(message)
+
+    def kill(self) -> None:
+        if self._proc is None:
+            return
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.communicate()
+
+
+def _check_configs_child() -> None:
+    """The child of :class:`_ConfigCheck`: the spec as JSON on stdin, one JSON verdict line on stdout."""
+    spec = SweepSpec(**json.loads(sys.stdin.read()))
+    try:
+        check_configs(spec)
+    except (ConfigError, ValueError) as e:
+        kind = "ConfigError" if isinstance(e, ConfigError) else "ValueError"
+        print(json.dumps({"ok": False, "kind": kind, "message": str(e).strip("'\"")}), flush=True)
+        sys.exit(3)
+    print(json.dumps({"ok": True}), flush=True)
 
 
 # -- one trial (runs in a Ray worker) -------------------------------------------------------------------------
@@ -348,9 +413,12 @@ class SweepState:
                        "holds_share": self.holds_share, **self.counts(),
                        "grid": {k: [_value(v) for v in vs] for k, vs in self.spec.grid.items()}, "points": points})
 
-    def write(self) -> None:
+    def write(self) -> dict[str, Any]:
+        """Write the table and ``sweep-summary.json``; returns the summary."""
         self.write_table()
-        atomic_write_text(self.out / "sweep-summary.json", json.dumps(self.sweep_summary(), indent=2) + "\n")
+        summary = self.sweep_summary()
+        atomic_write_text(self.out / "sweep-summary.json", json.dumps(summary, indent=2) + "\n")
+        return summary
 
 
 def _last_line(text: str) -> str:
@@ -364,6 +432,10 @@ def ray_env(address: str | None = None) -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no per-trial CSV/TensorBoard files
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's older reporter is silent at verbose=0; ours is the bar
+    # Ray lowers its workers' priority by 15 (nice 15); a trial is the sweep's real work, so it keeps the
+    # priority `lmlab sweep` was started with, as `lmlab run` does (on a busy machine the trials otherwise
+    # crawl behind everything else). Ray reads this when a local instance starts its workers.
+    os.environ.setdefault("RAY_worker_niceness", "0")
     if address is None or address.split("://")[-1].startswith(("127.", "localhost")):
         # On Linux Ray resolves 127.0.0.1 to the machine's outward address (for multi-node clusters) and
         # binds its servers there; this switch keeps a single-node instance on the loopback interface.
@@ -416,8 +488,9 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus:
             # the local raylet and its workers inherit this process's environment
             os.environ[PRELOAD_ENV] = ",".join(preload)
             runtime_env = {"worker_process_setup_hook": "lmlab.sweep.warm_worker"}
-        ray.init(num_cpus=num_cpus, num_gpus=num_gpus, object_store_memory=OBJECT_STORE_BYTES,
-                 _node_ip_address="127.0.0.1", runtime_env=runtime_env, _system_config=_system_config(), **kwargs)
+        with _lean_head():
+            ray.init(num_cpus=num_cpus, num_gpus=num_gpus, object_store_memory=OBJECT_STORE_BYTES,
+                     _node_ip_address="127.0.0.1", runtime_env=runtime_env, _system_config=_system_config(), **kwargs)
         ip = ray.util.get_node_ip_address()
         if not ip.startswith("127."):
             warnings.warn(f"the local Ray instance listens on {ip}, not 127.0.0.1: Ray was imported before "
@@ -448,6 +521,53 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
     except OSError as e:
         raise ConfigError(f"--address {address}: nothing answers there ({e.strerror or e}); start the cluster "
                           "(ray start --head) or give its GCS address (HOST:6379) or ray://HOST:10001") from None
+
+
+#: set to 0 to start a local instance with all of Ray's head processes (see :func:`_lean_head`)
+LEAN_ENV = "LMLAB_SWEEP_LEAN_RAY"
+
+
+@contextlib.contextmanager
+def _lean_head() -> Iterator[None]:
+    """While ``ray.init`` starts a local instance, leave out three head processes a one-machine sweep never uses:
+    the autoscaler monitor (a fixed local instance has nothing to scale), the log monitor (trials' output is
+    not sent to the driver: ``log_to_driver=False``) and the API server (with ``include_dashboard=False`` Ray
+    still starts it, for usage statistics, which are off, and the job/state APIs, which a sweep does not call).
+    Each is a Python process that costs about a CPU-second to start, on the critical path of a short sweep.
+    ``ray.init`` has no switch for them (``ray start --head`` has two, but its head outlives the sweep), so
+    this sets the two ``RayParams`` fields Ray's own CLI sets and skips ``Node.start_api_server``, for the
+    duration of the call only. If Ray's internals are not what this expects, Ray starts as usual.
+    ``LMLAB_SWEEP_LEAN_RAY=0`` keeps Ray's defaults."""
+    if os.environ.get(LEAN_ENV, "1") == "0":
+        yield
+        return
+    try:
+        import ray._private.node as ray_node
+        import ray._private.parameter as ray_parameter
+
+        params_cls, node_cls = ray_parameter.RayParams, ray_node.Node
+        fields = inspect.signature(params_cls).parameters
+        if not ({"no_monitor", "include_log_monitor"} <= set(fields) and hasattr(node_cls, "start_api_server")):
+            raise AttributeError("Ray's head-node internals changed")
+    except Exception:  # another Ray version: start it with its defaults
+        yield
+        return
+
+    class LeanParams(params_cls):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kw: Any) -> None:
+            kw.setdefault("no_monitor", True)
+            kw.setdefault("include_log_monitor", False)
+            super().__init__(*args, **kw)
+
+    class LeanNode(node_cls):  # type: ignore[misc, valid-type]
+        def start_api_server(self, *args: Any, **kw: Any) -> None:
+            return None
+
+    ray_parameter.RayParams, ray_node.Node = LeanParams, LeanNode
+    try:
+        yield
+    finally:
+        ray_parameter.RayParams, ray_node.Node = params_cls, node_cls
 
 
 def _system_config() -> dict[str, Any]:
@@ -548,11 +668,42 @@ def _callback_class() -> type:
 
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             self._finish(trial, None)
+            _prefetch_report(trials, trial)
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             self._finish(trial, _trial_error_text(trial))
+            _prefetch_report(trials, trial)
 
     return SweepCallback
+
+
+def _prefetch_report(trials: list, ended: Any) -> None:
+    """Once a trial has ended while others still run (a core is free), import what the sweep's figures need
+    (matplotlib: about a CPU-second) in a background thread, instead of after the last trial."""
+    from lmlab import sweep  # the live module (Tune pickles the callback by value)
+
+    if sweep._PREFETCHED or not any(getattr(t, "status", None) in ("RUNNING", "PENDING") for t in trials
+                                    if t is not ended):
+        return
+    import threading
+
+    sweep._PREFETCHED = True
+    threading.Thread(target=_import_report, name="lmlab-report-import", daemon=True).start()
+
+
+_PREFETCHED = False
+
+
+def _import_report() -> None:
+    try:
+        import lmlab.report  # noqa: F401
+
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot  # noqa: F401
+    except Exception:  # the figures import it again and report the real error
+        pass
 
 
 def _trial_name(trial: Any) -> str:
@@ -593,17 +744,24 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, address: str | None = None, h
         raise ConfigError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
     if not 0 < holds_share <= 1:
         raise ConfigError(f"--holds-share must be in (0, 1], got {holds_share}")
-    # Ray starts in the background while this thread checks every trial's config (which imports the
-    # study and torch) and writes the spec and table; a bad config still fails here, in one line, before
-    # any trial runs (and the instance just started is stopped).
+    # Every trial's config is checked in a child process (it imports the study and torch) while Ray starts
+    # in a background thread and this thread imports Tune; a bad config still fails here, in one line,
+    # before any trial runs (and the instance just started is stopped).
     ray_env(address)
     preload = [m for m in [study_module(spec.study)] if m]
+    checker = _ConfigCheck(spec)
+    import ray  # noqa: F401  (here, after ray_env, so that this thread and Ray's never import it at once)
+
     _RayOwner.join_stopping()
     ray_owner = _RayOwner(address, num_cpus, preload)
     try:
-        for t in spec.trials():
-            trial_config(spec, t)
+        from ray import tune
+        from tqdm.auto import tqdm
+
+        clock["tune_imported"] = time.time()
+        checker.result()
     except BaseException:
+        checker.kill()
         ray_owner.stop(wait=False)  # the error is reported now; Ray stops once it is up
         raise
     clock["configs_checked"] = time.time()
@@ -637,10 +795,6 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, address: str | None = None, h
         shutil.rmtree(out / "tune", ignore_errors=True)
     state.write()
     clock["table_written"] = time.time()
-    from ray import tune  # while Ray's servers start (Ray was imported by the background thread first)
-    from tqdm.auto import tqdm
-
-    clock["tune_imported"] = time.time()
     try:
         ray_owner.wait()
     except BaseException:
@@ -688,8 +842,7 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, address: str | None = None, h
     _LIVE.pop(str(out), None)
     ray_owner.stop(wait=False)  # a local instance stops in the background while the table and figures are written
     state = SweepState(spec, out, holds_share)
-    state.write()
-    summary = state.sweep_summary()
+    summary = state.write()
     from lmlab.report import sweep_figures
 
     sweep_figures(summary, out)
@@ -714,8 +867,8 @@ def breakdown(clock: dict[str, float], done: list[dict[str, Any] | None]) -> dic
         "driver": {"check_configs_s": span("start", "configs_checked"),
                    "write_spec_and_table_s": span("configs_checked", "table_written"),
                    "ray_start_background_s": span("start", "ray_started"),
-                   "import_tune_s": span("table_written", "tune_imported"),
-                   "wait_for_ray_s": span("tune_imported", "ray_waited"),
+                   "import_tune_s": span("start", "tune_imported"),
+                   "wait_for_ray_s": span("table_written", "ray_waited"),
                    "tune_setup_s": span("ray_waited", "fit_start"), "fit_s": span("fit_start", "fit_end"),
                    "table_summary_figures_s": span("fit_end", "written"),
                    "ray_stop_background_s": span("fit_end", "ray_stopped"),

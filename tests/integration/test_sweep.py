@@ -54,6 +54,32 @@ def test_bad_override_fails_before_any_trial_runs(tmp_path, ray_address):
     assert not (tmp_path / "tune").exists() and not (tmp_path / "runs").exists()
 
 
+def test_local_instance_leaves_out_the_head_processes_a_sweep_does_not_use(ray_address):
+    import ray
+
+    node = ray._private.worker._global_node
+    if node is None or not node.head:
+        pytest.skip("Ray was started outside this module")
+    kinds = set(node.all_processes)
+    assert {"gcs_server", "raylet"} <= kinds and not kinds & {"monitor", "log_monitor", "dashboard"}
+
+
+@pytest.mark.slow
+def test_configs_are_checked_in_a_child_unless_the_study_is_imported_here():
+    import lmlab.studies.toy  # noqa: F401
+    from lmlab.sweep import _ConfigCheck
+
+    here = _ConfigCheck(SweepSpec(TOY, [0], {"train.lrr": ["1"]}))
+    assert here._proc is None
+    with pytest.raises(ConfigError, match="train.lrr"):
+        here.result()
+    child = _ConfigCheck(SweepSpec(TOY.replace("toy:", "toy_missing:"), [0]))  # a module not imported here
+    assert child._proc is not None
+    with pytest.raises(ConfigError, match="cannot import"):
+        child.result()
+    _ConfigCheck(SweepSpec(TOY, [0, 1], overrides=FAST)).result()
+
+
 @pytest.mark.slow
 def test_sweep_of_three_seeds_by_two_configs_completes_and_reports_a_failing_trial(tmp_path, ray_address):
     # one sweep for both behaviours (each Ray Tune run costs seconds of setup): seed 1 raises in every config
