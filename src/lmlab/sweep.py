@@ -154,9 +154,16 @@ def trial_config(spec: SweepSpec, trial: Trial, progress: bool = False) -> Any:
 
 
 def check_configs(spec: SweepSpec) -> None:
-    """Build every trial's config (as the trial will); raises the first error (``ConfigError``: one line)."""
+    """Build every trial's config (as the trial will) and check its model's capabilities (as ``lmlab run``
+    does before writing anything); raises the first error (``ConfigError``: one line)."""
+    from lmlab.lm.base import LMError
+
     for t in spec.trials():
-        trial_config(spec, t)
+        study, cfg = trial_config(spec, t)
+        try:
+            study.check_lm(cfg)  # e.g. an endpoint for a study that trains the model: fail before Ray starts
+        except LMError as e:
+            raise ConfigError(str(e)) from None
 
 
 class _ConfigCheck:

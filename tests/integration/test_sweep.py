@@ -54,6 +54,15 @@ def test_bad_override_fails_before_any_trial_runs(tmp_path, ray_address):
     assert not (tmp_path / "tune").exists() and not (tmp_path / "runs").exists()
 
 
+def test_model_without_a_needed_capability_fails_before_any_trial_runs(tmp_path):
+    # llm-sinks reads attention patterns: an OpenAI-compatible endpoint cannot give them (never contacted)
+    from lmlab.sweep import check_configs
+
+    spec = SweepSpec("llm-sinks", [0], overrides=["lm.model=http://127.0.0.1:9/v1#m"], quick=True)
+    with pytest.raises(ConfigError, match="capabilit"):
+        check_configs(spec)
+
+
 def test_local_instance_leaves_out_the_head_processes_a_sweep_does_not_use(ray_address):
     import ray
 
