@@ -46,6 +46,8 @@ def main() -> None:
     ap.add_argument("--budget-seconds", type=float, default=None,
                     help="set the steps from a wall-clock budget: time a 12-step probe on a throwaway copy of the "
                          "model, then steps = budget / seconds per step (overrides --steps)")
+    ap.add_argument("--budget-like", default=None,
+                    help="as --budget-seconds, with the budget = the training seconds of this arm's row in the log")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -82,15 +84,22 @@ def main() -> None:
                                                        task.prompt_len))
 
         t_data = time.time() - t0
-        steps, probe = args.steps, None
-        if args.budget_seconds:  # the probe's model is a copy: the trained model starts from the same init
-            n_probe = 12
-            with tempfile.TemporaryDirectory() as tmp:
-                pr = train(copy.deepcopy(model), base.train.replace(steps=n_probe, progress=False, eval_every=10**9,
-                                                                   warmup_steps=1, checkpoint_every=10**9).seeded(
-                    args.seed), batch_fn, Path(tmp))
-            probe = pr.seconds / n_probe
-            steps = max(10, int(args.budget_seconds / probe))
+        steps, probe, budget = args.steps, None, args.budget_seconds
+        if args.budget_like:  # the same wall-clock training time as an arm already in the log
+            prev = [json.loads(x) for x in log.read_text().splitlines()] if log.exists() else []
+            budget = next(r["train_seconds"] for r in prev if r.get("arm", r["order"]) == args.budget_like)
+        if budget:  # the probe's model is a copy: the trained model starts from the same init
+            # seconds per step = (time of 12 steps - time of 2 steps) / 10, after a discarded 2-step warm-up: the
+            # first steps of a process carry one-off costs (allocations, first autograd graph) that made a plain
+            # 12-step mean about twice the running rate
+            t = {}
+            for n_probe in (2, 2, 12):
+                with tempfile.TemporaryDirectory() as tmp:
+                    t[n_probe] = train(copy.deepcopy(model), base.train.replace(
+                        steps=n_probe, progress=False, eval_every=10**9, warmup_steps=1,
+                        checkpoint_every=10**9).seeded(args.seed), batch_fn, Path(tmp)).seconds
+            probe = (t[12] - t[2]) / 10 if t[12] > t[2] else t[12] / 12
+            steps = max(10, int(budget / probe))
             print(f"{arm}: probe {probe:.3f} s/step -> {steps} steps", flush=True)
         tcfg = base.train.replace(steps=steps, progress=False, eval_every=max(1, steps // 4),
                                   warmup_steps=min(base.train.warmup_steps, steps // 2),
@@ -99,6 +108,7 @@ def main() -> None:
         row = {"arm": arm, "order": order, "size": task_cfg.size, "n_keys": task_cfg.n_keys, "steps": steps,
                "model": {k: getattr(model.cfg, k) for k in ("n_layers", "d_model", "n_heads")},
                "n_params": sum(p.numel() for p in model.parameters()), "probe_seconds_per_step": probe,
+               "budget_seconds": budget,
                "n_train": n_train, "data_seconds": round(t_data, 1), "train_seconds": round(res.seconds, 1),
                "seconds_per_step": round(res.seconds / steps, 3),
                "mean_seq_tokens": float(np.mean([1 + len(p) + len(t) + len(q)
