@@ -66,6 +66,8 @@ def analyse(run: Path, order: str, n_eval: int, n_max: int | None = None) -> dic
     right = logits.argmax(-1) == b.targets
     per: dict[str, list[tuple[float, int]]] = {}
     tf_first_error = Counter()
+    pred = logits.argmax(-1)
+    h_err: dict[str, list[int]] = {"first close_h": [], "close_h": [], "create_h": []}  # |predicted - true| in cost steps
     for r in range(n):
         cont = b.targets[r, P - 1:][b.mask[r, P - 1:]].tolist()  # TRACE trace PLAN path EOS
         kinds = task.token_kinds(cont)
@@ -74,6 +76,12 @@ def analyse(run: Path, order: str, n_eval: int, n_max: int | None = None) -> dic
             per.setdefault(k, []).append((float(ce[r, P - 1 + j]), int(right[r, P - 1 + j])))
             if first is None and not right[r, P - 1 + j]:
                 first = k
+            if k in ("close_h", "create_h"):
+                p_tok, t_tok = int(pred[r, P - 1 + j]), cont[j]
+                e = abs(p_tok - t_tok) if task.vocab.is_cost(p_tok) else 99  # 99: not a cost token at all
+                h_err[k].append(e)
+                if k == "close_h" and len(h_err["first close_h"]) < r + 1:
+                    h_err["first close_h"].append(e)
         tf_first_error[first or "none"] += 1
     by_kind = {k: {"n": len(v), "loss": round(float(np.mean([x[0] for x in v])), 3),
                    "acc": round(float(np.mean([x[1] for x in v])), 3)} for k, v in sorted(per.items())}
@@ -108,6 +116,10 @@ def analyse(run: Path, order: str, n_eval: int, n_max: int | None = None) -> dic
     res = {"arm": run.name, "order": order, "n": n, "steps": row.get("steps"), "model": size or "quick (2L d64)",
            "held_out_loss": round(loss, 4), "teacher_forced_by_kind": by_kind,
            "teacher_forced_first_error_kind": dict(tf_first_error.most_common()),
+           "teacher_forced_h_error": {k: {"acc": round(float(np.mean([e == 0 for e in v])), 3),
+                                          "off_by_1": round(float(np.mean([e == 1 for e in v])), 3),
+                                          "off_by_2_or_more": round(float(np.mean([e >= 2 for e in v])), 3)}
+                                      for k, v in h_err.items()},
            "greedy_first_close_right": first_close / n,
            "greedy_first_divergence_kind": dict(div_kind.most_common()),
            "greedy_first_divergence_token": {"mean": float(np.mean(div_at)) if div_at else None,
