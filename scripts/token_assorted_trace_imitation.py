@@ -27,7 +27,7 @@ import torch
 
 from lmlab.nn import TinyTransformer
 from lmlab.studies.token_assorted import TokenAssortedStudy, build_data, pad_batch, sequence
-from lmlab.tasks.maze import EOS, PAD, TRACE, MazeTask
+from lmlab.tasks.maze import CLOSE, EOS, PAD, PLAN, TRACE, MazeTask
 
 
 def first_divergence(gen: list[int], true: list[int]) -> int | None:
@@ -37,6 +37,18 @@ def first_divergence(gen: list[int], true: list[int]) -> int | None:
         if i >= len(gen) or gen[i] != t:
             return i
     return None if len(gen) == len(true) else len(true)
+
+
+def expansions(tokens: list[int]) -> list[tuple[int, int]]:
+    """The (closed cell, parent) token pairs of a (possibly malformed) trace, in order, up to PLAN: the search's
+    order with the costs left out."""
+    out = []
+    for i, t in enumerate(tokens):
+        if t == PLAN:
+            break
+        if t == CLOSE and i + 4 < len(tokens):
+            out.append((tokens[i + 1], tokens[i + 4]))
+    return out
 
 
 def analyse(run: Path, order: str, n_eval: int, n_max: int | None = None) -> dict:
@@ -98,11 +110,13 @@ def analyse(run: Path, order: str, n_eval: int, n_max: int | None = None) -> dic
         for g in out[:, P:].tolist():
             g = g[: g.index(EOS) + 1] if EOS in g else g
             greedy.append([t for t in g if t != PAD])
-    div_kind, div_at, closes_ok, first_close = Counter(), [], [], 0
+    div_kind, div_at, closes_ok, first_close, order_ok = Counter(), [], [], 0, []
     for i, g in enumerate(greedy):
         true = [TRACE] + ev.traces[i] + ev.plans[i]
         true_kinds = task.token_kinds(true)
         first_close += int(g[:7] == true[:7])  # TRACE have_0 close cell g h parent
+        ge, te = expansions(g), expansions(true)
+        order_ok.append(next((j for j, (a, b_) in enumerate(zip(ge, te)) if a != b_), min(len(ge), len(te))))
         d = first_divergence(g, true)
         if d is None:
             div_kind["none"] += 1
@@ -125,12 +139,60 @@ def analyse(run: Path, order: str, n_eval: int, n_max: int | None = None) -> dic
            "greedy_first_divergence_token": {"mean": float(np.mean(div_at)) if div_at else None,
                                              "median": float(np.median(div_at)) if div_at else None},
            "greedy_expansions_right_before_divergence": {"mean": float(np.mean(closes_ok)),
-                                                         "solver_mean": float(np.mean(n_closes))}}
+                                                         "solver_mean": float(np.mean(n_closes))},
+           # costs left out: how many expansions (closed cell, parent) follow the solver's order before the first
+           # difference, and the share of mazes where the whole order is the solver's
+           "greedy_search_order_right": {"mean": float(np.mean(order_ok)),
+                                         "whole": float(np.mean([k == c for k, c in zip(order_ok, n_closes)]))}}
     for k in ("feasible", "feasible_se", "greedy_solve_rate", "greedy_trace_exact", "greedy_trace_implies_valid_plan",
               "mean_trace_len", "train_seconds", "seconds_per_step", "n_params"):
         if k in row:
             res[k] = row[k]
     return res
+
+
+def markdown(results: list[dict]) -> str:
+    """One column per run: the numbers docs/studies/token-assorted.md reports."""
+    def cell(r: dict, key: str) -> str:
+        tf = r["teacher_forced_by_kind"]
+        if key in tf:
+            return f"{tf[key]['acc']:.2f}"
+        if key == "first close_h":
+            return f"{r['teacher_forced_h_error']['first close_h']['acc']:.2f}"
+        if key == "create_h off by 2+":
+            return f"{r['teacher_forced_h_error']['create_h']['off_by_2_or_more']:.2f}"
+        if key == "divergence":
+            return ", ".join(f"{k} {v}" for k, v in list(r["greedy_first_divergence_kind"].items())[:3])
+        if key == "expansions right":
+            e = r["greedy_expansions_right_before_divergence"]
+            return f"{e['mean']:.2f} of {e['solver_mean']:.1f}"
+        if key == "order":
+            o = r.get("greedy_search_order_right")
+            return f"{o['mean']:.2f}; {o['whole']:.2f}" if o else ""
+        if key == "feasible":
+            return f"{r['feasible']:.2f} ± {r['feasible_se']:.2f}" if "feasible" in r else ""
+        v = r.get(key, "")
+        return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+    rows = [("steps", "steps"), ("parameters", "n_params"), ("seconds per step", "seconds_per_step"),
+            ("held-out loss per token", "held_out_loss"),
+            ("teacher forced acc: `close` keyword (next event)", "close"), ("... closed cell (A* choice)", "close_cell"),
+            ("... closed g", "close_g"), ("... closed h", "close_h"), ("... first expansion's h (start to goal)", "first close_h"),
+            ("... parent", "parent"), ("... `create` keyword", "create"), ("... created cell (neighbours)", "create_cell"),
+            ("... created g", "create_g"), ("... created h", "create_h"),
+            ("... created h wrong by 2 or more (share)", "create_h off by 2+"), ("... `have` (keys)", "have"),
+            ("... plan cells", "plan_cell"),
+            ("greedy first expansion right (`have_0 close cell g h parent`)", "greedy_first_close_right"),
+            ("greedy first divergence (kind of the solver's token: count)", "divergence"),
+            ("greedy expansions right before it (mean, of the solver's)", "expansions right"),
+            ("greedy expansions in the solver's order, costs ignored (mean; share whole)", "order"),
+            ("greedy trace exact", "greedy_trace_exact"),
+            ("greedy trace implies a valid plan", "greedy_trace_implies_valid_plan"),
+            ("1-Feasible-10 (± SE)", "feasible")]
+    out = ["| | " + " | ".join(f"`{r['arm']}`" for r in results) + " |",
+           "|---|" + "---|" * len(results)]
+    out += ["| " + name + " | " + " | ".join(cell(r, key) for r in results) + " |" for name, key in rows]
+    return "\n".join(out)
 
 
 def main() -> None:
@@ -140,8 +202,12 @@ def main() -> None:
     ap.add_argument("--n-eval", type=int, default=100, help="held-out mazes the run was built with (sets n_ctx)")
     ap.add_argument("--n", type=int, default=None, help="analyse only the first N of them")
     ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--from-json", nargs="*", default=None, help="print the markdown table of these results files")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    if args.from_json is not None:
+        print(markdown([r for f in [*args.runs, *args.from_json] for r in json.loads(Path(f).read_text())]))
+        return
     out = [analyse(Path(r), args.order, args.n_eval, args.n) for r in args.runs]
     for r in out:
         print(json.dumps(r), flush=True)
