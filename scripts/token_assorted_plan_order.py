@@ -12,7 +12,9 @@ Writes one JSON row per order to OUT/plan_order.jsonl as each finishes (a rerun 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
+import tempfile
 import time
 from pathlib import Path
 
@@ -37,16 +39,29 @@ def main() -> None:
     ap.add_argument("--n-eval", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--n-layers", type=int, default=None, help="model size (default: the quick config's)")
+    ap.add_argument("--d-model", type=int, default=None)
+    ap.add_argument("--n-heads", type=int, default=None)
+    ap.add_argument("--tag", default=None, help="name of the arm (output folder and row key; default: the order)")
+    ap.add_argument("--budget-seconds", type=float, default=None,
+                    help="set the steps from a wall-clock budget: time a 12-step probe on a throwaway copy of the "
+                         "model, then steps = budget / seconds per step (overrides --steps)")
+    ap.add_argument("--budget-like", default=None,
+                    help="as --budget-seconds, with the budget = the training seconds of this arm's row in the log")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     log = out / "plan_order.jsonl"
-    done = {json.loads(line)["order"] for line in log.read_text().splitlines()} if log.exists() else set()
+    done = ({json.loads(line).get("arm", json.loads(line)["order"]) for line in log.read_text().splitlines()}
+            if log.exists() else set())
     base = TokenAssortedStudy().quick_config()
     n_train = args.n_train or base.n_train
+    size_kw = {k: v for k, v in (("n_layers", args.n_layers), ("d_model", args.d_model), ("n_heads", args.n_heads))
+               if v is not None}
     for order in args.orders:
-        if order in done:
+        arm = args.tag or order
+        if arm in done:
             continue
         task_cfg = base.task.replace(plan_order=order, **({"size": args.size} if args.size else {}),
                                      **({"n_keys": args.keys} if args.keys is not None else {}))
@@ -58,10 +73,7 @@ def main() -> None:
                     for p, t, q in zip(d.prompts, d.traces, d.plans)) + 8
         V = len(task.vocab)
         torch.manual_seed(args.seed)  # the same initialisation for both orders
-        model = TinyTransformer(base.model.replace(d_vocab=V, n_ctx=n_ctx))
-        tcfg = base.train.replace(steps=args.steps, progress=False, eval_every=max(1, args.steps // 4),
-                                  warmup_steps=min(base.train.warmup_steps, args.steps // 2),
-                                  checkpoint_every=args.steps)
+        model = TinyTransformer(base.model.replace(d_vocab=V, n_ctx=n_ctx, **size_kw))
 
         def batch_fn(step: int) -> Batch:  # the study's trace-arm batches (stream 2): the same draws for both orders
             return model_batch(tr, "trace", args.seed, 2, step, base.batch_size, base.mix_tokens,
@@ -72,10 +84,33 @@ def main() -> None:
                                                        task.prompt_len))
 
         t_data = time.time() - t0
-        res = train(model, tcfg.seeded(args.seed), batch_fn, out / order, eval_fn=val)
-        row = {"order": order, "size": task_cfg.size, "n_keys": task_cfg.n_keys, "steps": args.steps,
+        steps, probe, budget = args.steps, None, args.budget_seconds
+        if args.budget_like:  # the same wall-clock training time as an arm already in the log
+            prev = [json.loads(x) for x in log.read_text().splitlines()] if log.exists() else []
+            budget = next(r["train_seconds"] for r in prev if r.get("arm", r["order"]) == args.budget_like)
+        if budget:  # the probe's model is a copy: the trained model starts from the same init
+            # seconds per step = (time of 12 steps - time of 2 steps) / 10, after a discarded 2-step warm-up: the
+            # first steps of a process carry one-off costs (allocations, first autograd graph) that made a plain
+            # 12-step mean about twice the running rate
+            t = {}
+            for n_probe in (2, 2, 12):
+                with tempfile.TemporaryDirectory() as tmp:
+                    t[n_probe] = train(copy.deepcopy(model), base.train.replace(
+                        steps=n_probe, progress=False, eval_every=10**9, warmup_steps=1,
+                        checkpoint_every=10**9).seeded(args.seed), batch_fn, Path(tmp)).seconds
+            probe = (t[12] - t[2]) / 10 if t[12] > t[2] else t[12] / 12
+            steps = max(10, int(budget / probe))
+            print(f"{arm}: probe {probe:.3f} s/step -> {steps} steps", flush=True)
+        tcfg = base.train.replace(steps=steps, progress=False, eval_every=max(1, steps // 4),
+                                  warmup_steps=min(base.train.warmup_steps, steps // 2),
+                                  checkpoint_every=max(1, steps // 4))
+        res = train(model, tcfg.seeded(args.seed), batch_fn, out / arm, eval_fn=val)
+        row = {"arm": arm, "order": order, "size": task_cfg.size, "n_keys": task_cfg.n_keys, "steps": steps,
+               "model": {k: getattr(model.cfg, k) for k in ("n_layers", "d_model", "n_heads")},
+               "n_params": sum(p.numel() for p in model.parameters()), "probe_seconds_per_step": probe,
+               "budget_seconds": budget,
                "n_train": n_train, "data_seconds": round(t_data, 1), "train_seconds": round(res.seconds, 1),
-               "seconds_per_step": round(res.seconds / args.steps, 3),
+               "seconds_per_step": round(res.seconds / steps, 3),
                "mean_seq_tokens": float(np.mean([1 + len(p) + len(t) + len(q)
                                                  for p, t, q in zip(tr.prompts, tr.traces, tr.plans)])),
                "history": [{k: h[k] for k in ("step", "val_loss", "val_plan_loss", "val_plan_exact") if k in h}
@@ -88,6 +123,11 @@ def main() -> None:
                                           "greedy_trace_exact", "greedy_trace_implies_valid_plan",
                                           "mean_trace_len", "failure_reasons")},
                        n_eval=args.n_eval, eval_seconds=round(time.time() - t1, 1))
+            # per maze (greedy tokens, verdicts), for scripts/token_assorted_trace_imitation.py
+            (out / arm / "eval_rows.json").write_text(json.dumps(
+                [{k: x[k] for k in ("feasible", "optimal", "greedy_valid", "greedy_trace_exact",
+                                    "greedy_trace_implies_valid_plan", "tokens", "sample_reasons")}
+                 for x in r["rows"]]) + "\n")
         row["seconds"] = round(time.time() - t0, 1)
         print(json.dumps(row), flush=True)
         with log.open("a") as f:

@@ -216,3 +216,25 @@ def test_goal_first_plans_are_judged_start_first():
     assert ok["valid"] and ok["optimal"] and ok["path"] == m.path
     start_first = [PLAN] + [task.vocab.cell(c) for c in m.path] + [EOS]
     assert not _judge(task, m, start_first, len(task.vocab))["valid"]
+
+
+def test_trace_imitation_script_finds_the_first_divergence():
+    """scripts/token_assorted_trace_imitation.py: the first differing token and the search order with costs left out."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "token_assorted_trace_imitation.py"
+    spec = importlib.util.spec_from_file_location("ta_trace_imitation", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    task = MazeTask(MazeTaskConfig(size=5, n_keys=1, plan_order="goal"), seed=0)
+    m = task.maze(1)
+    true = [TRACE] + task.trace_tokens(m) + task.plan_tokens(m.path)
+    assert mod.first_divergence(true, true) is None
+    assert mod.first_divergence(true[:10], true) == 10  # stopped early
+    bad = list(true)
+    bad[5] = task.vocab.cost(0) if bad[5] != task.vocab.cost(0) else task.vocab.cost(1)  # the first close's h
+    assert mod.first_divergence(bad, true) == 5 and task.token_kinds(true)[5] == "close_h"
+    # costs left out, the search order is untouched by a wrong h
+    assert mod.expansions(bad) == mod.expansions(true)
+    assert len(mod.expansions(true)) == sum(e[0] == "close" for e in m.trace)

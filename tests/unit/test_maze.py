@@ -171,3 +171,24 @@ def test_goal_first_plan_is_one_parent_lookup_per_step():
             g -= 1
     with pytest.raises(ConfigError, match="plan_order"):
         MazeTaskConfig(plan_order="middle")
+
+
+def test_token_kinds_label_each_event_field():
+    task = MazeTask(MazeTaskConfig(size=5, n_keys=1, plan_order="goal"), seed=0)
+    m = task.maze(3)
+    trace = task.trace_tokens(m)
+    toks = [TRACE] + trace + task.plan_tokens(m.path)
+    kinds = task.token_kinds(toks)
+    assert len(kinds) == len(toks) and "other" not in kinds
+    closes = [e for e in m.trace if e[0] == "close"]
+    assert kinds.count("close") == kinds.count("close_cell") == kinds.count("parent") == len(closes)
+    assert kinds.count("create") == kinds.count("create_g") == len(m.trace) - len(closes)
+    assert kinds[:7] == ["TRACE", "have", "close", "close_cell", "close_g", "close_h", "parent"]
+    assert kinds.count("plan_cell") == len(m.path) and kinds[-1] == "EOS" and kinds.count("PLAN") == 1
+    v = task.vocab
+    for t, k in zip(toks, kinds):  # each label matches the token's type
+        if k.endswith("cell") or k == "parent":
+            assert v.is_cell(t)
+        if k.endswith(("_g", "_h")):
+            assert v.is_cost(t)
+    assert task.token_kinds([TRACE, CLOSE, 0]) == ["TRACE", "close", "close_cell"]  # truncated: labels by position

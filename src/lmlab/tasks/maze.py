@@ -390,6 +390,35 @@ class MazeTask:
             return None
         return out
 
+    def token_kinds(self, tokens: list[int]) -> list[str]:
+        """The role of each token of a well-formed trace-then-plan continuation (``TRACE`` marker optional), read by
+        position in its event: ``have`` (key set), ``close`` / ``create`` / ``PLAN`` (the keyword that starts the
+        next event), ``close_cell``, ``close_g``, ``close_h``, ``parent``, ``create_cell``, ``create_g``,
+        ``create_h``, then ``plan_cell`` and ``EOS``; ``other`` for anything else (e.g. a malformed generation).
+        Used to say which kind of token a trace model gets wrong."""
+        v, kinds, left, tail = self.vocab, [], [], False
+        for t in tokens:
+            if left:
+                kinds.append(left.pop(0))
+            elif tail:
+                kinds.append("plan_cell" if v.is_cell(t) else "EOS" if t == EOS else "other")
+            elif t == TRACE:
+                kinds.append("TRACE")
+            elif v.keyset0 <= t < v.pos0:
+                kinds.append("have")
+            elif t == CLOSE:
+                kinds.append("close")
+                left = ["close_cell", "close_g", "close_h", "parent"]
+            elif t == CREATE:
+                kinds.append("create")
+                left = ["create_cell", "create_g", "create_h"]
+            elif t == PLAN:
+                kinds.append("PLAN")
+                tail = True
+            else:
+                kinds.append("other")
+        return kinds
+
     def plan_from_trace(self, maze: Maze, tokens: list[int]) -> list[Cell] | None:
         """The plan a trace determines: from the last expansion (the goal) follow the parent pointers back to the start.
         The parent of state (c, K) with cost g is the first expansion of its parent cell with cost g - 1 and keys K,
