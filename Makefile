@@ -41,8 +41,11 @@ run-all: $(STAMP) models
 report: $(STAMP)
 	$(BIN)/lmlab report --runs $(RUNS) --out $(RUNS)/report.html
 
+# The suite runs in TEST_WORKERS processes (pytest-xdist; each test file stays in one process, so its module
+# fixtures, servers and Ray instance are not shared across processes); TEST_WORKERS=0 runs it in this process.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"

@@ -1,11 +1,17 @@
 import os
 
-import pytest
-import torch
+# Under pytest-xdist (`make test`: one process per core) each process gets one thread: a second thread per
+# process would only wait for a busy core. Set before torch (and its OpenMP) is imported.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 # Tests never touch a hub, and use few threads so they behave the same on 2-core CI.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-torch.set_num_threads(min(2, torch.get_num_threads()))
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, torch.get_num_threads()))
 
 
 @pytest.fixture
