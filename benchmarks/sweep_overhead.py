@@ -228,10 +228,7 @@ def main() -> None:
                       "load_average_1min_at_end": round(os.getloadavg()[0], 2)}
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        text = json.dumps(result, indent=2)
-        print(text)
-        if args.out:
-            args.out.write_text(text + "\n")
+        _emit(result, args.out)
         return
     env = {**os.environ, "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2"}
     try:
@@ -295,10 +292,15 @@ def main() -> None:
                            "baseline_sweep_minus_single_s": round(baseline - single, 2)})
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    _emit(result, args.out)
+
+
+def _emit(result: dict, out: Path | None) -> None:
+    """Print the JSON and write it to ``--out`` when given."""
     text = json.dumps(result, indent=2)
     print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    if out:
+        out.write_text(text + "\n")
 
 
 if __name__ == "__main__":

@@ -12,27 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from lmlab.sweep import SweepSpec, ray_env, run_sweep, start_ray
+from lmlab.sweep import SweepSpec, run_sweep
 
-ray_env()  # before Ray is imported: a local instance on 127.0.0.1
+from sweep_helpers import TOY, executions, ray_address  # noqa: F401 (ray_address: a fixture; before Ray is imported)
+
 pytest.importorskip("ray.tune", reason="needs the dist extra: pip install -e '.[dist]'")
-
-TOY = "lmlab.studies.toy:ToyStudy"
-
-
-def executions(run_dir: Path) -> list[dict]:
-    p = run_dir / "executions.log"
-    return [json.loads(line) for line in p.read_text().splitlines()] if p.exists() else []
-
-
-@pytest.fixture(scope="module")
-def ray_address():
-    import ray
-
-    started = start_ray(num_cpus=2, preload=["lmlab.studies.toy"])
-    yield ray.get_runtime_context().gcs_address
-    if started:
-        ray.shutdown()
 
 
 @pytest.mark.slow
