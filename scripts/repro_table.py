@@ -1,17 +1,31 @@
-"""Markdown rows of the reproducibility table from sweep directories (``lmlab sweep ... --out runs/repro/STUDY``).
+"""The reproducibility table from sweep directories (``lmlab sweep ... --out runs/reproducibility/STUDY``).
 
-One row per claim: passes over the seeds that ran, each seed's status, mean [min - max] and per-seed measured
-values (for a dict-valued measurement, its first numbers, named), the paper's value, and whether the claim holds (passes on at least the sweep's ``holds_share`` of its seeds; with 3 seeds
-and the default 0.8 that is 3 of 3). Every number is read from ``sweep-summary.json``:
+Two modes.
 
-    PYTHONPATH=src python scripts/repro_table.py runs/repro/*/
+Print (unchanged): markdown rows, one per claim, read from each sweep's ``sweep-summary.json``: passes over the
+seeds that ran, each seed's status, mean [min - max] and per-seed measured values (for a dict-valued measurement,
+its first numbers, named), the paper's value, and whether the claim holds (passes on at least the sweep's
+``holds_share`` of its seeds; with 3 seeds and the default 0.8 that is 3 of 3)::
+
+    PYTHONPATH=src python scripts/repro_table.py runs/reproducibility/*/
+
+Write the docs (``--write-docs``): rewrites, between marker comments, the five-seed table of
+``docs/reproducibility.md`` and an "Over seeds" section of each swept study's ``docs/studies/STUDY.md`` (every
+claim with its rule, seeds, passes and spread). It reads every trial's own ``summary.json`` and combines only the
+trials that ran at one commit (``--commit``, or each study's most common one), listing the others as left out.
+Running it twice changes nothing::
+
+    PYTHONPATH=src python scripts/repro_table.py --write-docs --root /work/runs/reproducibility --commit 5ff543f
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 def _num(x):
@@ -67,9 +81,301 @@ def rows(sweep_dir: Path, n_leaves: int = 2) -> list[str]:
     return out
 
 
-if __name__ == "__main__":
+
+# -- writing the docs (``--write-docs``) -----------------------------------------------------------------------
+#
+# The docs' seed spreads are generated from the sweeps' run directories, never typed: each trial's summary.json
+# says which commit computed it (``provenance.git_commit``), and a spread combines trials of one commit only
+# (the pinned one, or the one most trials of the study ran at); the others are listed as excluded.
+
+TABLE_START, TABLE_END = "<!-- repro-table:start -->", "<!-- repro-table:end -->"
+SEEDS_START, SEEDS_END = "<!-- repro-seeds:start -->", "<!-- repro-seeds:end -->"
+TARGET_SEEDS = 5  # the reproducibility table's number of seeds (issue 24: a claim holds at >= 4 of 5)
+MARKS = {"pass": "P", "fail": "F", "not_comparable": "nc"}
+
+
+@dataclass
+class RunTrial:
+    name: str
+    seed: int
+    commit: str  # short hash, "+dirty" appended for a run from an uncommitted tree
+    summary: Any  # lmlab.claims.Summary
+    point: dict
+
+
+@dataclass
+class StudySweep:
+    study: str
+    path: Path
+    holds_share: float
+    commit: str | None  # the commit whose trials are reported (None: no finished trial at all)
+    kept: list[RunTrial]
+    excluded: list[RunTrial]  # finished at another commit
+    pending: list[str]  # asked for in sweep.json, no summary.json yet
+    errors: list[str]  # trials whose last attempt raised (DIR/errors/<trial>.txt)
+    claims: dict = field(default_factory=dict)  # per grid-point label: lmlab.claims.aggregate over the kept trials
+
+
+def _commit_of(summary_dict: dict) -> str:
+    prov = summary_dict.get("provenance") or {}
+    c = str(prov.get("git_commit") or "unknown")[:7]
+    return c + ("+dirty" if prov.get("git_dirty") else "")
+
+
+def _point_label(point: dict) -> str:
+    return " ".join(f"{k}={v}" for k, v in sorted(point.items()))
+
+
+def collect(sweep_dir: Path, commit: str | None = None) -> StudySweep:
+    """The finished trials of one sweep directory, split by the commit that ran them."""
+    from lmlab.claims import HOLDS_SHARE, Summary, aggregate
+
+    spec = json.loads((sweep_dir / "sweep.json").read_text())
+    holds_share = HOLDS_SHARE
+    if (sweep_dir / "sweep-summary.json").is_file():
+        holds_share = json.loads((sweep_dir / "sweep-summary.json").read_text()).get("holds_share", HOLDS_SHARE)
+    finished: list[RunTrial] = []
+    for run in sorted((sweep_dir / "runs").glob("*/summary.json")):
+        d = json.loads(run.read_text())
+        trial_file = run.parent / "sweep-trial.json"
+        point = json.loads(trial_file.read_text()).get("point", {}) if trial_file.is_file() else {}
+        finished.append(RunTrial(run.parent.name, int(d.get("seed", -1)), _commit_of(d), Summary.from_dict(d), point))
+    counts: dict[str, int] = {}
+    for t in finished:
+        counts[t.commit] = counts.get(t.commit, 0) + 1
+    if commit:
+        chosen = next((c for c in counts if c.startswith(commit) and not c.endswith("+dirty")), commit[:7])
+    else:  # the commit most trials ran at; a tie goes to the newest trial's commit
+        newest: dict[str, float] = {}
+        for t in finished:
+            mtime = (sweep_dir / "runs" / t.name / "summary.json").stat().st_mtime
+            newest[t.commit] = max(newest.get(t.commit, 0.0), mtime)
+        chosen = max(counts, key=lambda c: (counts[c], newest[c])) if counts else None
+    kept = sorted((t for t in finished if t.commit == chosen), key=lambda t: (t.seed, t.name))
+    excluded = sorted((t for t in finished if t.commit != chosen), key=lambda t: (t.seed, t.name))
+    names = {t.name for t in finished}
+    asked = _asked_trials(spec)
+    pending = [n for n in asked if n not in names]
+    errors = sorted(p.stem for p in (sweep_dir / "errors").glob("*.txt")) if (sweep_dir / "errors").is_dir() else []
+    out = StudySweep(spec["study"], sweep_dir, holds_share, chosen, kept, excluded, pending, errors)
+    points: dict[str, list[RunTrial]] = {}
+    for t in kept:
+        points.setdefault(_point_label(t.point), []).append(t)
+    for label, ts in points.items():
+        # a trial that raised counts as not passing, as in the sweep itself; its point is read from its name
+        n_err = sum(1 for e in errors if e not in {t.name for t in kept} and _point_of_name(e) == label)
+        out.claims[label] = aggregate([t.summary for t in ts], holds_share, n_errors=n_err)
+    return out
+
+
+def _asked_trials(spec: dict) -> list[str]:
+    try:
+        from lmlab.sweep import SweepSpec
+
+        fields = SweepSpec.__dataclass_fields__
+        return [t.name for t in SweepSpec(**{k: v for k, v in spec.items() if k in fields}).trials()]
+    except Exception:  # an older sweep.json: seeds only
+        return [f"seed{s}" for s in spec.get("seeds", [])]
+
+
+def _point_of_name(name: str) -> str:
+    parts = name.split("-", 1)
+    if len(parts) == 1:
+        return ""
+    return " ".join(sorted(p for p in parts[1].split("-") if "=" in p))
+
+
+def _spread(a: dict) -> tuple[str, str]:
+    """(mean [min - max], 95% bootstrap CI of the mean) of a claim's measured values over the kept trials."""
+    mean, _ = _values(a, 2)
+    ci = a.get("measured_ci95")
+    if ci:
+        return mean, f"[{_f(ci[0])}, {_f(ci[1])}]"
+    leaves = a.get("measured_leaves") or {}
+    cis = [f"{k} [{_f(v['ci95'][0])}, {_f(v['ci95'][1])}]" for k, v in list(leaves.items())[:2] if v.get("ci95")]
+    return mean, "; ".join(cis) or "-"
+
+
+def verdict(a: dict, holds_share: float, target: int = TARGET_SEEDS) -> str:
+    """holds / fails / not established at ``target`` seeds or more; below that, the seeds so far and whether the
+    claim can still reach the bar; not comparable when no seed could test it."""
+    n = a["n_runs"] - a["n_not_comparable"] + a.get("n_errors", 0)
+    k = a["n_pass"]
+    if n == 0:
+        return "not comparable"
+    nc = f", {a['n_not_comparable']} not comparable" if a["n_not_comparable"] else ""
+    if n >= target:
+        if k / n >= holds_share:
+            return f"holds ({k} of {n}{nc})"
+        return f"fails (0 of {n}{nc})" if k == 0 else f"not established ({k} of {n}{nc})"
+    need = math.ceil(holds_share * target - 1e-9)
+    text = f"{n} seed{'s' if n != 1 else ''}: not yet {target} ({k} of {n} pass{nc}"
+    if n - k > target - need:
+        text += f"; cannot reach {need} of {target}"
+    return text + ")"
+
+
+def _cell(x: Any, width: int = 70, table: bool = True) -> str:
+    """One line of text for a table cell (``|`` escaped) or a list item, cut to ``width`` characters."""
+    s = x if isinstance(x, str) else (_f(_num(x)) if _num(x) is not None else json.dumps(x))
+    s = " ".join(str(s).split())
+    s = s if len(s) <= width else s[: width - 3] + "..."
+    return s.replace("|", "\\|") if table else s
+
+
+def _seeds_text(a: dict) -> str:
+    return ", ".join(f"{s} {MARKS.get(st, st)}" for s, st in zip(a["seeds"], a["statuses"]))
+
+
+def _trials_text(ts: list[RunTrial]) -> str:
+    return ", ".join(f"{t.name} ({t.commit})" for t in ts)
+
+
+def table_markdown(sweeps: list[StudySweep], unswept: list[str], root: str) -> str:
+    lines = [
+        f"Generated by `scripts/repro_table.py --write-docs` from the sweeps in `{root}` (do not edit between the "
+        f"markers: the next run rewrites it). Each row combines the trials of one commit only (column *commit*); "
+        f"trials that ran at another commit are listed below the table and left out. *seeds*: each seed and its "
+        f"status (P pass, F fail, nc not comparable). A claim *holds* when it passes on at least "
+        f"{TARGET_SEEDS - 1} of {TARGET_SEEDS} seeds; with fewer seeds the row says so.",
+        "",
+        "| study | claim | commit | seeds | passes | mean [min - max] | 95% CI of the mean | paper | over the seeds |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    notes = []
+    for sw in sweeps:
+        if not sw.kept:
+            lines.append(f"| {sw.study} | (no finished trial at {sw.commit or 'any commit'} yet) | {sw.commit or '-'} "
+                         f"| | | | | | not run at this commit yet |")
+        for label, claims in sw.claims.items():
+            for cid, a in claims.items():
+                mean, ci = _spread(a)
+                n = a["n_runs"] + a.get("n_errors", 0)
+                name = f"`{cid}`" + (f" ({label})" if label else "")
+                lines.append(f"| {sw.study} | {name} | {sw.commit} | {_seeds_text(a)} | {a['n_pass']}/{n} | "
+                             f"{_cell(mean, 90)} | {_cell(ci, 60)} | {_cell(a['paper_value'], 50)} | "
+                             f"{verdict(a, sw.holds_share)} |")
+        note = []
+        if sw.excluded:
+            note.append(f"left out, another commit: {_trials_text(sw.excluded)}")
+        if sw.pending:
+            note.append(f"not finished yet: {', '.join(sw.pending)}")
+        if sw.errors:
+            note.append(f"failed (counted as not passing): {', '.join(sw.errors)}")
+        if note:
+            notes.append(f"- {sw.study}: " + "; ".join(note) + ".")
+    lines.append("")
+    if notes:
+        lines += ["Trials not in the rows above:", ""] + notes + [""]
+    if unswept:
+        lines += [f"No sweep yet: {', '.join(unswept)}.", ""]
+    return "\n".join(lines)
+
+
+def study_markdown(sw: StudySweep, root: str) -> str:
+    head = f"## Over seeds (lmlab sweep, commit {sw.commit or 'none'})"
+    where = f"`{root}/{sw.path.name}`"
+    lines = [head, "",
+             f"Generated by `scripts/repro_table.py --write-docs` from the sweep in {where} (`--quick`; do not edit "
+             f"between the markers). Only trials that ran at commit {sw.commit or '-'} are combined; a claim holds "
+             f"at >= {TARGET_SEEDS - 1} of {TARGET_SEEDS} seeds ([the table](../reproducibility.md#the-table)). "
+             f"Per claim: its rule as the code states it (the first seed's wording; numbers in it computed from "
+             f"the data can differ by seed), each seed's status, passes, mean [min - max] of the measured value, "
+             f"and the verdict.", ""]
+    if not sw.kept:
+        lines.append(f"No finished trial at commit {sw.commit or '-'} yet.")
+    for label, claims in sw.claims.items():
+        if label:
+            lines += [f"Grid point {label}:", ""]
+        for cid, a in claims.items():
+            mean, _ = _spread(a)
+            rule = _cell(a["tolerance"], 400, table=False)
+            n = a["n_runs"] + a.get("n_errors", 0)
+            lines.append(f"- `{cid}`: rule: {rule}. Seeds {_seeds_text(a)}: {a['n_pass']}/{n} pass, "
+                         f"{mean}; {verdict(a, sw.holds_share)}.")
+        lines.append("")
+    extra = []
+    if sw.excluded:
+        extra.append(f"Left out (another commit): {_trials_text(sw.excluded)}.")
+    if sw.pending:
+        extra.append(f"Not finished yet: {', '.join(sw.pending)}.")
+    if sw.errors:
+        extra.append(f"Failed (counted as not passing): {', '.join(sw.errors)}.")
+    if extra:
+        lines += [" ".join(extra), ""]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def replace_between(text: str, start: str, end: str, body: str) -> str:
+    """``text`` with what lies between the two marker lines replaced by ``body``; appended at the end (markers
+    included) when the markers are absent."""
+    block = f"{start}\n{body.rstrip(chr(10))}\n{end}"
+    i, j = text.find(start), text.find(end)
+    if i < 0 or j < 0:
+        return text.rstrip("\n") + "\n\n" + block + "\n"
+    if j < i:
+        raise SystemExit(f"the marker {end} comes before {start}: fix the file by hand")
+    return text[:i] + block + text[j + len(end):]
+
+
+def write_docs(root: Path, docs: Path, commit: str | None = None, check: bool = False,
+               root_label: str | None = None) -> list[Path]:
+    """Rewrite the generated parts of ``docs/reproducibility.md`` and ``docs/studies/STUDY.md`` from the sweeps
+    under ``root``. Returns the files whose text changed (with ``check``, without writing them)."""
+    label = root_label or str(root)
+    sweeps = [collect(d, commit) for d in sorted(root.iterdir()) if (d / "sweep.json").is_file()]
+    swept = {sw.study for sw in sweeps}
+    unswept = sorted(p.stem for p in (docs / "studies").glob("*.md") if p.stem not in swept)
+    targets = {docs / "reproducibility.md": (TABLE_START, TABLE_END, table_markdown(sweeps, unswept, label))}
+    for sw in sweeps:
+        page = docs / "studies" / f"{sw.study}.md"
+        if page.is_file():
+            targets[page] = (SEEDS_START, SEEDS_END, study_markdown(sw, label))
+    changed = []
+    for path, (start, end, body) in targets.items():
+        old = path.read_text() if path.is_file() else ""
+        new = replace_between(old, start, end, body)
+        if new != old:
+            changed.append(path)
+            if not check:
+                from lmlab.io import atomic_write_text
+
+                atomic_write_text(path, new)
+    return changed
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("dirs", nargs="*", help="sweep directories: print their rows (read from sweep-summary.json)")
+    ap.add_argument("--write-docs", action="store_true",
+                    help="rewrite the generated sections of docs/reproducibility.md and docs/studies/*.md")
+    ap.add_argument("--root", default="runs/reproducibility", help="the directory holding one sweep per study")
+    ap.add_argument("--docs", default="docs", help="the docs directory (default: docs)")
+    ap.add_argument("--commit", default=None,
+                    help="report only trials run at this commit (a prefix); default: each study's most common one")
+    ap.add_argument("--check", action="store_true", help="with --write-docs: write nothing, exit 1 if a file would change")
+    args = ap.parse_args(argv)
+    if args.write_docs:
+        root = Path(args.root)
+        if not root.is_dir():
+            print(f"--root {root}: not a directory; pass the directory holding one sweep per study", file=sys.stderr)
+            return 2
+        changed = write_docs(root, Path(args.docs), args.commit, args.check, args.root.rstrip("/"))
+        for p in changed:
+            print(("would change: " if args.check else "wrote: ") + str(p))
+        if not changed:
+            print("docs up to date")
+        return 1 if (args.check and changed) else 0
     print("| study | claim | passes | seeds: status | mean [min - max] | per seed | paper | over seeds |")
     print("|---|---|---|---|---|---|---|---|")
-    for d in sys.argv[1:]:
+    for d in args.dirs:
         if (Path(d) / "sweep-summary.json").is_file():
             print("\n".join(rows(Path(d))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
