@@ -79,7 +79,7 @@ def test_writes_one_commit_per_spread_and_is_idempotent(rt, tmp_path):
     assert "seed5 (932ab14)" in table and "not finished yet: seed6" in table and "No sweep yet: other." in table
     study = (docs / "studies" / "toy.md").read_text()
     assert study.startswith("# Toy\n\n## Claims\n\n- `sink`: hand-written line stays.\n\n" + rt.SEEDS_START)
-    assert "## Over seeds (lmlab sweep, commit 5ff543f)" in study
+    assert "### Over seeds (lmlab sweep, commit 5ff543f)" in study
     assert "- `sink`: rule: >= 0.9 (seed 0). Seeds 0 P, 1 P, 2 F, 3 P, 4 P: 4/5 pass" in study
     assert "- `nc`: rule: needs the full config." in study and "Left out (another commit): seed5 (932ab14)." in study
     before = {p: p.read_text() for p in docs.rglob("*.md")}
