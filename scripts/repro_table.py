@@ -283,7 +283,7 @@ def study_markdown(sw: StudySweep, root: str) -> str:
              f"the data can differ by seed), each seed's status, passes, mean [min - max] of the measured value, "
              f"and the verdict.", ""]
     if not sw.kept:
-        lines.append(f"No finished trial at commit {sw.commit or '-'} yet.")
+        lines += [f"No finished trial at commit {sw.commit or '-'} yet.", ""]
     for label, claims in sw.claims.items():
         if label:
             lines += [f"Grid point {label}:", ""]
@@ -291,6 +291,7 @@ def study_markdown(sw: StudySweep, root: str) -> str:
             mean, _ = _spread(a)
             rule = _cell(a["tolerance"], 400, table=False)
             n = a["n_runs"] + a.get("n_errors", 0)
+            mean = "no numeric value" if mean == "-" else mean
             lines.append(f"- `{cid}`: rule: {rule}. Seeds {_seeds_text(a)}: {a['n_pass']}/{n} pass, "
                          f"{mean}; {verdict(a, sw.holds_share)}.")
         lines.append("")
