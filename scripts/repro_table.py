@@ -357,7 +357,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--docs", default="docs", help="the docs directory (default: docs)")
     ap.add_argument("--commit", default=None,
                     help="report only trials run at this commit (a prefix); default: each study's most common one")
-    ap.add_argument("--check", action="store_true", help="with --write-docs: write nothing, exit 1 if a file would change")
+    ap.add_argument("--check", action="store_true",
+                    help="with --write-docs: write nothing, exit 1 if a file would change")
     args = ap.parse_args(argv)
     if args.write_docs:
         root = Path(args.root)

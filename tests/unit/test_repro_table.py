@@ -55,8 +55,9 @@ def _setup(tmp_path):
                            _claim("nc", "not_comparable", None)])
     docs = tmp_path / "docs"
     (docs / "studies").mkdir(parents=True)
-    (docs / "reproducibility.md").write_text("# Reproducibility\n\n## The table\n\n<!-- repro-table:start -->\n"
-                                             "| (not yet run) |\n<!-- repro-table:end -->\n\n## Measured so far\n\nkept\n")
+    (docs / "reproducibility.md").write_text(
+        "# Reproducibility\n\n## The table\n\n<!-- repro-table:start -->\n"
+        "| (not yet run) |\n<!-- repro-table:end -->\n\n## Measured so far\n\nkept\n")
     (docs / "studies" / "toy.md").write_text("# Toy\n\n## Claims\n\n- `sink`: hand-written line stays.\n")
     (docs / "studies" / "other.md").write_text("# Other\n")
     return tmp_path / "runs", docs, sweep
