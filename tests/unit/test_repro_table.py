@@ -50,7 +50,8 @@ def _setup(tmp_path):
         _trial(sweep, seed, PINNED, [
             _claim("sink", "pass" if sink[seed] >= 0.9 else "fail", sink[seed], f">= 0.9 (seed {seed})"),
             _claim("peak", "fail", {"ratio": 1.5 + seed / 10, "layer": 1}),
-            _claim("nc", "not_comparable", None, "needs the full config")])
+            _claim("nc", "not_comparable", None, "needs the full config"),
+            {**_claim("count", "pass", 1.0, "<= 2"), "holds_without_training": True, "holds_reason": "a count"}])
     _trial(sweep, 5, OLD, [_claim("sink", "pass", 0.99), _claim("peak", "pass", {"ratio": 99.0, "layer": 1}),
                            _claim("nc", "not_comparable", None)])
     docs = tmp_path / "docs"
@@ -82,6 +83,7 @@ def test_writes_one_commit_per_spread_and_is_idempotent(rt, tmp_path):
     assert study.startswith("# Toy\n\n## Claims\n\n- `sink`: hand-written line stays.\n\n" + rt.SEEDS_START)
     assert "### Over seeds (lmlab sweep, commit 5ff543f)" in study
     assert "- `sink`: rule: >= 0.9 (seed 0). Seeds 0 P, 1 P, 2 F, 3 P, 4 P: 4/5 pass" in study
+    assert "`count` (hwt)" in table and "- `count`: rule: <= 2. Holds without training: a count. Seeds" in study
     assert "- `nc`: rule: needs the full config." in study and "Left out (another commit): seed5 (932ab14)." in study
     before = {p: p.read_text() for p in docs.rglob("*.md")}
     assert rt.write_docs(root, docs, commit="5ff543f") == []  # a second run changes nothing
