@@ -75,8 +75,9 @@ def test_configs_are_checked_in_a_child_unless_the_study_is_imported_here():
 def test_sweep_of_three_seeds_by_two_configs_completes_and_reports_a_failing_trial(tmp_path, ray_address):
     # one sweep for both behaviours (each Ray Tune run costs seconds of setup): seed 1 raises in every config.
     # Most of this test's time is Ray worker processes starting (each imports Ray, Tune and torch): Tune starts
-    # one per concurrent trial, and a new one after every failed trial (a failed trial's worker is not reused).
-    spec = SweepSpec(TOY, [0, 1, 2], {"train.lr": ["0.0003", "0.03"]}, overrides=FAST + ["fail_seeds=[1]"])
+    # one per concurrent trial, and a new one for the next trial after a failed one (a failed trial's worker is
+    # not reused). Trials run in the order of the seeds given, so the failing seed is listed last.
+    spec = SweepSpec(TOY, [0, 2, 1], {"train.lr": ["0.0003", "0.03"]}, overrides=FAST + ["fail_seeds=[1]"])
     res = run_sweep(spec, tmp_path, progress=False)
     assert res.counts == {"n_trials": 6, "n_done": 4, "n_errors": 2, "n_pending": 0}
     table = pq.read_table(tmp_path / "sweep.parquet").to_pylist()
@@ -106,7 +107,7 @@ def test_sweep_of_three_seeds_by_two_configs_completes_and_reports_a_failing_tri
     # are tried again). One trial at a time: two at once would start one more worker and save nothing here
     runs = tmp_path / "runs"
     before = {d.name: executions(d) for d in runs.iterdir() if (d / "sweep-trial.json").exists()}
-    res = run_sweep(SweepSpec(TOY, [0, 1, 2, 3], {"train.lr": ["0.0003", "0.03"]}, overrides=FAST + ["fail_seeds=[1]"]),
+    res = run_sweep(SweepSpec(TOY, [0, 2, 3, 1], {"train.lr": ["0.0003", "0.03"]}, overrides=FAST + ["fail_seeds=[1]"]),
                     tmp_path, progress=False, max_concurrent=1)
     assert res.counts["n_trials"] == 8 and res.counts["n_done"] == 6 and res.counts["n_errors"] == 2
     assert sorted(p.name for p in runs.iterdir() if (p / "sweep-trial.json").exists()) == sorted(
