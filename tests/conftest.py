@@ -23,7 +23,25 @@ def one_thread():
     torch.set_num_threads(n)
 
 
+#: The files that take longest, longest first. `make test` hands whole files to its processes in collection order
+#: (pytest-xdist --dist loadfile --no-loadscope-reorder), so these start first and the many short files fill in
+#: beside them, instead of a long file starting last (xdist's default order, by number of tests per file, put the
+#: one-test kill-and-resume file near the end). Files not listed keep their order after these.
+LONGEST_FIRST = (
+    "integration/test_sweep.py",
+    "integration/test_sweep_resume.py",
+    "integration/test_ddp.py",
+    "integration/test_controls.py",
+)
+
+
+def _longest_first(item) -> int:
+    path = item.nodeid.split("::", 1)[0].removeprefix("tests/")
+    return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+
+
 def pytest_collection_modifyitems(config, items):
+    items.sort(key=_longest_first)  # stable: the order within a file, and of the other files, is kept
     if os.environ.get("LMLAB_MODEL_TESTS") != "1":
         skip_model = pytest.mark.skip(reason="loads the real model wheels; run `make test-model`")
         for item in items:

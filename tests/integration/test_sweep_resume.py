@@ -1,5 +1,6 @@
-"""`lmlab sweep` killed mid-way resumes without redoing finished trials. Its own file (and Ray instance) so that
-`make test`'s two processes can run it beside test_sweep.py's 3 x 2 sweep: the two are the suite's longest tests."""
+"""`lmlab sweep` killed mid-way resumes without redoing finished trials, and runs a finished trial again once its code
+changed. Its own file (and Ray instance) so that `make test`'s two processes can run it beside test_sweep.py's 3 x 2
+sweep: the two are the suite's longest tests."""
 
 import json
 import os
@@ -16,15 +17,18 @@ from lmlab.sweep import SweepSpec, run_sweep
 
 from sweep_helpers import TOY, executions, ray_address  # noqa: F401 (ray_address: a fixture; before Ray is imported)
 
-pytest.importorskip("ray.tune", reason="needs the dist extra: pip install -e '.[dist]'")
+tune = pytest.importorskip("ray.tune", reason="needs the dist extra: pip install -e '.[dist]'")
 
 
 @pytest.mark.slow
 def test_killed_sweep_resumes_without_redoing_finished_trials(tmp_path, ray_address):
-    # slow steps, frequent checkpoints: the kill lands while one trial is mid-way through training
+    # slow steps, frequent checkpoints: the kill lands while one trial is mid-way through training. One trial at a
+    # time (the resumed sweep keeps Tune's settings): each trial at once starts a Ray worker of its own, which
+    # imports Ray, Tune and torch, the larger part of this test's time; the kill then lands in the second trial
     spec = SweepSpec(TOY, [0, 1, 2], overrides=["train.steps=30", "train.eval_every=15", "train.checkpoint_every=2", "step_sleep=0.1"])
     script = ("import sys; from lmlab.sweep import SweepSpec, run_sweep; "
-              f"run_sweep(SweepSpec(**{asdict(spec)!r}), sys.argv[1], address=sys.argv[2], progress=False)")
+              f"run_sweep(SweepSpec(**{asdict(spec)!r}), sys.argv[1], address=sys.argv[2], progress=False, "
+              "max_concurrent=1)")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in [str(Path(__file__).parents[2] / "src"),
                                                                   os.environ.get("PYTHONPATH", "")] if p)}
     driver = subprocess.Popen([sys.executable, "-c", script, str(tmp_path), ray_address], env=env,
@@ -63,6 +67,19 @@ def test_killed_sweep_resumes_without_redoing_finished_trials(tmp_path, ray_addr
         assert executions(runs / name) == before, f"{name} finished before the kill and ran again"
     for name in mid:  # resumed from its checkpoint, not from step 0
         assert json.loads((runs / name / "summary.json").read_text())["metrics"]["resumed_from"] > 0, name
+
+    # a finished trial whose code changed runs again through Tune (whose restore would skip it); the rest are kept
+    from lmlab.sweep import DONE_FILE
+
+    assert tune.Tuner.can_restore(str(tmp_path / "tune"))
+    stale_dir = runs / "seed0"
+    done = json.loads((stale_dir / DONE_FILE).read_text())
+    (stale_dir / DONE_FILE).write_text(json.dumps({**done, "code": {**done["code"], "studies/toy.py": "older"}}))
+    kept = {n: executions(runs / n) for n in ("seed1", "seed2")}
+    n_stale = len(executions(stale_dir))
+    res = run_sweep(spec, tmp_path, progress=False, max_concurrent=1)
+    assert res.counts["n_done"] == 3 and res.counts["n_errors"] == 0
+    assert len(executions(stale_dir)) == n_stale + 1 and {n: executions(runs / n) for n in kept} == kept
 
 
 def _last_step(run_dir: Path) -> int:

@@ -127,3 +127,18 @@ def test_hf_classifier_from_a_directory_and_two_label_heads(tmp_path):
     model3, tok3 = _tiny_classifier(num_labels=3)
     with pytest.raises(ValueError, match="1 or 2 labels"):
         HFClassifierRM(model3, tok3)
+
+
+def test_the_study_asks_a_model_that_runs_here_only_for_the_implicit_reward():
+    # the judges fall back to a generated Yes/No with an HTTP endpoint; the implicit reward has no fallback
+    from lmlab.lm import LMError
+    from lmlab.studies.reward_eval import RewardEvalConfig, RewardEvalStudy
+
+    study, url = RewardEvalStudy(), "http://127.0.0.1:9/v1#m"  # never contacted
+    assert study.lm_needs(RewardEvalConfig(rms=("length", "judge", "judge-pairwise"))) == ()
+    assert study.lm_needs(RewardEvalConfig(rms=("judge", "implicit:unconditional"))) == ("logits",)
+    cfg = RewardEvalConfig(rms=("length", "implicit"))
+    study.check_lm(cfg)  # the default model runs here
+    with pytest.raises(LMError, match="no 'logits' capability"):
+        study.check_lm(cfg.replace(lm=cfg.lm.replace(model=url)))
+    study.check_lm(cfg.replace(rms=("judge",), lm=cfg.lm.replace(model=url)))

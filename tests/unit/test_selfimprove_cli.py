@@ -17,6 +17,7 @@ URL = "http://127.0.0.1:9/v1#m"  # never contacted: the capability check runs be
     (["run", "llm-sinks", "--quick", "--model", URL], "no 'weights' capability"),
     (["run", "llm-two-hop", "--quick", "--model", URL], "no 'trainable' capability"),
     (["run", "muli", "--quick", "--model", URL], "no 'logits' capability"),
+    (["run", "reward-eval", "--quick", "--rm", "implicit", "--set", f"lm.model={URL}"], "no 'logits' capability"),
     (["selfimprove", "refusal", "--model", "default", "--model", URL], "no 'logits' capability"),
     (["selfimprove", "refusal", "--model", "/no/such/model-dir"], "does not exist"),
     (["selfimprove", "refusal", "--model", "dummy", "--set", "max_new_tokens=0"], "max_new_tokens"),

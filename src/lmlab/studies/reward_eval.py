@@ -178,6 +178,17 @@ class RewardEvalStudy(Study):
     # -- pipeline --------------------------------------------------------------------------------------
     needs_lm = True
 
+    def lm_needs(self, cfg: RewardEvalConfig) -> tuple[str, ...]:
+        """What the reward models ask of ``cfg.lm`` beyond text (e.g. ``implicit``: a model that runs here), so
+        that ``--rm implicit`` with an HTTP endpoint fails in one line before the correctness set is built."""
+        from lmlab.rewardeval.models import rm_class
+
+        needs: list[str] = []
+        for spec in cfg.rms:
+            cls, _ = rm_class(spec)
+            needs += [n for n in (cls.lm_needs if cls.needs_lm else ()) if n not in needs]
+        return tuple(needs)
+
     def execute(self, cfg: RewardEvalConfig, out: Path, quick: bool, resume: bool) -> Result:
         from lmlab.rewardeval.data import BestOfKSet, clip_prompt, read_any, read_best_of_k, read_preference
         from lmlab.rewardeval.models import rm_class

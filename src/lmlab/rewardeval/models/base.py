@@ -18,6 +18,9 @@ class RewardModel:
     name: ClassVar[str] = "rm"
     #: True for adapters that score through an ``lmlab.lm.LM`` (the study loads one for them)
     needs_lm: ClassVar[bool] = False
+    #: the capabilities (:mod:`lmlab.lm.protocols`) it asks of that LM beyond ``text``; the study checks them
+    #: from the model's spec before anything is loaded, generated or written (``Study.check_lm``)
+    lm_needs: ClassVar[tuple[str, ...]] = ()
 
     #: modules (besides the adapter's own and this one) whose code decides the scores: part of the cache key
     code: ClassVar[tuple[str, ...]] = ()

@@ -36,6 +36,11 @@ class ImplicitRM(RewardModel):
 
     name = "implicit"
     needs_lm = True
+    # The reward is the model with its chat template against the model without it, from exact log-probabilities
+    # of the response's tokens: the model must run here. An HTTP endpoint applies its template on the server and
+    # shows none here (``chat_prompt`` would fall back to a made-up "user:/assistant:" transcript), and its
+    # prompt log-probabilities depend on the server (``echo``; Ollama has none, and none for a first token).
+    lm_needs = ("logits",)
 
     def __init__(self, lm: Any, reference: str = "plain", ref_lm: Any = None, beta: float = 1.0,
                  normalize: str = "sum"):
