@@ -260,13 +260,7 @@ def table_markdown(sweeps: list[StudySweep], unswept: list[str], root: str) -> s
                 lines.append(f"| {sw.study} | {name} | {sw.commit} | {_seeds_text(a)} | {a['n_pass']}/{n} | "
                              f"{_cell(mean, 90)} | {_cell(ci, 60)} | {_cell(a['paper_value'], 50)} | "
                              f"{verdict(a, sw.holds_share)} |")
-        note = []
-        if sw.excluded:
-            note.append(f"left out, another commit: {_trials_text(sw.excluded)}")
-        if sw.pending:
-            note.append(f"not finished yet: {', '.join(sw.pending)}")
-        if sw.errors:
-            note.append(f"failed (counted as not passing): {', '.join(sw.errors)}")
+        note = [f"{what}: {which}" for what, which in _left_out(sw)]
         if note:
             notes.append(f"- {sw.study}: " + "; ".join(note) + ".")
     lines.append("")
@@ -275,6 +269,18 @@ def table_markdown(sweeps: list[StudySweep], unswept: list[str], root: str) -> s
     if unswept:
         lines += [f"No sweep yet: {', '.join(unswept)}.", ""]
     return "\n".join(lines)
+
+
+def _left_out(sw: StudySweep) -> list[tuple[str, str]]:
+    """(what, which trials) for the trials a study's rows do not combine."""
+    out = []
+    if sw.excluded:
+        out.append(("left out, another commit", _trials_text(sw.excluded)))
+    if sw.pending:
+        out.append(("not finished yet", ", ".join(sw.pending)))
+    if sw.errors:
+        out.append(("failed (counted as not passing)", ", ".join(sw.errors)))
+    return out
 
 
 def study_markdown(sw: StudySweep, root: str) -> str:
@@ -301,13 +307,7 @@ def study_markdown(sw: StudySweep, root: str) -> str:
             lines.append(f"- `{cid}`: rule: {rule}.{held} Seeds {_seeds_text(a)}: {a['n_pass']}/{n} pass, "
                          f"{mean}; {verdict(a, sw.holds_share)}.")
         lines.append("")
-    extra = []
-    if sw.excluded:
-        extra.append(f"Left out (another commit): {_trials_text(sw.excluded)}.")
-    if sw.pending:
-        extra.append(f"Not finished yet: {', '.join(sw.pending)}.")
-    if sw.errors:
-        extra.append(f"Failed (counted as not passing): {', '.join(sw.errors)}.")
+    extra = [f"{what[0].upper()}{what[1:]}: {which}." for what, which in _left_out(sw)]
     if extra:
         lines += [" ".join(extra), ""]
     return "\n".join(lines).rstrip("\n") + "\n"

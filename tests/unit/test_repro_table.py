@@ -84,7 +84,7 @@ def test_writes_one_commit_per_spread_and_is_idempotent(rt, tmp_path):
     assert "### Over seeds (lmlab sweep, commit 5ff543f)" in study
     assert "- `sink`: rule: >= 0.9 (seed 0). Seeds 0 P, 1 P, 2 F, 3 P, 4 P: 4/5 pass" in study
     assert "`count` (hwt)" in table and "- `count`: rule: <= 2. Holds without training: a count. Seeds" in study
-    assert "- `nc`: rule: needs the full config." in study and "Left out (another commit): seed5 (932ab14)." in study
+    assert "- `nc`: rule: needs the full config." in study and "Left out, another commit: seed5 (932ab14)." in study
     before = {p: p.read_text() for p in docs.rglob("*.md")}
     assert rt.write_docs(root, docs, commit="5ff543f") == []  # a second run changes nothing
     assert rt.main(["--write-docs", "--root", str(root), "--docs", str(docs), "--commit", "5ff543f", "--check"]) == 0
