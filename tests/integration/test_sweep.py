@@ -14,7 +14,7 @@ from lmlab.sweep import SweepSpec, parse_grid, parse_seeds, run_sweep
 from sweep_helpers import TOY, executions, ray_address  # noqa: F401 (ray_address: a fixture; before Ray is imported)
 
 pytest.importorskip("ray.tune", reason="needs the dist extra: pip install -e '.[dist]'")
-pq = pytest.importorskip("pyarrow.parquet")
+pq = pytest.importorskip("pyarrow.parquet", reason="needs the dist extra (pyarrow writes sweep.parquet): pip install -e '.[dist]'")
 
 FAST = ["train.steps=20", "train.eval_every=10"]
 
@@ -50,7 +50,9 @@ def test_local_instance_leaves_out_the_head_processes_a_sweep_does_not_use(ray_a
 
     node = ray._private.worker._global_node
     if node is None or not node.head:
-        pytest.skip("Ray was started outside this module")
+        # the module fixture attaches to an already running instance when one exists (RAY_ADDRESS); its head
+        # processes are that instance's choice, not lmlab's, so there is nothing of ours to check
+        pytest.skip("Ray was started outside this module (RAY_ADDRESS): its head processes are not lmlab's to check")
     kinds = set(node.all_processes)
     assert {"gcs_server", "raylet"} <= kinds and not kinds & {"monitor", "log_monitor", "dashboard"}
 
@@ -68,7 +70,7 @@ def test_configs_are_checked_in_a_child_unless_the_study_is_imported_here():
     assert child._proc is not None
     with pytest.raises(ConfigError, match="cannot import"):
         child.result()
-    _ConfigCheck(SweepSpec(TOY, [0, 1], overrides=FAST)).result()
+    assert _ConfigCheck(SweepSpec(TOY, [0, 1], overrides=FAST)).result() is None  # a valid spec: checked, no error
 
 
 @pytest.mark.slow
