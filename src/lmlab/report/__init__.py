@@ -240,6 +240,8 @@ def sweep_figures(summary: dict[str, Any], out_dir: str | Path) -> list[str]:
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
+    from lmlab.claims import numeric_leaves
+
     out_dir = Path(out_dir)
     points = summary.get("points", [])
     claim_ids = list(dict.fromkeys(cid for p in points for cid in p["claims"]))
@@ -250,26 +252,34 @@ def sweep_figures(summary: dict[str, Any], out_dir: str | Path) -> list[str]:
     nrow = -(-len(claim_ids) // ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.2 * nrow), squeeze=False)
     for ax, cid in zip(axes.flat, claim_ids):
-        paper = None
+        paper, ylabel = None, "measured"
         for i, p in enumerate(points):
             a = p["claims"].get(cid)
             if not a:
                 continue
             paper = _num(a["paper_value"]) if paper is None else paper
             label = " ".join(f"{k}={v}" for k, v in p["grid"].items()) or "all"
-            xs = [s for s, m in zip(a["seeds"], a["measured"]) if _num(m) is not None]
-            ys = [_num(m) for m in a["measured"] if _num(m) is not None]
-            ok = [st == "pass" for st, m in zip(a["statuses"], a["measured"]) if _num(m) is not None]
+            # a dict-valued measurement is plotted by its first numeric leaf (as the table reports it)
+            leaf = next(iter(a.get("measured_leaves") or {}), None)
+            vals = [_num(m) if leaf is None else numeric_leaves(m).get(leaf) if isinstance(m, dict) else None
+                    for m in a["measured"]]
+            xs = [s for s, v in zip(a["seeds"], vals) if v is not None]
+            ys = [v for v in vals if v is not None]
+            ok = [st == "pass" for st, v in zip(a["statuses"], vals) if v is not None]
             color = f"C{i % 10}"
             ax.scatter([x for x, o in zip(xs, ok) if o], [y for y, o in zip(ys, ok) if o], color=color, label=label)
             ax.scatter([x for x, o in zip(xs, ok) if not o], [y for y, o in zip(ys, ok) if not o],
                        facecolors="none", edgecolors=color)
-            if a.get("measured_ci95"):
-                lo, hi = a["measured_ci95"]
+            ci = a.get("measured_ci95") if leaf is None else a["measured_leaves"][leaf].get("ci95")
+            if leaf is not None:
+                ylabel = leaf
+                paper = None  # the paper's value is a whole-claim description, not this leaf's number
+            if ci:
+                lo, hi = ci
                 ax.axhspan(lo, hi, color=color, alpha=0.12)
         if paper is not None:
             ax.axhline(paper, color="k", ls="--", lw=1, label="paper")
-        ax.set(title=cid, xlabel="seed", ylabel="measured")
+        ax.set(title=cid, xlabel="seed", ylabel=ylabel)
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(claim_ids):]:

@@ -1,0 +1,18 @@
+"""sweep-claims.png plots a dict-valued claim by its first numeric leaf (the panel was blank before)."""
+
+from lmlab.report import sweep_figures
+
+
+def test_dict_valued_claim_is_plotted_by_its_first_leaf(tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    plotted = []
+    orig = matplotlib.axes.Axes.scatter
+    monkeypatch.setattr(matplotlib.axes.Axes, "scatter",
+                        lambda self, x, y, *a, **k: (plotted.append((self.get_title(), list(y))), orig(self, x, y, *a, **k))[1])
+    claim = {"seeds": [0, 1], "statuses": ["pass", "fail"], "paper_value": "qualitative",
+             "measured": [{"rho": -0.7, "step": 100}, {"rho": -0.3, "step": 100}],
+             "measured_leaves": {"rho": {"mean": -0.5, "ci95": [-0.7, -0.3]}, "step": {"mean": 100, "ci95": [100, 100]}}}
+    summary = {"points": [{"grid": {}, "claims": {"mr": claim}}]}
+    assert sweep_figures(summary, tmp_path) == ["sweep-claims.png"] and (tmp_path / "sweep-claims.png").is_file()
+    assert sorted(y for _, ys in plotted for y in ys) == [-0.7, -0.3]
