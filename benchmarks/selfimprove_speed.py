@@ -4,11 +4,14 @@
 batches (``lm.generate``, what the loop used before), and transformers' ``generate`` (the peer, on the first
 ``--peer-prompts`` prompts) -- then DPO steps through TRL's ``DPOTrainer`` (full fine-tuning, float32; random batches as the quick configs use,
 and batches grouped by length), and peak
-resident memory. Prints JSON (and writes --out) with a projection of one ``--quick`` TPO iteration: 48 prompts x
+resident memory; and (stage ``judge_reuse``) Meta-Rewarding-shaped judging -- the rubric judge's prompts over bundled
+HH-RLHF responses, N identical prompts per response, sampled -- with the queue's prompt KV reuse off and on, same
+rows and seeds. Prints JSON (and writes --out) with a projection of one ``--quick`` TPO iteration: 48 prompts x
 K=4 sampled, DPO on up to 48 pairs (6 steps of 8), the validation decode of 2 DPO snapshots on 32 problems; and,
 separately, the two held-out evaluations of 100 problems.
 
     heavy --exclusive python benchmarks/selfimprove_speed.py --threads 1
+    heavy python benchmarks/selfimprove_speed.py --threads 1 --stages judge_reuse --merge   # judging only
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ def main() -> None:
     ap.add_argument("--dpo-lr", type=float, default=1e-6)
     ap.add_argument("--stages", default="static,hf,dpo,dpo_grouped_by_length",
                     help="what to time besides the loop's own sampling (always run: it makes the DPO pairs)")
+    ap.add_argument("--judge-responses", type=int, default=8, help="judge_reuse: responses judged per arm")
+    ap.add_argument("--judge-n", type=int, default=3, help="judge_reuse: judgments per response (identical prompts)")
+    ap.add_argument("--judge-new-tokens", type=int, default=96)
     ap.add_argument("--merge", action="store_true", help="add to the results already in --out")
     ap.add_argument("--model", default="default")
     ap.add_argument("--out", default="benchmarks/results/selfimprove_speed.json")
@@ -87,7 +93,15 @@ def main() -> None:
         res[name] = value
         save(res)
 
-    cont = sample("continuous", rows)  # always: its samples make the DPO pairs
+    if "judge_reuse" in stages:
+        put("judge_reuse", judge_reuse(lm, a))
+    if not stages & {"sampling", "static", "hf", "dpo", "dpo_grouped_by_length", "dpo_precompute_ref"}:
+        run["peak_rss_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
+        run["load_after"] = os.getloadavg()
+        print(json.dumps(res, indent=2))
+        save(res)
+        return
+    cont = sample("continuous", rows)  # its samples make the DPO pairs
     texts = cont.pop("texts")
     put("sampling_continuous", cont)
     if "static" in stages:
@@ -157,6 +171,44 @@ def main() -> None:
                        "verifiable judge costs nothing")
     print(json.dumps(res, indent=2))
     save(res)
+
+def judge_reuse(lm, a) -> dict:
+    """Rubric-judge rows (N identical prompts per bundled HH-RLHF response, temperature 0.8) decoded with the
+    queue's prompt KV reuse off, then on: same rows, same per-row seeds. A short decode first warms the process."""
+    import time
+
+    from lmlab.selfimprove.agreement import hh_pairs
+    from lmlab.selfimprove.generation import generate_rows, row_seeds
+    from lmlab.selfimprove.prompts import JUDGE_TEMPLATE
+
+    ds = hh_pairs(a.judge_responses, seed=0)
+    prompts = [lm.chat_prompt(JUDGE_TEMPLATE.format(instruction=p.strip(), response=r))
+               for p, r in zip(ds.prompt, ds.response_1)]
+    rows = [p for p in prompts for _ in range(a.judge_n)]
+    seeds = row_seeds(0, len(rows))
+    n_prompt = [len(lm.encode(p)) for p in prompts]
+    generate_rows(lm, rows[:2], 4, temperature=0.8, top_p=1.0, seeds=seeds[:2])
+    arms, texts = {}, {}
+    for name, on in (("reuse_off", False), ("reuse_on", True)):
+        stats: dict = {}
+        t = time.perf_counter()
+        texts[name] = generate_rows(lm, rows, a.judge_new_tokens, temperature=0.8, top_p=1.0, seeds=seeds,
+                                    kv_reuse=on, stats=stats)
+        dt = time.perf_counter() - t
+        arms[name] = {"seconds": round(dt, 2), "judgments_per_s": round(len(rows) / dt, 3),
+                      "prefill_tokens_computed": stats["prefill_tokens"],
+                      "prefill_tokens_reused": stats["prefill_tokens_reused"], "decode_steps": stats["steps"],
+                      "generated_tokens": stats["tokens"]}
+    same = sum(x == y for x, y in zip(texts["reuse_off"], texts["reuse_on"]))
+    return {"rows": len(rows), "responses": len(prompts), "n_per_response": a.judge_n,
+            "max_new_tokens": a.judge_new_tokens, "temperature": 0.8, "slots": a.slots,
+            "prompt_tokens_min_mean_max": [min(n_prompt), round(sum(n_prompt) / len(n_prompt)), max(n_prompt)],
+            **arms, "ratio_judgments_per_s_on_over_off": round(arms["reuse_on"]["judgments_per_s"]
+                                                                / arms["reuse_off"]["judgments_per_s"], 2),
+            "rows_with_identical_text": same,
+            "note": "1 thread on a shared machine; the ratio is the result. Texts can differ where float rounding "
+                    "of the prefill (batch composition, copied vs recomputed keys) flips a sampled token"}
+
 
 if __name__ == "__main__":
     main()
