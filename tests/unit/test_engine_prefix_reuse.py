@@ -117,3 +117,20 @@ def test_generate_rows_reuses_the_rows_common_prefix(lm, one_thread):
     assert on == off
     assert off_stats["prefill_tokens_reused"] == 0
     assert on_stats["prefill_tokens_reused"] > on_stats["prefill_tokens"]
+
+
+@pytest.mark.parametrize("precision", ["bfloat16", "int8"])
+def test_offset_prefill_in_low_precision(lm, one_thread, precision):
+    # the kept prefix's keys are stored in the cache's dtype and read back as they are in decoding
+    eng = DecodeEngine(lm.model, lm.tokenizer, precision, encode=lm.encode)
+    seqs = [lm.encode(p) for p in PROMPTS[:3]]
+    P = len(prefix_ids(lm))
+    ref = eng.logits(seqs)
+    scratch = eng.new_cache(1, P)
+    eng.prefill(scratch, [seqs[0][:P]], [0])
+    cache = eng.new_cache(3, 200)
+    for s in range(3):
+        eng.copy_kv(cache, s, scratch.k[:, 0], scratch.v[:, 0])
+    got = eng.prefill(cache, [s[P:] for s in seqs], [0, 1, 2], offsets=[P] * 3)
+    assert (got.argmax(-1) == ref.argmax(-1)).all()
+    assert (got - ref).abs().max() < 0.05 * ref.abs().max()
