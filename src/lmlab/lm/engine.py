@@ -14,7 +14,9 @@ Layout: the cache holds ``slots`` rows; row ``s`` keeps its sequence at cache in
 (position == index). A batch of prompts is prefilled right-padded, so every row starts at index 0
 and a finished row's slot can take a new request while the others keep decoding (what
 :class:`GenerationQueue` does). Padding after a prompt is never attended to (causal mask in the
-prefill, a per-row key mask in decoding).
+prefill, a per-row key mask in decoding). A row may also start from keys/values copied into its slot
+(a shared prompt prefix, a repeated prompt): its remaining tokens are then prefilled at indices and
+positions after them (``prefill(..., offsets=)``; what :class:`GenerationQueue`'s prompt reuse does).
 
 Precisions (``precision=``):
 
