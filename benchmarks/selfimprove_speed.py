@@ -4,11 +4,14 @@
 batches (``lm.generate``, what the loop used before), and transformers' ``generate`` (the peer, on the first
 ``--peer-prompts`` prompts) -- then DPO steps through TRL's ``DPOTrainer`` (full fine-tuning, float32; random batches as the quick configs use,
 and batches grouped by length), and peak
-resident memory. Prints JSON (and writes --out) with a projection of one ``--quick`` TPO iteration: 48 prompts x
+resident memory; and (stage ``judge_reuse``) Meta-Rewarding-shaped judging -- the rubric judge's prompts over bundled
+HH-RLHF responses, N identical prompts per response, sampled -- with the queue's prompt KV reuse off and on, same
+rows and seeds. Prints JSON (and writes --out) with a projection of one ``--quick`` TPO iteration: 48 prompts x
 K=4 sampled, DPO on up to 48 pairs (6 steps of 8), the validation decode of 2 DPO snapshots on 32 problems; and,
 separately, the two held-out evaluations of 100 problems.
 
     heavy --exclusive python benchmarks/selfimprove_speed.py --threads 1
+    heavy python benchmarks/selfimprove_speed.py --threads 1 --stages judge_reuse --merge   # judging only
 """
 
 from __future__ import annotations
@@ -35,6 +38,10 @@ def main() -> None:
     ap.add_argument("--dpo-lr", type=float, default=1e-6)
     ap.add_argument("--stages", default="static,hf,dpo,dpo_grouped_by_length",
                     help="what to time besides the loop's own sampling (always run: it makes the DPO pairs)")
+    ap.add_argument("--judge-responses", type=int, default=8, help="judge_reuse: responses judged per arm")
+    ap.add_argument("--judge-n", type=int, default=3, help="judge_reuse: judgments per response (identical prompts)")
+    ap.add_argument("--judge-new-tokens", type=int, default=96)
+    ap.add_argument("--meta-responses", type=int, default=4, help="meta_judge_reuse: responses whose battles are timed")
     ap.add_argument("--merge", action="store_true", help="add to the results already in --out")
     ap.add_argument("--model", default="default")
     ap.add_argument("--out", default="benchmarks/results/selfimprove_speed.json")
@@ -87,7 +94,17 @@ def main() -> None:
         res[name] = value
         save(res)
 
-    cont = sample("continuous", rows)  # always: its samples make the DPO pairs
+    if "judge_reuse" in stages:
+        put("judge_reuse", judge_reuse(lm, a))
+    if "meta_judge_reuse" in stages:
+        put("meta_judge_reuse", meta_judge_reuse(lm, a))
+    if not stages & {"sampling", "static", "hf", "dpo", "dpo_grouped_by_length", "dpo_precompute_ref"}:
+        run["peak_rss_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
+        run["load_after"] = os.getloadavg()
+        print(json.dumps(res, indent=2))
+        save(res)
+        return
+    cont = sample("continuous", rows)  # its samples make the DPO pairs
     texts = cont.pop("texts")
     put("sampling_continuous", cont)
     if "static" in stages:
@@ -157,6 +174,72 @@ def main() -> None:
                        "verifiable judge costs nothing")
     print(json.dumps(res, indent=2))
     save(res)
+
+def judge_prompts(lm, a, n_responses: int) -> tuple[list, list[str]]:
+    """The rubric judge's prompts over the first bundled HH-RLHF responses, and the pairs they come from."""
+    from lmlab.selfimprove.agreement import hh_pairs
+    from lmlab.selfimprove.prompts import JUDGE_TEMPLATE
+
+    ds = hh_pairs(n_responses, seed=0)
+    pairs = [(p.strip(), r) for p, r in zip(ds.prompt, ds.response_1)]
+    return pairs, [lm.chat_prompt(JUDGE_TEMPLATE.format(instruction=p, response=r)) for p, r in pairs]
+
+
+def reuse_arms(lm, rows: list[str], new_tokens: int, temperature: float) -> tuple[dict, dict]:
+    """``rows`` decoded with the queue's prompt KV reuse off, on, and off again, same per-row seeds (after a
+    short warm-up decode): the load drifts and a process's first large run is slower, so the faster off arm
+    is compared. Returns the report and the texts per arm."""
+    from lmlab.selfimprove.generation import generate_rows, row_seeds
+
+    seeds = row_seeds(0, len(rows))
+    n_prompt = [len(lm.encode(p)) for p in dict.fromkeys(rows)]
+    generate_rows(lm, rows[:2], 4, temperature=temperature, top_p=1.0, seeds=seeds[:2])
+    arms, texts = {}, {}
+    for name, on in (("reuse_off", False), ("reuse_on", True), ("reuse_off_again", False)):
+        stats: dict = {}
+        t = time.perf_counter()
+        texts[name] = generate_rows(lm, rows, new_tokens, temperature=temperature, top_p=1.0, seeds=seeds,
+                                    kv_reuse=on, stats=stats)
+        dt = time.perf_counter() - t
+        arms[name] = {"seconds": round(dt, 2), "judgments_per_s": round(len(rows) / dt, 3),
+                      "prefill_tokens_computed": stats["prefill_tokens"],
+                      "prefill_tokens_reused": stats["prefill_tokens_reused"], "decode_steps": stats["steps"],
+                      "generated_tokens": stats["tokens"]}
+    on_rate = arms["reuse_on"]["judgments_per_s"]
+    off_rate = max(arms["reuse_off"]["judgments_per_s"], arms["reuse_off_again"]["judgments_per_s"])
+    return {"rows": len(rows), "unique_prompts": len(n_prompt), "max_new_tokens": new_tokens,
+            "temperature": temperature,
+            "prompt_tokens_min_mean_max": [min(n_prompt), round(sum(n_prompt) / len(n_prompt)), max(n_prompt)],
+            **arms, "ratio_judgments_per_s_on_over_off": round(on_rate / off_rate, 2),
+            "ratio_vs_each_off_arm": [round(on_rate / arms[k]["judgments_per_s"], 2)
+                                      for k in ("reuse_off", "reuse_off_again")],
+            "rows_with_identical_text": sum(x == y for x, y in zip(texts["reuse_off"], texts["reuse_on"])),
+            "off_arms_identical_text": sum(x == y for x, y in zip(texts["reuse_off"], texts["reuse_off_again"])),
+            "note": "1 thread on a shared machine; the ratio is the result. Texts can differ where float rounding "
+                    "of the prefill (batch composition, copied vs recomputed keys) flips a token"}, texts
+
+
+def judge_reuse(lm, a) -> dict:
+    """Self-judging rows: N identical rubric-judge prompts per bundled HH-RLHF response, temperature 0.8."""
+    _, prompts = judge_prompts(lm, a, a.judge_responses)
+    rep, _ = reuse_arms(lm, [p for p in prompts for _ in range(a.judge_n)], a.judge_new_tokens, 0.8)
+    return {"responses": len(prompts), "n_per_response": a.judge_n, "slots": a.slots, **rep}
+
+
+def meta_judge_reuse(lm, a) -> dict:
+    """Meta-judge rows: every ordered battle of a response's N judgments (made first, with reuse on, untimed),
+    greedy; no two prompts are equal, so only the shared head (chat header, instructions, rubric) is reused."""
+    from lmlab.selfimprove.generation import generate_rows
+    from lmlab.selfimprove.meta import battle_prompts
+
+    pairs, prompts = judge_prompts(lm, a, a.meta_responses)
+    judged = generate_rows(lm, [p for p in prompts for _ in range(a.judge_n)], a.judge_new_tokens, 0.8, seed=0)
+    rows = []
+    for i, (ins, resp) in enumerate(pairs):
+        rows += battle_prompts(lm, ins, resp, judged[i * a.judge_n:(i + 1) * a.judge_n])[1]
+    rep, _ = reuse_arms(lm, rows, a.judge_new_tokens, 0.0)
+    return {"responses": len(pairs), "battles_per_response": len(rows) // max(1, len(pairs)), "slots": a.slots, **rep}
+
 
 if __name__ == "__main__":
     main()

@@ -27,3 +27,10 @@ def test_engine_reproduces_transformers_on_smollm2():
     assert lm.generate(prompts[:4], max_new_tokens=16, temperature=0.8, top_p=0.95, seed=3) == ref_sampled
     with lm.engine().queue(max_batch=4) as q:
         assert q.generate(prompts, max_new_tokens=24) == ref
+    # prompt KV reuse: the chat header prefilled once, repeated prompts copied; the same greedy text
+    from lmlab.lm.hf import common_prefix
+
+    ids = [lm.encode(p) for p in prompts]
+    with lm.engine().queue(max_batch=4, shared_prefix=common_prefix(ids)) as q:
+        assert q.generate(prompts + prompts[-2:], max_new_tokens=24) == ref + ref[-2:]
+    assert q.stats["prefix_hits"] >= len(prompts) and q.stats["prompt_hits"] >= 1

@@ -14,7 +14,9 @@ Layout: the cache holds ``slots`` rows; row ``s`` keeps its sequence at cache in
 (position == index). A batch of prompts is prefilled right-padded, so every row starts at index 0
 and a finished row's slot can take a new request while the others keep decoding (what
 :class:`GenerationQueue` does). Padding after a prompt is never attended to (causal mask in the
-prefill, a per-row key mask in decoding).
+prefill, a per-row key mask in decoding). A row may also start from keys/values copied into its slot
+(a shared prompt prefix, a repeated prompt): its remaining tokens are then prefilled at indices and
+positions after them (``prefill(..., offsets=)``; what :class:`GenerationQueue`'s prompt reuse does).
 
 Precisions (``precision=``):
 
@@ -37,7 +39,7 @@ from __future__ import annotations
 import threading
 import time
 import warnings
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -49,6 +51,10 @@ import torch.nn.functional as F
 from lmlab.lm.base import LMError, cut_at_stop
 
 PRECISIONS = ("float32", "bfloat16", "int8", "int8-dynamic")
+#: prompts whose keys/values a queue keeps for identical later prompts. One entry holds 2 x layers x kv_heads x
+#: head_dim values per prompt token plus one row of logits: for SmolLM2-135M in float32 (30 layers, 3 kv heads
+#: of 64) 45 KiB per token + 192 KiB, about 40 MiB for a 900-token judge prompt (half in bfloat16)
+PROMPT_CACHE_ENTRIES = 4
 
 
 class QueueFull(LMError):
@@ -224,13 +230,17 @@ class DecodeEngine:
         return x * cos + torch.cat((-x[..., h:], x[..., :h]), dim=-1) * sin
 
     def _forward(self, cache: KVCache, ids: torch.Tensor, slots: torch.Tensor, prefill_lens: torch.Tensor | None,
-                 rows: int | None = None) -> torch.Tensor:
+                 rows: int | None = None, offsets: torch.Tensor | None = None) -> torch.Tensor:
         """Last-position logits (B, vocab), float32.
 
         Prefill (``prefill_lens`` given): ``ids`` (B, T) right-padded prompts written to cache indices
-        0..T-1 of ``slots``; returns the logits at each row's last real token.
+        0..T-1 of ``slots``; returns the logits at each row's last real token. With ``offsets`` (B,), row b's
+        tokens continue a sequence whose first ``offsets[b]`` keys/values are already in its slot: they go
+        to indices (and RoPE positions) offsets[b].. and attend to those keys plus their own causal part.
         Decode: ``ids`` (rows,) one token per cache row 0..rows-1, at index ``cache.lens[row]``.
         """
+        if prefill_lens is not None and offsets is not None:
+            return self._forward_at(cache, ids, slots, prefill_lens, offsets)
         layers = self._prepare()
         H, Hkv, Dh = self.n_heads, self.kv_heads, self.head_dim
         if prefill_lens is not None:
@@ -280,24 +290,84 @@ class DecodeEngine:
         x = self._rms(x, self._norm)
         return self._head(x).float()
 
+    def _forward_at(self, cache: KVCache, ids: torch.Tensor, slots: torch.Tensor, lens: torch.Tensor,
+                    offsets: torch.Tensor) -> torch.Tensor:
+        """The prefill of :meth:`_forward` for rows that start at ``offsets`` (a kept prefix before them).
+
+        A separate path so the plain prefill keeps its ``is_causal`` SDPA over the new keys only: here the
+        queries attend to the slot's cached keys 0..offset+t through an explicit mask, and only real (not
+        padding) tokens are written, so a short row's padding never lands past its slot's end.
+        """
+        layers = self._prepare()
+        H, Hkv, Dh = self.n_heads, self.kv_heads, self.head_dim
+        B, T = ids.shape
+        dev = self.device
+        off, lens = offsets.to(dev), lens.to(dev)
+        pos = off[:, None] + torch.arange(T, device=dev)[None]  # (B, T) cache index == RoPE position
+        cos, sin = self._rope(int(pos.max()) + 1)
+        cos, sin = cos[pos].to(self.dtype)[:, None], sin[pos].to(self.dtype)[:, None]  # (B, 1, T, Dh)
+        S = int((off + lens).max())
+        attn_mask = (torch.arange(S, device=dev)[None, None] <= pos[:, :, None])[:, None]  # (B, 1, T, S)
+        bi, ti = (torch.arange(T, device=dev)[None] < lens[:, None]).nonzero(as_tuple=True)
+        wslot, wpos = slots[bi], pos[bi, ti]
+        x = self._embed[ids].to(self.dtype)
+        for li, L in enumerate(layers):
+            h = self._rms(x, L.ln1)
+            q = L.q(h).view(B, T, H, Dh).transpose(1, 2)
+            k = L.k(h).view(B, T, Hkv, Dh).transpose(1, 2)
+            v = L.v(h).view(B, T, Hkv, Dh).transpose(1, 2)
+            q, k = self._rotate(q, cos, sin), self._rotate(k, cos, sin)
+            kc, vc = cache.k[li], cache.v[li]
+            kc[wslot, :, wpos] = k.transpose(1, 2)[bi, ti].to(kc.dtype)
+            vc[wslot, :, wpos] = v.transpose(1, 2)[bi, ti].to(vc.dtype)
+            a = F.scaled_dot_product_attention(q, kc[slots, :, :S].to(q.dtype), vc[slots, :, :S].to(q.dtype),
+                                               attn_mask=attn_mask, enable_gqa=Hkv != H)
+            x = x + L.o(a.transpose(1, 2).reshape(B, T, H * Dh))
+            h = self._rms(x, L.ln2)
+            x = x + L.down(F.silu(L.gate(h)) * L.up(h))
+        x = x[torch.arange(B, device=dev), lens - 1]
+        cache.mask[slots, :S] = torch.arange(S, device=dev)[None] < (off + lens)[:, None]
+        cache.mask[slots, 0] = True
+        cache.lens[slots.cpu()] = (off + lens).cpu()
+        x = self._rms(x, self._norm)
+        return self._head(x).float()
+
     def new_cache(self, slots: int, max_len: int) -> KVCache:
         return KVCache(self.n_layers, slots, self.kv_heads, max_len, self.head_dim, self.dtype, self.device)
 
     @torch.no_grad()
-    def prefill(self, cache: KVCache, seqs: Sequence[Sequence[int]], slots: Sequence[int]) -> torch.Tensor:
-        """Write ``seqs`` into ``slots`` of ``cache`` (one right-padded forward pass); next-token logits (B, vocab)."""
+    def prefill(self, cache: KVCache, seqs: Sequence[Sequence[int]], slots: Sequence[int],
+                offsets: Sequence[int] | None = None) -> torch.Tensor:
+        """Write ``seqs`` into ``slots`` of ``cache`` (one right-padded forward pass); next-token logits (B, vocab).
+
+        ``offsets``: per row, how many keys/values of the sequence its slot already holds (copied there with
+        :meth:`copy_kv`); ``seqs[i]`` is then the rest, written from index ``offsets[i]`` on."""
         if any(len(s) == 0 for s in seqs):
             raise ValueError("empty prompt: every sequence needs at least one token")
         T = max(len(s) for s in seqs)
-        if T > cache.max_len:
-            raise LMError(f"a prompt of {T} tokens does not fit the cache ({cache.max_len}); raise max_len")
+        end = max(len(s) + (offsets[i] if offsets else 0) for i, s in enumerate(seqs))
+        if end > cache.max_len:
+            raise LMError(f"a prompt of {end} tokens does not fit the cache ({cache.max_len}); raise max_len")
         ids = torch.full((len(seqs), T), self.pad_id, dtype=torch.long)
         for i, s in enumerate(seqs):
             ids[i, :len(s)] = torch.tensor(list(s), dtype=torch.long)
         lens = torch.tensor([len(s) for s in seqs], dtype=torch.long)
+        off = torch.tensor(list(offsets), dtype=torch.long) if offsets is not None and any(offsets) else None
         with self.lock:
             cache.mask[torch.tensor(list(slots))] = False
-            return self._forward(cache, ids.to(self.device), torch.tensor(list(slots), device=self.device), lens)
+            return self._forward(cache, ids.to(self.device), torch.tensor(list(slots), device=self.device), lens,
+                                 offsets=off)
+
+    def copy_kv(self, cache: KVCache, slot: int, k: torch.Tensor, v: torch.Tensor) -> None:
+        """Put keys/values (layers, kv_heads, n, head_dim) of a sequence's first n tokens into ``slot``."""
+        n = k.shape[2]
+        with self.lock:
+            cache.k[:, slot, :, :n] = k
+            cache.v[:, slot, :, :n] = v
+            cache.mask[slot] = False
+            cache.mask[slot, :n] = True
+            cache.mask[slot, 0] = True
+            cache.lens[slot] = n
 
     @torch.no_grad()
     def decode(self, cache: KVCache, tokens: torch.Tensor) -> torch.Tensor:
@@ -361,9 +431,12 @@ class DecodeEngine:
             texts += [cut_at_stop(self.tokenizer.decode(t, skip_special_tokens=True), stop) for t in ids]
         return texts
 
-    def queue(self, max_batch: int = 8, max_pending: int = 64, max_len: int = 1024) -> GenerationQueue:
+    def queue(self, max_batch: int = 8, max_pending: int = 64, max_len: int = 1024,
+              shared_prefix: Sequence[int] | None = None, reuse: bool = True,
+              prompt_cache: int = PROMPT_CACHE_ENTRIES) -> GenerationQueue:
         """A :class:`GenerationQueue` over this engine (start it with ``with`` or ``.start()``)."""
-        return GenerationQueue(self, max_batch=max_batch, max_pending=max_pending, max_len=max_len)
+        return GenerationQueue(self, max_batch=max_batch, max_pending=max_pending, max_len=max_len,
+                               shared_prefix=shared_prefix, reuse=reuse, prompt_cache=prompt_cache)
 
 
 def _choose(logits: torch.Tensor, temperature: float, top_p: float, top_k: int | None,
@@ -418,20 +491,39 @@ class GenerationQueue:
     frees its slot for the next waiting one. At most ``max_pending`` requests wait; beyond that
     :meth:`submit` raises :class:`QueueFull` at once (callers shed load instead of piling up).
 
+    Prompt reuse (``reuse=True``, the default): many callers send long prompts that share a head (a judge
+    rubric) or repeat verbatim (N judgments of one response). ``shared_prefix`` (token ids) is prefilled
+    once; an admitted prompt that starts with it gets those keys/values copied into its slot and only its
+    rest is prefilled. A prompt equal to one prefilled in the same step, or to one of the last
+    ``prompt_cache`` prefilled prompts, copies that prompt's keys/values and last-position logits and is
+    not prefilled at all. Sampling is unchanged (each request draws with its own generator), so the
+    results equal those with ``reuse=False`` up to float rounding. ``stats`` counts prefill tokens computed
+    (``prefill_tokens``) and reused (``prefill_tokens_reused``).
+
         with engine.queue(max_batch=8) as q:
             futures = [q.submit(p, max_new_tokens=32) for p in prompts]   # from any threads
             texts = [f.result() for f in futures]
     """
 
-    def __init__(self, engine: DecodeEngine, max_batch: int = 8, max_pending: int = 64, max_len: int = 1024):
+    def __init__(self, engine: DecodeEngine, max_batch: int = 8, max_pending: int = 64, max_len: int = 1024,
+                 shared_prefix: Sequence[int] | None = None, reuse: bool = True,
+                 prompt_cache: int = PROMPT_CACHE_ENTRIES):
         if max_batch < 1 or max_pending < 0:
             raise LMError(f"GenerationQueue: max_batch ({max_batch}) must be >= 1 and max_pending ({max_pending}) >= 0")
         self.engine, self.max_batch, self.max_pending, self.max_len = engine, max_batch, max_pending, max_len
+        self.reuse, self.prompt_cache = reuse, max(0, int(prompt_cache))
+        self.shared_prefix = [int(t) for t in shared_prefix] if shared_prefix and reuse else []
+        if len(self.shared_prefix) >= max_len:
+            raise LMError(f"shared_prefix ({len(self.shared_prefix)} tokens) does not fit max_len ({max_len})")
+        self._prefix_kv: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._prompts: OrderedDict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = OrderedDict()
+        self._kv_key: Any = None
         self._pending: deque[_Request] = deque()
         self._cv = threading.Condition()
         self._closed = False
         self._thread: threading.Thread | None = None
-        self.stats = {"steps": 0, "tokens": 0, "completed": 0, "rejected": 0, "max_active": 0}
+        self.stats = {"steps": 0, "tokens": 0, "completed": 0, "rejected": 0, "max_active": 0,
+                      "prefill_tokens": 0, "prefill_tokens_reused": 0, "prefix_hits": 0, "prompt_hits": 0}
 
     # -- client side ---------------------------------------------------------------------------------------
     def submit(self, prompt: str | Sequence[int], max_new_tokens: int = 32, temperature: float = 0.0,
@@ -516,7 +608,7 @@ class GenerationQueue:
                 new = [(s, r) for s, r in new if active[s] is r]
                 if new:
                     try:
-                        logits = eng.prefill(cache, [r.ids for _, r in new], [s for s, _ in new])
+                        logits = self._admit(cache, new)
                     except Exception as e:  # noqa: BLE001 - the error belongs to these requests
                         for s, r in new:
                             r.future.set_exception(e)
@@ -545,6 +637,90 @@ class GenerationQueue:
                 if not r.future.done():
                     r.future.set_exception(e)
             raise
+
+    # -- prompt reuse ----------------------------------------------------------------------------------------
+    def _admit(self, cache: KVCache, new: list[tuple[int, _Request]]) -> list[torch.Tensor]:
+        """Put the new requests' prompts into their slots; their next-token logits, in order.
+
+        Without reuse: one right-padded prefill over all of them. With reuse: a prompt seen in this step
+        or kept in the prompt cache is copied; the others are prefilled, those that start with the
+        shared prefix from its end (one forward for each kind)."""
+        eng = self.engine
+        if not self.reuse:
+            self.stats["prefill_tokens"] += sum(len(r.ids) for _, r in new)
+            return list(eng.prefill(cache, [r.ids for _, r in new], [s for s, _ in new]))
+        self._forget_if_weights_changed()
+        out: list[torch.Tensor | None] = [None] * len(new)
+        first: dict[tuple[int, ...], int] = {}
+        copies, plain, prefixed = [], [], []
+        P = len(self.shared_prefix)
+        for i, (s, r) in enumerate(new):
+            key = tuple(r.ids)
+            kept = self._prompts.get(key)
+            if kept is not None:
+                self._prompts.move_to_end(key)
+                eng.copy_kv(cache, s, kept[0], kept[1])
+                out[i] = kept[2]
+                self._count_reused(len(r.ids), "prompt_hits")
+            elif key in first:
+                copies.append((i, first[key]))
+            else:
+                first[key] = i
+                starts = P and len(r.ids) > P and r.ids[:P] == self.shared_prefix
+                (prefixed if starts else plain).append(i)
+        if plain:
+            logits = eng.prefill(cache, [new[i][1].ids for i in plain], [new[i][0] for i in plain])
+            self.stats["prefill_tokens"] += sum(len(new[i][1].ids) for i in plain)
+            for row, i in enumerate(plain):
+                out[i] = logits[row]
+        if prefixed:
+            pk, pv = self._prefix(cache)
+            for i in prefixed:
+                eng.copy_kv(cache, new[i][0], pk, pv)
+            logits = eng.prefill(cache, [new[i][1].ids[P:] for i in prefixed], [new[i][0] for i in prefixed],
+                                 offsets=[P] * len(prefixed))
+            for row, i in enumerate(prefixed):
+                out[i] = logits[row]
+                self.stats["prefill_tokens"] += len(new[i][1].ids) - P
+                self._count_reused(P, "prefix_hits")
+        for i in plain + prefixed:
+            self._keep(cache, new[i][0], new[i][1].ids, out[i])  # type: ignore[arg-type]
+        for i, j in copies:  # same prompt as request j of this step: copy from j's slot
+            s, n = new[j][0], len(new[j][1].ids)
+            eng.copy_kv(cache, new[i][0], cache.k[:, s, :, :n], cache.v[:, s, :, :n])
+            out[i] = out[j]
+            self._count_reused(n, "prompt_hits")
+        return out  # type: ignore[return-value]
+
+    def _count_reused(self, n: int, hit: str) -> None:
+        self.stats["prefill_tokens_reused"] += n
+        self.stats[hit] += 1
+
+    def _prefix(self, cache: KVCache) -> tuple[torch.Tensor, torch.Tensor]:
+        """The shared prefix's keys/values (layers, kv_heads, P, head_dim), prefilled on first use."""
+        if self._prefix_kv is None:
+            eng, P = self.engine, len(self.shared_prefix)
+            scratch = eng.new_cache(1, P)
+            eng.prefill(scratch, [self.shared_prefix], [0])
+            self._prefix_kv = (scratch.k[:, 0], scratch.v[:, 0])
+            self.stats["prefill_tokens"] += P
+        return self._prefix_kv
+
+    def _keep(self, cache: KVCache, s: int, ids: list[int], logits: torch.Tensor) -> None:
+        """Copy slot ``s``'s prompt keys/values into the prompt cache (least recently used out)."""
+        if self.prompt_cache <= 0:
+            return
+        n = len(ids)
+        self._prompts[tuple(ids)] = (cache.k[:, s, :, :n].clone(), cache.v[:, s, :, :n].clone(), logits.clone())
+        while len(self._prompts) > self.prompt_cache:
+            self._prompts.popitem(last=False)
+
+    def _forget_if_weights_changed(self) -> None:
+        """Kept keys/values belong to the weights they were computed with (a queue may outlive a DPO step)."""
+        key = self.engine._weights_key()
+        if key != self._kv_key:
+            self._prefix_kv, self._kv_key = None, key
+            self._prompts.clear()
 
     def _take(self, r: _Request, s: int, logits: torch.Tensor, active: list[_Request | None],
               next_tok: torch.Tensor) -> None:

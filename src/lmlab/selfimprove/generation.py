@@ -10,6 +10,11 @@ batches were 2-12 rows. Here all rows of a stage are submitted to :class:`lmlab.
 The sampling rule is ``lm.generate``'s (temperature, then transformers' default top-k of the model's generation
 config, then top-p). Models the engine cannot run (and LMs without an engine) use ``lm.generate`` with the
 first row's seed.
+
+The rows of a stage are long prompts that share a head (a judge stage's rubric, a TPO thought prompt) and
+repeat verbatim (a response's N judgments): the queue prefills their common token prefix once and copies
+the keys/values of a repeated prompt instead of prefilling it again (``kv_reuse``; off gives the same texts
+up to float rounding, for comparisons).
 """
 
 from __future__ import annotations
@@ -32,11 +37,28 @@ def engine_of(lm: Any) -> Any:
     return lm.engine()
 
 
+#: a common prefix shorter than this is prefilled with each row (copying it would save little)
+MIN_SHARED_PREFIX = 32
+
+
+def shared_prefix(ids: Sequence[Sequence[int]], min_len: int = MIN_SHARED_PREFIX) -> list[int]:
+    """The rows' common token prefix when it is long enough to be worth prefilling once, else []."""
+    from lmlab.lm.hf import common_prefix
+
+    if len(ids) < 2:
+        return []
+    prefix = common_prefix(ids)
+    return prefix if len(prefix) >= min_len else []
+
+
 def generate_rows(lm: Any, prompts: Sequence[str], max_new_tokens: int, temperature: float = 0.0,
                   top_p: float = 1.0, seeds: Sequence[int] | None = None, seed: int = 0,
-                  on_done: Callable[[int, str], None] | None = None) -> list[str]:
+                  on_done: Callable[[int, str], None] | None = None, kv_reuse: bool = True,
+                  stats: dict | None = None) -> list[str]:
     """Continuations of ``prompts`` (full model inputs); ``seeds``: one per row (default: :func:`row_seeds`).
-    ``on_done(i, text)`` is called (in the caller's thread) as each row finishes, for appending results."""
+    ``on_done(i, text)`` is called (in the caller's thread) as each row finishes, for appending results.
+    ``kv_reuse``: prefill a shared prefix once and copy repeated prompts' keys/values (see the module doc);
+    ``stats``: a dict updated with the queue's counters (prefill tokens computed and reused)."""
     prompts = list(prompts)
     if not prompts:
         return []
@@ -57,11 +79,16 @@ def generate_rows(lm: Any, prompts: Sequence[str], max_new_tokens: int, temperat
     ids = [lm.encode(p) for p in prompts]
     max_len = max(len(i) for i in ids) + max_new_tokens + 1
     slots = max(1, min(int(getattr(lm, "batch_size", 8)), len(ids)))
-    with eng.queue(max_batch=slots, max_pending=len(ids), max_len=max_len) as q:
+    prefix = shared_prefix(ids) if kv_reuse else []
+    with eng.queue(max_batch=slots, max_pending=len(ids), max_len=max_len, shared_prefix=prefix,
+                   reuse=kv_reuse) as q:
         futures = [q.submit(i, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
                             seed=s) for i, s in zip(ids, seeds)]
         if on_done is not None:
             index = {id(f): i for i, f in enumerate(futures)}
             for f in as_completed(futures):
                 on_done(index[id(f)], f.result())
-        return [f.result() for f in futures]
+        texts = [f.result() for f in futures]
+    if stats is not None:
+        stats.update(q.stats)
+    return texts
