@@ -344,10 +344,16 @@ def _claims(cfg: SecurityConfig, results: dict[str, Any]) -> list[Claim]:
         rule = all_of(at_most(on_max, 0, what="poisoned answers served across tenants with namespacing on (any threshold)"),
                       at_least(off["k"], 1, what=f"served with namespacing off at threshold {CACHE_OPERATING_THRESHOLD:g} "
                                                  "(else the attack is broken)"))
-        claims.append(Claim.judged("cache_cross_tenant", "namespacing by tenant stops cross-tenant semantic-cache "
-                                   "poisoning (and the attack works without it)", 0, on_max, rule,
-                                   evidence={"cross_off": off, "same_tenant": sc["same"][f"{CACHE_OPERATING_THRESHOLD:g}"]["all"],
-                                             "embedder": cp["embedder"]}, scale=f"{cp['n']} query pairs"))
+        ct = Claim.judged("cache_cross_tenant", "namespacing by tenant stops cross-tenant semantic-cache "
+                          "poisoning (and the attack works without it)", 0, on_max, rule,
+                          evidence={"cross_off": off, "same_tenant": sc["same"][f"{CACHE_OPERATING_THRESHOLD:g}"]["all"],
+                                    "embedder": cp["embedder"]}, scale=f"{cp['n']} query pairs")
+        # the quick control (random embedder) still passes it: 0 served with namespaces on, 10/150 off (session of
+        # 2026-12-02 08:29), because a namespace is an exact key rule; the rule is unchanged, only the label
+        ct.holds_without_training = True
+        ct.holds_reason = ("tenant namespacing is an exact key rule with nothing learned; the control's random "
+                           "embedder still lets the un-namespaced attack through")
+        claims.append(ct)
 
     jb = results.get("jailbreak")
     if jb is None:
