@@ -173,8 +173,11 @@ class LocalBackend(Backend):
             log.info("backend %s: loaded in %.1f s", self.name, time.perf_counter() - t0)
         eng = self.lm.engine() if hasattr(self.lm, "engine") else None
         if eng is not None:
+            # prompt KV reuse off: a request whose prompt another tenant sent recently would get its first token
+            # sooner (a timing side channel across tenants, as with shared prefix caches); the gateway's own
+            # response cache is namespaced by tenant instead
             self.queue = eng.queue(max_batch=self.cfg.max_batch, max_pending=self.cfg.max_pending,
-                                   max_len=self.cfg.max_len).start()
+                                   max_len=self.cfg.max_len, reuse=False).start()
         else:
             # no engine for this architecture: lm.generate one request at a time, in a worker thread
             log.info("backend %s: no batching engine for this model; requests are decoded one at a time", self.name)
