@@ -214,16 +214,19 @@ class TPOStudy(Study):
     def _figures(out: Path, arms: dict[str, list[dict[str, Any]]]) -> list[str]:
         plt = pyplot()
         fig, ax = plt.subplots(1, 3, figsize=(12, 3.6))
-        for name, recs in arms.items():
+        for i, (name, recs) in enumerate(arms.items()):
+            c = f"C{i}"  # one colour per arm in every panel (the thought line used to take the next arm's colour)
             t = [r["iteration"] for r in recs]
             acc = [r["accuracy"] for r in recs]
             lo = [r["accuracy_ci"][0] for r in recs]
             hi = [r["accuracy_ci"][1] for r in recs]
-            ax[0].errorbar(t, acc, yerr=[np.subtract(acc, lo), np.subtract(hi, acc)], marker="o", capsize=3, label=name)
-            ax[1].plot(t, [r["response_chars"] for r in recs], marker="o", label=f"{name} response")
+            ax[0].errorbar(t, acc, yerr=[np.subtract(acc, lo), np.subtract(hi, acc)], marker="o", capsize=3, label=name,
+                           color=c)
+            ax[1].plot(t, [r["response_chars"] for r in recs], marker="o", label=f"{name} response", color=c)
             if name != "direct":
-                ax[1].plot(t, [r["thought_chars"] for r in recs], marker="s", ls="--", label=f"{name} thought")
-            ax[2].plot(t, [r["malformed_rate"] for r in recs], marker="o", label=name)
+                ax[1].plot(t, [r["thought_chars"] for r in recs], marker="s", ls="--", label=f"{name} thought",
+                           color=c)
+            ax[2].plot(t, [r["malformed_rate"] for r in recs], marker="o", label=name, color=c)
         ax[0].set(title="held-out verifiable accuracy (95% CI)", xlabel="iteration", ylabel="accuracy")
         ax[1].set(title="mean length (characters)", xlabel="iteration")
         ax[2].set(title="malformed outputs (no delimiter)", xlabel="iteration", ylim=(-0.02, 1.02))
