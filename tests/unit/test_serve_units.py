@@ -375,3 +375,26 @@ def test_upstream_transport_honours_proxy_environment(monkeypatch):
     monkeypatch.setenv("no_proxy", "localhost,127.0.0.1")
     assert env_proxy("https://api.example.com/v1/") == "http://proxy.example:3128"
     assert env_proxy("http://api.example.com/v1/") is None and env_proxy("https://127.0.0.1:8080/v1/") is None
+
+
+def test_local_backend_queue_does_not_reuse_prompts_across_requests(one_thread):
+    """The gateway's queue keeps no prompt keys/values: a prompt another tenant sent would get its first token sooner."""
+    import asyncio
+
+    from lmlab.lm.testing import tiny_hf_lm
+    from lmlab.serve.backends import LocalBackend
+    from lmlab.serve.config import BackendConfig
+
+    be = LocalBackend(BackendConfig(name="tiny", kind="local", model="tiny", max_batch=2, max_len=64), lm=tiny_hf_lm())
+
+    async def go() -> dict:
+        await be.start()
+        try:
+            for _ in range(2):
+                await asyncio.wrap_future(be.queue.submit("the same prompt", max_new_tokens=2))
+            return dict(be.queue.stats)
+        finally:
+            await be.close()
+
+    stats = asyncio.run(go())
+    assert stats["prefill_tokens_reused"] == 0 and stats["prompt_hits"] == 0 and stats["prefill_tokens"] > 0
