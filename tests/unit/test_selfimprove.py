@@ -291,3 +291,17 @@ def test_docstring_examples(name):
 
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_move_aside_twice_in_one_second_does_not_collide(tmp_path, monkeypatch):
+    from lmlab.selfimprove import arms
+
+    monkeypatch.setattr(arms.time, "strftime", lambda fmt: "20261202T102254")
+    names = []
+    for i in range(3):
+        d = tmp_path / "thought-generic"
+        d.mkdir()
+        (d / "f").write_text(str(i))
+        names.append(arms.move_aside(d).name)
+    assert names == ["thought-generic.stale-20261202T102254", "thought-generic.stale-20261202T102254-1",
+                     "thought-generic.stale-20261202T102254-2"]

@@ -69,6 +69,17 @@ class ArmSpec:
     extra_pairs: Callable[[int], Any] | None = None
 
 
+def move_aside(path: Path) -> Path:
+    """Rename ``path`` to ``<name>.stale-<time>`` (``-1``, ``-2``, ... when that exists: two moves in one second,
+    as a quick re-run makes, must not collide); the new path."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    aside, n = path.with_name(f"{path.name}.stale-{stamp}"), 1
+    while aside.exists():
+        aside, n = path.with_name(f"{path.name}.stale-{stamp}-{n}"), n + 1
+    path.rename(aside)
+    return aside
+
+
 def run_arm(spec: ArmSpec, lm_cfg: LMConfig, dpo: DPOSettings, train: Any, test: Sequence[Item], valid: Sequence[Item],
             out: Path, seed: int, learn: bool = True, eval_max_new_tokens: int = 128, resume: bool = True,
             progress: bool = False, key: Any = None, code: Sequence[str] = ()) -> list[dict[str, Any]]:
@@ -99,8 +110,7 @@ def run_arm(spec: ArmSpec, lm_cfg: LMConfig, dpo: DPOSettings, train: Any, test:
                 old = None
             why = stale_reason(old, fp)
             if why is not None:
-                aside = arm.with_name(f"{arm.name}.stale-{time.strftime('%Y%m%dT%H%M%S')}")
-                arm.rename(aside)
+                aside = move_aside(arm)
                 log.warning("%s: recomputed because %s (earlier files moved to %s)", arm, why, aside.name)
         arm.mkdir(parents=True, exist_ok=True)
         atomic_write_json(marker, fp, sort_keys=True)
