@@ -229,6 +229,16 @@ class DecodeEngine:
         h = x.shape[-1] // 2
         return x * cos + torch.cat((-x[..., h:], x[..., :h]), dim=-1) * sin
 
+    def _qkv(self, L: _Layer, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One layer's queries, keys and values (B, heads, T, head_dim), RoPE applied to q and k."""
+        B, T = x.shape[:2]
+        h = self._rms(x, L.ln1)
+        q = L.q(h).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
+        k = L.k(h).view(B, T, self.kv_heads, self.head_dim).transpose(1, 2)
+        v = L.v(h).view(B, T, self.kv_heads, self.head_dim).transpose(1, 2)
+        return self._rotate(q, cos, sin), self._rotate(k, cos, sin), v
+
     def _forward(self, cache: KVCache, ids: torch.Tensor, slots: torch.Tensor, prefill_lens: torch.Tensor | None,
                  rows: int | None = None, offsets: torch.Tensor | None = None) -> torch.Tensor:
         """Last-position logits (B, vocab), float32.
@@ -260,11 +270,7 @@ class DecodeEngine:
             bidx = torch.arange(B, device=self.device)
         x = self._embed[ids].to(self.dtype)
         for li, L in enumerate(layers):
-            h = self._rms(x, L.ln1)
-            q = L.q(h).view(B, T, H, Dh).transpose(1, 2)
-            k = L.k(h).view(B, T, Hkv, Dh).transpose(1, 2)
-            v = L.v(h).view(B, T, Hkv, Dh).transpose(1, 2)
-            q, k = self._rotate(q, cos, sin), self._rotate(k, cos, sin)
+            q, k, v = self._qkv(L, x, cos, sin)
             kc, vc = cache.k[li], cache.v[li]
             if prefill_lens is not None:
                 kc[slots, :, :T] = k.to(kc.dtype)
@@ -312,11 +318,7 @@ class DecodeEngine:
         wslot, wpos = slots[bi], pos[bi, ti]
         x = self._embed[ids].to(self.dtype)
         for li, L in enumerate(layers):
-            h = self._rms(x, L.ln1)
-            q = L.q(h).view(B, T, H, Dh).transpose(1, 2)
-            k = L.k(h).view(B, T, Hkv, Dh).transpose(1, 2)
-            v = L.v(h).view(B, T, Hkv, Dh).transpose(1, 2)
-            q, k = self._rotate(q, cos, sin), self._rotate(k, cos, sin)
+            q, k, v = self._qkv(L, x, cos, sin)
             kc, vc = cache.k[li], cache.v[li]
             kc[wslot, :, wpos] = k.transpose(1, 2)[bi, ti].to(kc.dtype)
             vc[wslot, :, wpos] = v.transpose(1, 2)[bi, ti].to(vc.dtype)
