@@ -5,7 +5,7 @@ A tiny random Llama with a character tokenizer (one token per character); no hub
 import pytest
 import torch
 
-pytest.importorskip("transformers")
+pytest.importorskip("transformers", reason="needs the llm extra (the tiny Llama is a transformers model): pip install -e '.[llm]'")
 
 from lmlab.lm.engine import DecodeEngine  # noqa: E402
 from lmlab.lm.hf import common_prefix  # noqa: E402
