@@ -90,9 +90,12 @@ def test_study_writes_summary_figures_and_detectors(run, again):
         assert (out / f).exists(), f
     # a second run reuses every cached first-token logit and reproduces the numbers
     assert again.metrics["feature_cache"] == {**summary.metrics["feature_cache"], "computed": 0, "cached": 60}
-    for name, r in summary.metrics["test"].items():  # equal up to float rounding in BLAS reductions
+    # equal up to float rounding in BLAS reductions: the detector is retrained in float32, and a fresh-clone CI run
+    # (2026-12-02) saw acc_opt_threshold (a score value, not a rate) differ by 2.8e-6 relative between the two runs;
+    # rel 1e-4 still catches any real change of a metric
+    for name, r in summary.metrics["test"].items():
         for k, v in r.items():
-            assert again.metrics["test"][name][k] == (pytest.approx(v, rel=1e-6) if not isinstance(v, dict) else v), k
+            assert again.metrics["test"][name][k] == (pytest.approx(v, rel=1e-4) if not isinstance(v, dict) else v), k
 
 
 @pytest.mark.slow

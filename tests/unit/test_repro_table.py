@@ -122,3 +122,32 @@ def test_verdicts(rt):
     assert rt.verdict(a(["pass"] * 4 + ["not_comparable"]), 0.8) == "4 seeds: not yet 5 (4 of 4 pass, 1 not comparable)"
     assert rt.verdict(a(["pass", "fail"]), 0.8) == "2 seeds: not yet 5 (1 of 2 pass)"
     assert rt.verdict(a(["not_comparable"] * 3), 0.8) == "not comparable"
+
+
+def test_archive_carried_rows_and_per_study_commit(rt, tmp_path):
+    root, docs, sweep = _setup(tmp_path)
+    rt.write_docs(root, docs, commit="5ff543f", root_label="R")
+    # the run directories go away (a new machine): archive first, then regenerate from the archive alone
+    archived = rt.archive(root, tmp_path / "results")
+    assert {p.name for p in archived} == {"sweep.json", "sweep-summary.json", "summary.json", "sweep-trial.json"}
+    assert rt.archive(root, tmp_path / "results") == []  # unchanged files are not copied again
+    before = (docs / "reproducibility.md").read_text()
+    assert rt.write_docs([tmp_path / "results"], docs, commit="5ff543f", root_label="R") == []  # same table from the archive
+    # a study with rows in the table but no sweep under any root keeps its rows and notes, said below the table
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    rt.write_docs([empty], docs, commit="5ff543f")
+    after = (docs / "reproducibility.md").read_text()
+    rows = [r for r in before.splitlines() if r.startswith("| toy |")]
+    assert rows and all(r in after for r in rows)
+    assert "Carried over unchanged from the previous table" in after and "- toy: left out, another commit" in after
+    assert "No sweep yet: other." in after
+    # per-study commit: toy pinned to the old commit combines only seed 5
+    assert rt.parse_commits(["5ff543f", "toy=932ab14"]) == {"*": "5ff543f", "toy": "932ab14"}
+    assert rt.parse_commits(["5ff543f"]) == "5ff543f"
+    rt.write_docs(root, docs, commit={"*": "5ff543f", "toy": "932ab14"})
+    sink = next(r for r in (docs / "reproducibility.md").read_text().splitlines() if "`sink`" in r)
+    assert "| 932ab14 |" in sink and "5 P" in sink
+    # the same study under two roots is refused
+    with pytest.raises(SystemExit, match="both"):
+        rt.write_docs([root, tmp_path / "results"], docs)
