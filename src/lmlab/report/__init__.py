@@ -231,6 +231,14 @@ def _img(path: Path) -> str:
     return f"<figure><img src='data:image/png;base64,{b64}' alt='{html.escape(path.name)}'><figcaption>{html.escape(path.name)}</figcaption></figure>"
 
 
+def _plot_leaf(leaves: dict[str, dict]) -> str | None:
+    """The leaf of a dict-valued measurement that the sweep figure plots: the first whose min and max differ."""
+    for k, v in leaves.items():
+        if v.get("min") is not None and v.get("max") is not None and v["max"] != v["min"]:
+            return k
+    return next(iter(leaves), None)
+
+
 def sweep_figures(summary: dict[str, Any], out_dir: str | Path) -> list[str]:
     """Write ``sweep-claims.png`` (measured value per seed against the paper's, one panel per claim) and,
     for a grid, ``sweep-grid.png`` (pass rate per grid point, one heat map per claim); returns the names."""
@@ -259,8 +267,9 @@ def sweep_figures(summary: dict[str, Any], out_dir: str | Path) -> list[str]:
                 continue
             paper = _num(a["paper_value"]) if paper is None else paper
             label = " ".join(f"{k}={v}" for k, v in p["grid"].items()) or "all"
-            # a dict-valued measurement is plotted by its first numeric leaf (as the table reports it)
-            leaf = next(iter(a.get("measured_leaves") or {}), None)
+            # a dict-valued measurement is plotted by its first numeric leaf that varies over the seeds (a leaf that is
+            # the same on every seed, e.g. a configured bound, says nothing); the first leaf when none varies
+            leaf = _plot_leaf(a.get("measured_leaves") or {})
             vals = [_num(m) if leaf is None else numeric_leaves(m).get(leaf) if isinstance(m, dict) else None
                     for m in a["measured"]]
             xs = [s for s, v in zip(a["seeds"], vals) if v is not None]
