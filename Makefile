@@ -84,11 +84,15 @@ reproducibility: $(STAMP) models
 	  $(BIN)/lmlab sweep $$s --quick --seeds 0-4 --holds-share 0.8 --cpus-per-trial 1 --out $(REPRO)/$$s || true; \
 	done
 	$(BIN)/lmlab report --runs $(REPRO) --out $(REPRO)/report.html
-# Rewrites the generated parts of docs/reproducibility.md (the table) and docs/studies/*.md ("Over seeds") from the
-# sweeps under $(REPRO), combining only trials run at REPRO_COMMIT (the others are listed as left out). Idempotent.
-REPRO_COMMIT ?= 5ff543f
+# Copies the sweeps' small files (specs, each trial's summary.json) from $(REPRO) into $(REPRO_ARCHIVE) (committed, so
+# the table survives the run directories), then rewrites the generated parts of docs/reproducibility.md (the table)
+# and docs/studies/*.md ("Over seeds") from the archive, combining per study only the trials run at its commit in
+# REPRO_COMMITS (C for every study, STUDY=C for one; the others are listed as left out). Idempotent.
+REPRO_ARCHIVE ?= results/reproducibility
+REPRO_COMMITS ?= 5ff543f reward-eval=e030d0b
 repro-docs: $(STAMP)
-	PYTHONPATH=src $(BIN)/python scripts/repro_table.py --write-docs --root $(REPRO) --commit $(REPRO_COMMIT)
+	@if [ -d $(REPRO) ]; then PYTHONPATH=src $(BIN)/python scripts/repro_table.py --root $(REPRO) --archive $(REPRO_ARCHIVE); fi
+	PYTHONPATH=src $(BIN)/python scripts/repro_table.py --write-docs --root $(REPRO_ARCHIVE) $(foreach c,$(REPRO_COMMITS),--commit $(c))
 # SemanticCache vs GPTCache vs brute-force numpy: lookup p50/p99, inserts/s, ANN recall@1, bytes per entry.
 bench-cache: $(STAMP)
 	$(BIN)/python benchmarks/cache_latency.py --sizes 10000,100000,1000000 --out $(RUNS)/cache_latency.json
