@@ -141,3 +141,30 @@ def test_bad_paths_give_one_line_errors(tmp_path):
         load_lm(tmp_path / "nope")
     with pytest.raises(LMError, match="no config.json"):
         load_lm(tmp_path)
+
+
+def test_gguf_dequantized_model_is_not_flagged_quantized():
+    """transformers 5.24 de-quantizes a Llama GGUF into float nn.Linear weights but leaves it flagged as quantized,
+    and the Trainer (TRL's DPOTrainer) then refuses to train it; load_gguf drops the flags (first seen on a fresh
+    machine: the first safety-tune after install failed, later ones loaded the float cache and worked)."""
+    from transformers.quantizers.quantizer_gguf import GgufHfQuantizer
+    from transformers.trainer_utils import validate_quantization_for_training
+    from transformers.utils.quantization_config import GgufConfig
+
+    from lmlab.lm.gguf import _drop_quantization_state
+
+    model = tiny_llama()
+    quantizer = GgufHfQuantizer(GgufConfig())
+    model.hf_quantizer, model.is_quantized, model.config.quantization_config = quantizer, True, quantizer.quantization_config
+    model.config._is_quantized = True
+    with pytest.raises(ValueError, match="purely quantized"):
+        validate_quantization_for_training(model)  # what the Trainer does
+    _drop_quantization_state(model)
+    validate_quantization_for_training(model)
+    assert model.hf_quantizer is None and not model.is_quantized and not hasattr(model.config, "quantization_config")
+    # a model that still holds packed (integer) weights keeps its flags
+    packed = tiny_llama()
+    packed.register_buffer("blocks", torch.zeros(4, dtype=torch.uint8))
+    packed.hf_quantizer, packed.is_quantized = quantizer, True
+    _drop_quantization_state(packed)
+    assert packed.is_quantized and packed.hf_quantizer is quantizer

