@@ -256,26 +256,29 @@ def table_markdown(sweeps: list[StudySweep], unswept: list[str], root: str,
         "| study | claim | commit | seeds | passes | mean [min - max] | 95% CI of the mean | paper | over the seeds |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    notes = []
+    rows: dict[str, list[str]] = {}  # per study, so that swept and carried-over studies interleave by name
+    notes: dict[str, list[str]] = {}
     for sw in sweeps:
+        out = rows.setdefault(sw.study, [])
         if not sw.kept:
-            lines.append(f"| {sw.study} | (no finished trial at {sw.commit or 'any commit'} yet) | {sw.commit or '-'} "
-                         f"| | | | | | not run at this commit yet |")
+            out.append(f"| {sw.study} | (no finished trial at {sw.commit or 'any commit'} yet) | {sw.commit or '-'} "
+                       f"| | | | | | not run at this commit yet |")
         for label, claims in sw.claims.items():
             for cid, a in claims.items():
                 mean, ci = _spread(a)
                 n = a["n_runs"] + a.get("n_errors", 0)
                 name = f"`{cid}`" + (f" ({label})" if label else "") + (" (hwt)" if cid in sw.held else "")
-                lines.append(f"| {sw.study} | {name} | {sw.commit} | {_seeds_text(a)} | {a['n_pass']}/{n} | "
-                             f"{_cell(mean, 90)} | {_cell(ci, 60)} | {_cell(a['paper_value'], 50)} | "
-                             f"{verdict(a, sw.holds_share)} |")
+                out.append(f"| {sw.study} | {name} | {sw.commit} | {_seeds_text(a)} | {a['n_pass']}/{n} | "
+                           f"{_cell(mean, 90)} | {_cell(ci, 60)} | {_cell(a['paper_value'], 50)} | "
+                           f"{verdict(a, sw.holds_share)} |")
         note = [f"{what}: {which}" for what, which in _left_out(sw)]
         if note:
-            notes.append(f"- {sw.study}: " + "; ".join(note) + ".")
+            notes[sw.study] = [f"- {sw.study}: " + "; ".join(note) + "."]
     carried = carried or {}
-    for study in sorted(carried):
-        lines += carried[study][0]
-        notes += carried[study][1]
+    for study, (kept_rows, kept_notes) in carried.items():
+        rows[study], notes[study] = kept_rows, kept_notes
+    lines += [r for study in sorted(rows) for r in rows[study]]
+    notes = [n for study in sorted(notes) for n in notes[study]]
     lines.append("")
     if carried:
         lines += [f"Carried over unchanged from the previous table (their run directories are under none of the roots "
