@@ -56,8 +56,14 @@ def main() -> int:
     for done in sorted(run_dir.rglob("done.json")):
         d = json.loads(done.read_text())
         secs = d.get("seconds", {})
+        n_samples = sum(1 for _ in open(done.parent / "samples.jsonl")) if (done.parent / "samples.jsonl").exists() else None
+        dpo = json.loads((done.parent / "dpo.json").read_text()) if (done.parent / "dpo.json").exists() else {}
         iters.append({"dir": str(done.parent.relative_to(run_dir)), "seconds": secs,
                       "iteration_s": round(sum(secs.values()), 1),
+                      "samples": n_samples,
+                      "samples_per_s": round(n_samples / secs["sampling"], 3) if n_samples and secs.get("sampling") else None,
+                      "dpo_train_s": dpo.get("seconds"),
+                      "dpo_steps_per_s": round(dpo["steps"] / dpo["seconds"], 4) if dpo.get("seconds") else None,
                       "pairs": (d.get("pairs") or {}).get("n_pairs", (d.get("pairs") or {}).get("pairs")),
                       "dpo_steps": (d.get("dpo") or {}).get("steps"), "dpo_skipped": d.get("dpo_skipped")})
     summary = json.loads((run_dir / "summary.json").read_text())
