@@ -88,3 +88,17 @@ def test_set_keys_are_valid(path):
             value = '"/tmp/placeholder"'
         overrides.append(f"{key}={value}")
     apply_overrides(cfg, overrides)  # raises ConfigError on an unknown key or a bad value
+
+
+@pytest.mark.parametrize("study", ["tpo", "meta-rewarding"])
+def test_selfimprove_script_set_keys_are_valid(study):
+    """scripts/device/selfimprove.sh runs either study with shared and per-study overrides, kept in bash arrays."""
+    text = _logical((DEVICE / "selfimprove.sh").read_text())
+    assert "timeout 480" in text and "--device cuda" in text and '"$OUT/' in text and "_common.sh" in text
+    common = re.search(r"COMMON=\((.*?)\)", text, re.S).group(1)
+    extras = re.findall(r"EXTRA=\((.*?)\)", text, re.S)
+    extra = extras[0] if study == "tpo" else extras[1]
+    words = shlex.split(common + " " + extra)
+    sets = [words[i + 1] for i, w in enumerate(words) if w == "--set"]
+    assert sets
+    apply_overrides(resolve_study(study).quick_config(), sets)
