@@ -167,8 +167,6 @@ def _drop_quantization_state(model: Any) -> None:
     quantizer = getattr(model, "hf_quantizer", None)
     if quantizer is None and not getattr(model, "is_quantized", False):
         return
-    import torch
-
     if not all(t.is_floating_point() for t in [*model.parameters(), *model.buffers()] if t.numel()):
         return  # weights kept in quantized blocks: leave transformers' state alone
     if quantizer is not None and hasattr(quantizer, "remove_quantization_config"):
@@ -179,8 +177,8 @@ def _drop_quantization_state(model: Any) -> None:
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.is_quantized = False
-    for module in model.modules():
-        if isinstance(module, torch.nn.Module) and getattr(getattr(module, "config", None), "_is_quantized", False):
+    for module in model.modules():  # transformers marks every sub-model's config too
+        if getattr(getattr(module, "config", None), "_is_quantized", False):
             module.config._is_quantized = False
 
 
