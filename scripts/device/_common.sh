@@ -104,3 +104,14 @@ finish() {
   if [ "$2" = 124 ]; then echo "error: $1 stopped at the 480 s limit; rerun the same call at once to resume from its checkpoints" >&2; fi
   exit "$2"
 }
+
+# run_study STUDY [ARGS...]: `lmlab run STUDY --device cuda` under the 480 s limit with the shared flags (run directory
+# $RUN_ROOT/STUDY, no progress bar, $THREADS CPU threads, default 8), its log into $OUT, then finish (collect, exit).
+# Every study script ends with this one line, so the limit, the log and the copy-back live in one place.
+run_study() {
+  local study=$1 rc=0
+  shift
+  PYTHONPATH=src:/tmp/site timeout 480 $PY -m lmlab run "$study" --device cuda --out "$RUN_ROOT/$study" --no-progress \
+    --threads "${THREADS:-8}" "$@" 2>&1 | tee "$OUT/$study.log" || rc=$?
+  finish "$study" "$rc"
+}

@@ -6,7 +6,4 @@
 # Carry: nothing. Untested on a GPU.
 source "$(dirname "$0")/_common.sh"
 preflight
-rc=0
-PYTHONPATH=src:/tmp/site timeout 480 $PY -m lmlab run embedllm --device cuda \
-  --out "$RUN_ROOT/embedllm" --no-progress --threads 8 2>&1 | tee "$OUT/embedllm.log" || rc=$?
-finish embedllm "$rc"
+run_study embedllm

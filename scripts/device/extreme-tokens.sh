@@ -9,7 +9,4 @@
 # Carry: nothing. Untested on a GPU.
 source "$(dirname "$0")/_common.sh"
 preflight
-rc=0
-PYTHONPATH=src:/tmp/site timeout 480 $PY -m lmlab run extreme-tokens --device cuda --set max_steps=1500 \
-  --out "$RUN_ROOT/extreme-tokens" --no-progress --threads 4 2>&1 | tee "$OUT/extreme-tokens.log" || rc=$?
-finish extreme-tokens "$rc"
+THREADS=4 run_study extreme-tokens --set max_steps=1500

@@ -9,7 +9,4 @@
 source "$(dirname "$0")/_common.sh"
 preflight sentence_transformers gptcache faiss sqlalchemy
 minilm=$(minilm_dir)
-rc=0
-PYTHONPATH=src:/tmp/site timeout 480 $PY -m lmlab run prompt-cache --device cuda --set "embedder=\"$minilm\"" \
-  --out "$RUN_ROOT/prompt-cache" --no-progress --threads 8 2>&1 | tee "$OUT/prompt-cache.log" || rc=$?
-finish prompt-cache "$rc"
+run_study prompt-cache --set "embedder=\"$minilm\""

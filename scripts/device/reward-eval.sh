@@ -8,7 +8,4 @@
 source "$(dirname "$0")/_common.sh"
 preflight transformers gguf
 model=$(smollm2_gguf)
-rc=0
-PYTHONPATH=src:/tmp/site timeout 480 $PY -m lmlab run reward-eval --device cuda --model "$model" \
-  --out "$RUN_ROOT/reward-eval" --no-progress --threads 8 2>&1 | tee "$OUT/reward-eval.log" || rc=$?
-finish reward-eval "$rc"
+run_study reward-eval --model "$model"

@@ -12,7 +12,5 @@ source "$(dirname "$0")/_common.sh"
 preflight transformers gguf sentence_transformers
 model=$(smollm2_gguf)
 minilm=$(minilm_dir)
-rc=0
-LMLAB_EMBEDDER="$minilm" PYTHONPATH=src:/tmp/site timeout 480 $PY -m lmlab run security --device cuda --model "$model" \
-  --out "$RUN_ROOT/security" --no-progress --threads 8 2>&1 | tee "$OUT/security.log" || rc=$?
-finish security "$rc"
+export LMLAB_EMBEDDER="$minilm"
+run_study security --model "$model"

@@ -20,8 +20,7 @@ STUDY=${1:-tpo}
 case "$STUDY" in tpo|meta-rewarding) ;; *) die "study must be tpo or meta-rewarding, got $STUDY" ;; esac
 preflight transformers trl peft datasets gguf
 MODEL=${MODEL:-$(smollm2_gguf)}
-COMMON=(--device cuda --model "$MODEL" --out "$RUN_ROOT/$STUDY" --no-progress --threads 8
-        --set lm.batch_size=128 --set train.lr=5e-6
+COMMON=(--model "$MODEL" --set lm.batch_size=128 --set train.lr=5e-6
         --set dpo.batch_size=16 --set dpo.epochs=4 --set iteration.K=8 --set iteration.max_new_tokens=256
         --set n_train=256 --set n_test=300 --set eval_max_new_tokens=256 --set iterations=2)
 if [ "$STUDY" = tpo ]; then
@@ -29,6 +28,4 @@ if [ "$STUDY" = tpo ]; then
 else
   EXTRA=(--set iteration.judge_n=5 --set iteration.judge_max_new_tokens=128 --set meta_max_new_tokens=128 --set n_hh=128)
 fi
-rc=0
-timeout 480 $PY -m lmlab run "$STUDY" --quick "${COMMON[@]}" "${EXTRA[@]}" 2>&1 | tee "$OUT/$STUDY.log" || rc=$?
-finish "$STUDY" "$rc"
+run_study "$STUDY" --quick "${COMMON[@]}" "${EXTRA[@]}"

@@ -10,11 +10,8 @@
 # Estimate 5-8 min (UNMEASURED). Carry: nothing. Untested on a GPU.
 source "$(dirname "$0")/_common.sh"
 preflight
-rc=0
-PYTHONPATH=src:/tmp/site timeout 480 $PY -m lmlab run token-assorted --quick --device cuda \
+run_study token-assorted --quick \
   --set task.size=9 --set task.n_keys=2 --set task.wall_density=0.2 --set n_train=20000 --set n_eval=200 \
   --set model.n_layers=4 --set model.d_model=128 --set model.n_heads=4 \
   --set train.steps=5000 --set train.warmup_steps=250 --set train.eval_every=500 --set train.checkpoint_every=500 \
-  --set batch_size=64 --out "$RUN_ROOT/token-assorted" --no-progress --threads 8 2>&1 \
-  | tee "$OUT/token-assorted.log" || rc=$?
-finish token-assorted "$rc"
+  --set batch_size=64

@@ -8,7 +8,4 @@
 # Carry: nothing. Untested on a GPU.
 source "$(dirname "$0")/_common.sh"
 preflight
-rc=0
-PYTHONPATH=src:/tmp/site timeout 480 $PY -m lmlab run tokenization --device cuda \
-  --out "$RUN_ROOT/tokenization" --no-progress --threads 8 2>&1 | tee "$OUT/tokenization.log" || rc=$?
-finish tokenization "$rc"
+run_study tokenization

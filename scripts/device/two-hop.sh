@@ -7,7 +7,4 @@
 # Carry: nothing (no wheel, no model). Untested on a GPU.
 source "$(dirname "$0")/_common.sh"
 preflight
-rc=0
-PYTHONPATH=src:/tmp/site timeout 480 $PY -m lmlab run two-hop --device cuda --seed 42 --out "$RUN_ROOT/two-hop" \
-  --no-progress --threads 4 2>&1 | tee "$OUT/two-hop.log" || rc=$?
-finish two-hop "$rc"
+THREADS=4 run_study two-hop --seed 42

@@ -49,14 +49,10 @@ def test_script_shape(path):
         assert re.search(r"^exit 2$", text, re.M), f"{path.name}: marked '{UNSUPPORTED}' but does not exit 2"
         return
     body = _logical(text)
-    assert "source \"$(dirname \"$0\")/_common.sh\"" in body  # set -euo pipefail, $OUT, collect()
+    assert "source \"$(dirname \"$0\")/_common.sh\"" in body  # set -euo pipefail, $OUT, run_study, collect()
     assert "preflight" in body
-    assert "timeout 480" in body
-    assert "PYTHONPATH=src" in body
-    assert "--device cuda" in body
-    assert "$OUT/" in body, f"{path.name}: writes nothing under $OUT"
-    assert f"-m lmlab run {path.stem} " in body
-    assert re.search(r"^finish " + re.escape(path.stem) + " ", body, re.M)
+    # the limit, --device cuda, PYTHONPATH and the copy into $OUT are in _common.sh's run_study (checked below)
+    assert re.search(r"^(THREADS=\d+ )?run_study " + re.escape(path.stem) + r"\b", body, re.M)
     assert "UNMEASURED" in text, f"{path.name}: the header must give its (unmeasured) runtime estimate"
 
 
@@ -66,11 +62,15 @@ def test_common_writes_under_out_and_checks_cuda():
     assert "OUT=${OUT:-runs/device}" in text
     assert "torch.cuda.is_available()" in text
     assert 'cp "$run/summary.json" "$OUT/' in text
+    run_study = _logical(text).split("run_study() {", 1)[1].split("\n}", 1)[0]
+    for piece in ("PYTHONPATH=src", "timeout 480", "-m lmlab run \"$study\" --device cuda", 'tee "$OUT/$study.log"',
+                  'finish "$study"'):
+        assert piece in run_study, piece
 
 
 def _sets(body: str) -> list[str]:
-    """The ``--set`` values of the script's `lmlab run` line, shell-unquoted (no variable expansion)."""
-    line = next(ln for ln in body.splitlines() if "-m lmlab run" in ln)
+    """The ``--set`` values of the script's ``run_study`` line, shell-unquoted (no variable expansion)."""
+    line = next(ln for ln in body.splitlines() if re.match(r"(THREADS=\d+ )?run_study ", ln))
     words = shlex.split(line, comments=False)
     return [words[i + 1] for i, w in enumerate(words) if w == "--set"]
 
@@ -79,7 +79,7 @@ def _sets(body: str) -> list[str]:
 def test_set_keys_are_valid(path):
     body = _logical(path.read_text())
     study = resolve_study(path.stem)
-    quick = re.search(r"-m lmlab run \S+ .*--quick", body) is not None
+    quick = re.search(r"run_study \S+ .*--quick", body) is not None
     cfg = study.quick_config() if quick else study.default_config()
     overrides = []
     for item in _sets(body):
@@ -94,7 +94,7 @@ def test_set_keys_are_valid(path):
 def test_selfimprove_script_set_keys_are_valid(study):
     """scripts/device/selfimprove.sh runs either study with shared and per-study overrides, kept in bash arrays."""
     text = _logical((DEVICE / "selfimprove.sh").read_text())
-    assert "timeout 480" in text and "--device cuda" in text and '"$OUT/' in text and "_common.sh" in text
+    assert "_common.sh" in text and 'run_study "$STUDY" --quick' in text
     common = re.search(r"COMMON=\((.*?)\)", text, re.S).group(1)
     extras = re.findall(r"EXTRA=\((.*?)\)", text, re.S)
     extra = extras[0] if study == "tpo" else extras[1]
