@@ -202,6 +202,35 @@ def test_precomputed_reference_gives_the_same_dpo(tiny_dir, tmp_path):
         assert np.allclose(weights[0][k], weights[1][k], rtol=1e-4, atol=1e-6), k
 
 
+def test_micro_batches_give_the_same_dpo(tiny_dir, tmp_path):
+    """dpo.micro_batch splits each batch into smaller forward passes (gradient accumulation): the same steps,
+    losses, margins and final weights as whole batches, within float tolerance."""
+    pairs = [{"prompt": f"user: {i}+3\nassistant:", "chosen": str(i + 3) * (1 + i % 3), "rejected": "no" * (1 + i % 2)}
+             for i in range(8)]
+    logs, weights, per_pass = [], [], []
+    for micro in (0, 1):
+        lm = _lm(tiny_dir)
+        res = run_dpo(lm, pairs, DPOSettings(batch_size=4, epochs=2, micro_batch=micro),
+                      TrainConfig(lr=5e-3, steps=100, seed=0), tmp_path / str(micro))
+        logs.append(res["log"])
+        per_pass.append(res["pairs_per_pass"])
+        weights.append({k: v.clone() for k, v in lm.hf_model.state_dict().items()})
+    assert per_pass == [4, 1] and len(logs[0]) == len(logs[1]) == 4
+    for a, b in zip(*logs):
+        for k in ("loss", "rewards/margins", "rewards/chosen", "logps/chosen"):
+            assert a[k] == pytest.approx(b[k], rel=1e-4, abs=1e-5), k
+    assert logs[0][-1]["rewards/margins"] > logs[0][0]["rewards/margins"]  # it trained
+    for k in weights[0]:
+        assert np.allclose(weights[0][k], weights[1][k], rtol=1e-4, atol=1e-6), k
+
+
+def test_micro_batch_is_a_divisor_of_the_batch():
+    assert [DPOSettings(batch_size=b, micro_batch=m).per_pass for b, m in [(8, 2), (6, 4), (3, 2), (8, 0), (2, 8), (1, 2)]] \
+        == [2, 3, 1, 8, 2, 1]
+    with pytest.raises(Exception, match="dpo.micro_batch"):
+        DPOSettings(micro_batch=-1)
+
+
 def test_evaluate_recomputes_its_file_without_resume(tiny_dir, tmp_path, caplog):
     """An evaluation file with the same problem ids is reused when resuming; with resume=False it is discarded,
     recomputed from the model, and one line says so."""
