@@ -180,42 +180,25 @@ def test_dpo_batches_grouped_by_length(tiny_dir, tmp_path):
     assert res["steps"] == 2 and len(res["log"]) == 2
 
 
-def test_precomputed_reference_gives_the_same_dpo(tiny_dir, tmp_path):
-    """TRL's precompute_ref_log_probs (reference log-probs from M_t before the first step, no reference copy)
-    trains the same DPO as a frozen copy of M_t run in every step: same losses, margins and final weights."""
+@pytest.mark.parametrize("field, values, per_pass", [("precompute_ref", (False, True), (2, 2)),
+                                                     ("micro_batch", (0, 1), (4, 1))])
+def test_dpo_variants_train_the_same(tiny_dir, tmp_path, field, values, per_pass):
+    """Two ways of running one DPO give the same losses, margins and final weights (float tolerance):
+    TRL's precompute_ref_log_probs (reference log-probs from M_t before the first step, no reference copy) vs a
+    frozen copy of M_t run in every step; and dpo.micro_batch (each batch as smaller forward passes with gradient
+    accumulation) vs whole batches."""
     pairs = [{"prompt": f"user: {i}+2\nassistant:", "chosen": str(i + 2) * (1 + i % 3), "rejected": "9 no" * (1 + i % 2)}
              for i in range(8)]
-    logs, weights = [], []
-    for pre in (False, True):
+    logs, weights, passes = [], [], []
+    for value in values:
         lm = _lm(tiny_dir)
-        res = run_dpo(lm, pairs, DPOSettings(batch_size=4, epochs=2, precompute_ref=pre),
-                      TrainConfig(lr=5e-3, steps=100, seed=0), tmp_path / str(pre))
+        res = run_dpo(lm, pairs, DPOSettings(batch_size=4, epochs=2, **{field: value}),
+                      TrainConfig(lr=5e-3, steps=100, seed=0), tmp_path / str(value))
         logs.append(res["log"])
+        passes.append(res["pairs_per_pass"])
         weights.append({k: v.clone() for k, v in lm.hf_model.state_dict().items()})
-    assert len(logs[0]) == len(logs[1]) == 4
+    assert tuple(passes) == per_pass and len(logs[0]) == len(logs[1]) == 4
     assert abs(logs[0][0]["loss"] - np.log(2)) < 1e-6 and abs(logs[1][0]["loss"] - np.log(2)) < 1e-5
-    for a, b in zip(*logs):
-        for k in ("loss", "rewards/margins", "rewards/chosen", "logps/chosen"):
-            assert a[k] == pytest.approx(b[k], rel=1e-4, abs=1e-5), k
-    assert logs[0][-1]["rewards/margins"] > logs[0][0]["rewards/margins"]  # it trained
-    for k in weights[0]:
-        assert np.allclose(weights[0][k], weights[1][k], rtol=1e-4, atol=1e-6), k
-
-
-def test_micro_batches_give_the_same_dpo(tiny_dir, tmp_path):
-    """dpo.micro_batch splits each batch into smaller forward passes (gradient accumulation): the same steps,
-    losses, margins and final weights as whole batches, within float tolerance."""
-    pairs = [{"prompt": f"user: {i}+3\nassistant:", "chosen": str(i + 3) * (1 + i % 3), "rejected": "no" * (1 + i % 2)}
-             for i in range(8)]
-    logs, weights, per_pass = [], [], []
-    for micro in (0, 1):
-        lm = _lm(tiny_dir)
-        res = run_dpo(lm, pairs, DPOSettings(batch_size=4, epochs=2, micro_batch=micro),
-                      TrainConfig(lr=5e-3, steps=100, seed=0), tmp_path / str(micro))
-        logs.append(res["log"])
-        per_pass.append(res["pairs_per_pass"])
-        weights.append({k: v.clone() for k, v in lm.hf_model.state_dict().items()})
-    assert per_pass == [4, 1] and len(logs[0]) == len(logs[1]) == 4
     for a, b in zip(*logs):
         for k in ("loss", "rewards/margins", "rewards/chosen", "logps/chosen"):
             assert a[k] == pytest.approx(b[k], rel=1e-4, abs=1e-5), k
