@@ -89,7 +89,7 @@ reproducibility: $(STAMP) models
 # and docs/studies/*.md ("Over seeds") from the archive, combining per study only the trials run at its commit in
 # REPRO_COMMITS (C for every study, STUDY=C for one; the others are listed as left out). Idempotent.
 REPRO_ARCHIVE ?= results/reproducibility
-REPRO_COMMITS ?= 5ff543f reward-eval=e030d0b tpo=f2ff19d meta-rewarding=f2ff19d security=bba7327
+REPRO_COMMITS ?= 5ff543f reward-eval=e030d0b tpo=f2ff19d meta-rewarding=f2ff19d security=bba7327 token-assorted=bba7327
 repro-docs: $(STAMP)
 	@if [ -d $(REPRO) ]; then PYTHONPATH=src $(BIN)/python scripts/repro_table.py --root $(REPRO) --archive $(REPRO_ARCHIVE); fi
 	PYTHONPATH=src $(BIN)/python scripts/repro_table.py --write-docs --root $(REPRO_ARCHIVE) $(foreach c,$(REPRO_COMMITS),--commit $(c))
