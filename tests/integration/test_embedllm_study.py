@@ -154,3 +154,15 @@ def test_stages_record_computed_then_reused(tmp_path, caplog):
     assert not control.stages["zoo"]["computed"]  # the matrix is shuffled after it is read
     assert control.stages["router:embedllm"]["reason"] == "recomputed because config changed; input data changed"
     assert any("embedllm_router.pt: recomputed because" in r.getMessage() for r in caplog.records)
+
+
+def test_routing_figure_draws_each_router_once():
+    from lmlab.studies.embedllm import route_bars
+
+    routes = {name: {"route_accuracy": 0.5 + i / 100, "weighted_baseline": 0.4}
+              for i, name in enumerate(["embedllm", "knn", "mf", "single-best", "random", "oracle",
+                                        "embedllm-embedding-config"])}
+    bars = route_bars(routes, single_best=routes["single-best"]["route_accuracy"])
+    labels = [b[0] for b in bars]
+    assert len(labels) == len(set(labels)) == 8  # 7 routers (single best once) + the weighted baseline
+    assert [b[1] for b in bars].count(routes["single-best"]["route_accuracy"]) == 1

@@ -452,14 +452,7 @@ class EmbedLLMStudy(Study):
         axes[0].legend(title="training mix", fontsize=8)
         names.append(save_figure(fig, out, "model_embeddings.png"))
 
-        look = {"oracle": ("oracle", "gray"), "mf": ("MF router", "tab:green"), "knn": ("KNN k=131", "tab:olive"),
-                "knn-val": ("KNN k (val)", "tab:olive"), "random": ("random", "lightgray")}
-        bars = [("EmbedLLM\n(spec defaults)", routes[MAIN_ROUTER]["route_accuracy"], "tab:blue"),
-                ("EmbedLLM\n(lr 1e-3)", routes["embedllm-embedding-config"]["route_accuracy"], "tab:cyan"),
-                ("single best", single_best, "tab:red"),
-                ("weighted\nbaseline", routes[MAIN_ROUTER]["weighted_baseline"], "tab:orange")]
-        bars += [(*look.get(n, (n, "tab:purple"))[:1], v["route_accuracy"], look.get(n, (n, "tab:purple"))[1])
-                 for n, v in routes.items() if n not in (MAIN_ROUTER, "embedllm-embedding-config")]
+        bars = route_bars(routes, single_best)
         fig, ax = plt.subplots(figsize=(9, 4.5))
         ax.bar(range(len(bars)), [b[1] for b in bars], color=[b[2] for b in bars])
         for i, b in enumerate(bars):
@@ -582,3 +575,18 @@ def _probe_cv(emb: np.ndarray, labels: Any, seed: int) -> dict[str, Any]:
     probe = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
     pred = cross_val_predict(probe, emb, y, cv=StratifiedKFold(folds, shuffle=True, random_state=seed))
     return {"accuracy": float((pred == y).mean()), "chance": chance, "folds": folds}
+
+
+def route_bars(routes: dict[str, Any], single_best: float) -> list[tuple[str, float, str]]:
+    """(label, route accuracy, colour) for the routing figure: each router once; the single best model is
+    the red bar (the ``single-best`` router picks the same model, on the training questions)."""
+    look = {"oracle": ("oracle", "gray"), "mf": ("MF router", "tab:green"), "knn": ("KNN k=131", "tab:olive"),
+            "knn-val": ("KNN k (val)", "tab:olive"), "random": ("random", "lightgray")}
+    bars = [("EmbedLLM\n(spec defaults)", routes[MAIN_ROUTER]["route_accuracy"], "tab:blue"),
+            ("EmbedLLM\n(lr 1e-3)", routes["embedllm-embedding-config"]["route_accuracy"], "tab:cyan"),
+            ("single best", single_best, "tab:red"),
+            ("weighted\nbaseline", routes[MAIN_ROUTER]["weighted_baseline"], "tab:orange")]
+    shown = (MAIN_ROUTER, "embedllm-embedding-config", "single-best")
+    bars += [(look.get(n, (n, ""))[0], v["route_accuracy"], look.get(n, (n, "tab:purple"))[1])
+             for n, v in routes.items() if n not in shown]
+    return bars
