@@ -13,7 +13,9 @@ one thread: 100 steps, 256 evaluation examples, a 1,000-step three-parameter mod
   another process started (lmlab's settings: 127.0.0.1, no dashboard) before the clock: the "existing
   cluster" case, where Ray's start is paid once per cluster rather than per sweep.
 
-And Ray's own startup: `import ray` and starting a local instance, in a fresh process. The sweep's
+And Ray's own startup: `import ray` and starting a local instance, in a fresh process; and the imports
+each trial's fresh worker does beyond a plain run's (Ray Tune), which with Ray's start give ``overhead_floor``:
+the overhead no change to lmlab's own code could remove (a lower bound; see :func:`import_floor`). The sweep's
 own breakdown (``sweep-timings.json``: config checks, Ray start in the background, Tune, when each
 trial's worker started and reached the study, table and figures) is copied into the JSON.
 ``--baseline-src DIR`` also runs the same sweep with another checkout's ``src`` (e.g. the code before
@@ -199,6 +201,31 @@ def fixed_cost(study: str, common: list[str], tmp: Path, baseline_src: Path | No
     return out
 
 
+def import_seconds(modules: list[str], repeat: int = 3) -> float:
+    """Median wall time of a fresh Python process that imports ``modules`` (and exits)."""
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import " + ", ".join(modules)], check=True)
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2]
+
+
+def import_floor(study: str) -> dict[str, float]:
+    """What every sweep pays that a plain run does not, whatever lmlab does: a trial runs in a fresh Ray worker
+    that imports Ray Tune (Tune's function trainable is defined there) before torch and the study, which a
+    plain `lmlab run` imports too. ``floor_s`` = Ray's local start + the worker's extra imports: a lower bound of
+    the sweep's fixed cost over a plain run (it leaves out the driver's own work, the worker's Ray start-up
+    and the table and figures)."""
+    from lmlab.sweep import study_module
+
+    mod = study_module(study) or "lmlab.studies.runner"
+    run = import_seconds(["torch", mod])
+    worker = import_seconds(["ray.tune.trainable.function_trainable", "torch", mod])
+    return {"run_imports_s": round(run, 2), "worker_imports_s": round(worker, 2),
+            "worker_extra_imports_s": round(worker - run, 2)}
+
+
 def study_seconds(run_dir: Path) -> float:
     return json.loads((run_dir / "summary.json").read_text())["seconds"]
 
@@ -242,6 +269,7 @@ def main() -> None:
         par_study = [study_seconds(tmp / f"parallel{s}") for s in (0, 1)]
         out = subprocess.run([sys.executable, "-c", RAY_START], check=True, capture_output=True, text=True).stdout
         ray_cost = json.loads(out.strip().splitlines()[-1])
+        floor = import_floor(args.study)
         sweep_args = [args.study, *common, "--seeds", "0-1", "--cpus-per-trial", "1", "--num-cpus", "2", "--no-progress"]
         baseline = None
         if args.baseline_src:
@@ -273,6 +301,9 @@ def main() -> None:
             "overhead_without_ray_startup": round((sweep - ray_startup) / single - 1, 3),
             "overhead_vs_parallel": round(sweep / par - 1, 3),
             "sweep_minus_single_s": round(sweep - single, 2),  # fixed per sweep, not per trial
+            **floor,
+            "floor_s": round(ray_cost["start_s"] + floor["worker_extra_imports_s"], 2),
+            "overhead_floor": round((ray_cost["start_s"] + floor["worker_extra_imports_s"]) / single, 3),
             "sweep_breakdown": breakdown,
             "load_average_1min_at_end": round(load, 2),
             "goal": "speedup >= expected_speedup - 10% (overhead < 0.10)",
